@@ -1,0 +1,92 @@
+//! Opening a model file: header, description, tokenizer, GPU engine, streamed weights.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+use webmoe_core::gguf::GgufHeader;
+use webmoe_core::model::ModelDesc;
+use webmoe_core::tokenizer::Tokenizer;
+use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
+use webmoe_loader::{
+    read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, FileSource, DEFAULT_CHUNK_BYTES,
+};
+
+/// A model file opened on the CPU side (no GPU yet).
+pub struct ModelFile {
+    pub src: FileSource,
+    pub header: GgufHeader,
+    pub desc: ModelDesc,
+}
+
+/// Reads the header and builds the model description.
+pub fn open(path: &Path) -> Result<ModelFile> {
+    let src = FileSource::open(path)?;
+    let header = read_gguf_header(&src).with_context(|| format!("reading {}", path.display()))?;
+    let rope_freqs = match header.tensor("rope_freqs.weight") {
+        Some(_) => Some(read_tensor_f32(&src, &header, "rope_freqs.weight")?),
+        None => None,
+    };
+    let desc = ModelDesc::from_gguf(&header, rope_freqs)
+        .with_context(|| format!("model {}", path.display()))?;
+    Ok(ModelFile { src, header, desc })
+}
+
+/// A model ready to run.
+pub struct Loaded {
+    pub file: ModelFile,
+    pub tokenizer: Tokenizer,
+    pub engine: Engine,
+}
+
+/// Opens `path`, creates the GPU engine and streams the weights in, with a progress bar on stderr
+/// unless `quiet`.
+pub fn load(path: &Path, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
+    let file = open(path)?;
+    let tokenizer = Tokenizer::from_gguf(&file.header).context("building the tokenizer")?;
+    let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
+    let mut engine = Engine::new(gpu, file.desc.clone(), &file.header, opts)?;
+    let names: Vec<String> = file
+        .desc
+        .expected_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let indices: Vec<usize> = file
+        .header
+        .tensors
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| names.contains(&t.name))
+        .map(|(i, _)| i)
+        .collect();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "loading {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap(),
+    );
+    stream_tensors(
+        &file.src,
+        &file.header,
+        &indices,
+        DEFAULT_CHUNK_BYTES,
+        engine.weights_mut(),
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .with_context(|| format!("loading weights from {}", file.src.name()))?;
+    engine.finish_upload()?;
+    bar.finish_and_clear();
+    Ok(Loaded {
+        file,
+        tokenizer,
+        engine,
+    })
+}

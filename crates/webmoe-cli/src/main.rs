@@ -1,0 +1,302 @@
+//! `webmoe`: run Llama-family GGUF models on the GPU through wgpu.
+
+mod bench;
+mod generate;
+mod load;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use webmoe_core::chat::{encode_chat, Message};
+use webmoe_core::sampling::SamplingParams;
+use webmoe_gpu::{EngineOptions, KvDtype};
+
+#[derive(Parser)]
+#[command(
+    name = "webmoe",
+    version,
+    about = "Llama-family language models on WebGPU / wgpu"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kv {
+    F16,
+    F32,
+}
+
+#[derive(clap::Args, Clone)]
+struct EngineArgs {
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value = "f16")]
+    kv_dtype: Kv,
+    /// Context size (prompt + generated tokens); capped at the model's.
+    #[arg(long, default_value_t = 4096)]
+    ctx: usize,
+}
+
+impl EngineArgs {
+    fn options(&self) -> EngineOptions {
+        EngineOptions {
+            max_context: self.ctx,
+            kv_dtype: if matches!(self.kv_dtype, Kv::F32) {
+                KvDtype::F32
+            } else {
+                KvDtype::F16
+            },
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Architecture, dimensions, quant types, tensors and the memory plan on this device.
+    Info { model: PathBuf },
+    /// Generate text from a prompt or a chat message.
+    Run {
+        model: PathBuf,
+        /// Raw prompt (special-token strings in it are parsed).
+        #[arg(long, conflicts_with = "chat")]
+        prompt: Option<String>,
+        /// A user message, formatted with the model's chat template.
+        #[arg(long)]
+        chat: Option<String>,
+        /// System message for --chat.
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 40)]
+        top_k: u32,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.05)]
+        min_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object at the end instead of streaming text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Logits of the last position after running the given token ids.
+    Logits {
+        model: PathBuf,
+        /// Comma-separated token ids.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u32>,
+        /// How many top (id, logit) pairs; 0 = all logits.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Prefill and decode speed, and decode bandwidth against the device's own copy bandwidth.
+    Bench {
+        model: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Info { model } => info(&model),
+        Cmd::Run {
+            model,
+            prompt,
+            chat,
+            system,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            seed,
+            json,
+            engine,
+        } => {
+            let params = SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty,
+                seed,
+                ..Default::default()
+            };
+            let mut m = load::load(&model, engine.options(), json)?;
+            let prompt_ids = match (prompt, chat) {
+                (Some(p), None) => m.tokenizer.encode(&p, true, true)?,
+                (None, Some(c)) => {
+                    let mut msgs = Vec::new();
+                    if let Some(s) = system {
+                        msgs.push(Message::new("system", &s));
+                    }
+                    msgs.push(Message::new("user", &c));
+                    encode_chat(&m.tokenizer, &msgs, true)?
+                }
+                _ => bail!("give --prompt TEXT or --chat TEXT"),
+            };
+            let stdout = std::io::stdout();
+            let g = generate::generate(
+                &mut m.engine,
+                &m.tokenizer,
+                &prompt_ids,
+                &params,
+                max_tokens,
+                |t| {
+                    if !json {
+                        let mut o = stdout.lock();
+                        let _ = o.write_all(t.as_bytes());
+                        let _ = o.flush();
+                    }
+                },
+            )?;
+            if json {
+                let mut v = serde_json::to_value(&g)?;
+                v["adapter"] = m.engine.gpu.adapter_name().into();
+                println!("{v}");
+            } else {
+                println!();
+                eprintln!(
+                    "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
+                    g.prompt_ids.len(),
+                    g.prefill_tokens_per_s,
+                    g.ids.len(),
+                    g.decode_tokens_per_s,
+                    g.finish_reason
+                );
+            }
+            Ok(())
+        }
+        Cmd::Logits {
+            model,
+            ids,
+            top,
+            json,
+            engine,
+        } => {
+            let mut m = load::load(&model, engine.options(), true)?;
+            pollster::block_on(m.engine.forward(&ids, None))?;
+            let logits = pollster::block_on(m.engine.logits())?;
+            let mut pairs: Vec<(u32, f32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (i as u32, v))
+                .collect();
+            if top > 0 {
+                pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                pairs.truncate(top);
+            }
+            if json {
+                let v = serde_json::json!({ "ids": ids, "top": pairs.iter().map(|(i, l)| serde_json::json!([i, l])).collect::<Vec<_>>(), "adapter": m.engine.gpu.adapter_name() });
+                println!("{v}");
+            } else {
+                for (i, l) in pairs {
+                    println!(
+                        "{i}\t{l:.6}\t{:?}",
+                        m.tokenizer.decode(&[i]).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::Bench {
+            model,
+            prompt_tokens,
+            gen_tokens,
+            json,
+            engine,
+        } => bench::run(&model, prompt_tokens, gen_tokens, json, engine.options()),
+    }
+}
+
+fn info(model: &std::path::Path) -> Result<()> {
+    let f = load::open(model)?;
+    let c = &f.desc.config;
+    println!(
+        "file: {} (GGUF v{}, {} tensors, {:.1} MiB)",
+        model.display(),
+        f.header.version,
+        f.header.tensors.len(),
+        f.header.file_size as f64 / 1048576.0
+    );
+    if let Some(n) = f.header.get("general.name").and_then(|v| v.as_str()) {
+        println!("name: {n}");
+    }
+    println!("architecture: {}", c.arch);
+    println!(
+        "dims: vocab {} hidden {} layers {} heads {} kv_heads {} head_dim {} ffn {} context {}",
+        c.vocab_size,
+        c.hidden,
+        c.n_layers,
+        c.n_heads,
+        c.n_kv_heads,
+        c.head_dim,
+        c.ffn_dim,
+        c.context_length
+    );
+    println!(
+        "rope: base {} dims {} {:?} llama3-freqs {}; rms eps {:e}; tied output {}",
+        c.rope_base,
+        c.rope_dim,
+        c.rope_style,
+        c.rope_freq_divisors.is_some(),
+        c.rms_eps,
+        c.tied_output
+    );
+    let mut by_type: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
+    for t in &f.header.tensors {
+        let e = by_type.entry(t.ggml_type.name()).or_default();
+        e.0 += 1;
+        e.1 += t.size_bytes;
+    }
+    for (ty, (n, b)) in by_type {
+        println!("  {ty:>5}: {n:4} tensors, {:9.1} MiB", b as f64 / 1048576.0);
+    }
+    let gpu =
+        pollster::block_on(webmoe_gpu::Gpu::new(Default::default())).context("opening the GPU")?;
+    let opts = EngineOptions::default();
+    match webmoe_gpu::executor::plan(&gpu, &f.desc, &f.header, &opts) {
+        Ok(p) => println!(
+            "memory plan on {}: weights {:.1} MiB + KV cache {:.1} MiB (ctx {}, f16) + scratch {:.1} MiB; largest buffer {:.1} MiB of {:.1} MiB allowed: fits",
+            gpu.adapter_name(),
+            p.weights as f64 / 1048576.0,
+            p.kv_cache as f64 / 1048576.0,
+            opts.max_context.min(c.context_length),
+            p.scratch as f64 / 1048576.0,
+            p.largest_buffer as f64 / 1048576.0,
+            gpu.max_binding_bytes as f64 / 1048576.0
+        ),
+        Err(e) => println!("memory plan on {}: does not fit: {e}", gpu.adapter_name()),
+    }
+    Ok(())
+}

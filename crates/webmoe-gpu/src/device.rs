@@ -1,0 +1,177 @@
+//! Device creation and the pipeline cache.
+
+use crate::shader::preprocess;
+use crate::GpuError;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use wgpu::util::DeviceExt;
+
+/// Options for [`Gpu::new`].
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Cap on the size of one storage binding (tests use it to force tensor splitting). `None`: the
+    /// adapter's own limit.
+    pub max_binding_bytes: Option<u64>,
+}
+
+/// A device with its queue, capabilities and compiled pipelines.
+pub struct Gpu {
+    /// The wgpu device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// Adapter description.
+    pub info: wgpu::AdapterInfo,
+    /// Limits granted to the device.
+    pub limits: wgpu::Limits,
+    /// Largest storage binding webmoe will use (≤ the device limit).
+    pub max_binding_bytes: u64,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+impl Gpu {
+    /// Opens the default adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and creates a device
+    /// with the adapter's full limits. No optional feature is required.
+    ///
+    /// # Errors
+    /// [`GpuError::NoAdapter`] or [`GpuError::Device`].
+    pub async fn new(opts: GpuOptions) -> Result<Self, GpuError> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("webmoe"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let device_max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let max_binding_bytes = opts.max_binding_bytes.unwrap_or(device_max).min(device_max) & !255;
+        Ok(Gpu {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            max_binding_bytes,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One line describing the adapter.
+    pub fn adapter_name(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// The compute pipeline for `shader` (a file under `shaders/`) with `entry` and `defines`, compiled
+    /// once and cached.
+    ///
+    /// # Errors
+    /// [`GpuError::Shader`] when the source cannot be assembled.
+    pub fn pipeline(
+        &self,
+        shader: &str,
+        entry: &str,
+        defines: &[(&str, String)],
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let key = format!("{shader}:{entry}:{defines:?}");
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let src = preprocess(shader, defines)?;
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let p = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        self.pipelines.lock().unwrap().insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// A uniform buffer holding `words` (u32s; store f32 with `to_bits`), padded to 16 bytes.
+    pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+        let mut w = words.to_vec();
+        while w.len() % 4 != 0 || w.is_empty() {
+            w.push(0);
+        }
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(&w),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A storage buffer of `bytes` (rounded up to 4) usable as copy source and destination.
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer initialised with `data`.
+    pub fn storage_init(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let b = self.storage(label, data.len() as u64);
+        if !data.is_empty() {
+            let mut padded = data.to_vec();
+            padded.resize(data.len().div_ceil(4) * 4, 0);
+            self.queue.write_buffer(&b, 0, &padded);
+        }
+        b
+    }
+
+    /// Bind group for `pipeline`'s group 0 with `buffers` at bindings 0, 1, 2, ...
+    pub fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
+    }
+}

@@ -1,0 +1,516 @@
+//! The executor: turns a [`ModelDesc`] into GPU launches built once at load, and runs prefill and
+//! decode calls. A call writes the token ids and one small "step" uniform, encodes the prepared launches
+//! in one compute pass, and (when sampling) reads back only the chosen token id.
+
+use crate::kernels::attention::{self, Shape};
+use crate::kernels::elementwise::{self, Kind};
+use crate::kernels::kv::{self, LayerCache};
+use crate::kernels::linear::{self, Layout, Linear};
+use crate::kernels::sampler::Sampler;
+use crate::kernels::{embed, norm, rope};
+use crate::op::{encode_ops, Op};
+use crate::readback::{map_and_read, read_buffer};
+use crate::weights::WeightStore;
+use crate::{Gpu, GpuError};
+use webmoe_core::gguf::GgufHeader;
+use webmoe_core::model::ModelDesc;
+use webmoe_core::sampling::SamplingParams;
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvDtype {
+    /// Packed f16 (default: half the memory).
+    F16,
+    /// f32 (exact; used by the tight reference tests).
+    F32,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Positions the KV cache holds (prompt + generated tokens). Capped at the model's context length.
+    pub max_context: usize,
+    /// Tokens per prefill call (scratch buffers are sized for this).
+    pub prefill_chunk: usize,
+    /// KV cache element type.
+    pub kv_dtype: KvDtype,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_context: 4096,
+            prefill_chunk: 256,
+            kv_dtype: KvDtype::F16,
+        }
+    }
+}
+
+/// How much GPU memory a model needs, and whether it fits.
+#[derive(Debug, Clone)]
+pub struct MemoryPlan {
+    /// Weight bytes.
+    pub weights: u64,
+    /// KV cache bytes.
+    pub kv_cache: u64,
+    /// Activation scratch bytes.
+    pub scratch: u64,
+    /// Largest single buffer.
+    pub largest_buffer: u64,
+}
+
+impl MemoryPlan {
+    /// Total bytes.
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.scratch
+    }
+}
+
+struct Scratch {
+    x: wgpu::Buffer,
+    xn: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    att: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+    part: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    ids: wgpu::Buffer,
+    step: wgpu::Buffer,
+    token_staging: wgpu::Buffer,
+}
+
+struct LayerOps {
+    attn_norm: Op,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    bias: Vec<Op>,
+    rope: Op,
+    kv_store: Op,
+    attn: [Op; 2],
+    wo: Linear,
+    ffn_norm: Op,
+    gate: Linear,
+    up: Linear,
+    swiglu: Op,
+    down: Linear,
+}
+
+/// A loaded model on the GPU with its KV cache.
+pub struct Engine {
+    /// The device.
+    pub gpu: Gpu,
+    /// The model.
+    pub desc: ModelDesc,
+    /// Settings.
+    pub opts: EngineOptions,
+    weights: WeightStore,
+    s: Scratch,
+    _kv: Vec<LayerCache>,
+    _rope_tables: wgpu::Buffer,
+    embed: Vec<Op>,
+    layers: Vec<LayerOps>,
+    final_norm: Op,
+    lm_head: Linear,
+    sampler: Sampler,
+    /// Tokens in the KV cache.
+    pub pos: usize,
+}
+
+fn f32s(n: usize) -> u64 {
+    (n * 4) as u64
+}
+
+/// Memory needed by `desc` under `opts` on `gpu`, checked against the device limits.
+///
+/// # Errors
+/// [`GpuError::TooLarge`] when a buffer exceeds the device's buffer size or a tensor cannot be split to
+/// fit one storage binding.
+pub fn plan(
+    gpu: &Gpu,
+    desc: &ModelDesc,
+    h: &GgufHeader,
+    opts: &EngineOptions,
+) -> Result<MemoryPlan, GpuError> {
+    let c = &desc.config;
+    let ctx = opts.max_context.min(c.context_length).max(1);
+    let t = opts.prefill_chunk;
+    let f16 = opts.kv_dtype == KvDtype::F16;
+    let layer_kv = kv::layer_bytes(c.n_kv_heads, c.head_dim, ctx, f16);
+    let scratch = [
+        f32s(t * c.hidden) * 2,
+        f32s(t * c.n_heads * c.head_dim) * 2,
+        f32s(t * c.n_kv_heads * c.head_dim) * 2,
+        f32s(t * c.ffn_dim) * 2,
+        f32s(attention::partial_len(t, c.n_heads, c.head_dim)),
+        f32s(c.vocab_size) * 2,
+    ];
+    let mut largest = layer_kv;
+    for (name, _) in desc.expected_tensors() {
+        if let Some(ti) = h.tensor(&name) {
+            let per =
+                crate::weights::rows_per_shard(ti.row_bytes(), ti.n_rows(), gpu.max_binding_bytes)?;
+            largest = largest.max(per * ti.row_bytes());
+        }
+    }
+    largest = largest.max(*scratch.iter().max().unwrap());
+    let limit = gpu.max_binding_bytes;
+    if largest > limit {
+        return Err(GpuError::TooLarge(format!(
+            "a buffer of {} MiB exceeds this device's storage binding limit of {} MiB (lower --ctx or the prefill chunk)",
+            largest >> 20,
+            limit >> 20
+        )));
+    }
+    Ok(MemoryPlan {
+        weights: desc.weight_bytes(h),
+        kv_cache: layer_kv * 2 * c.n_layers as u64,
+        scratch: scratch.iter().sum(),
+        largest_buffer: largest,
+    })
+}
+
+impl Engine {
+    /// Allocates weights, KV cache and scratch, and builds every launch. Weights are empty until the
+    /// loader streams them in through [`Engine::weights_mut`] and [`Engine::finish_upload`] is called.
+    ///
+    /// # Errors
+    /// [`GpuError::TooLarge`] when the model does not fit the device, other [`GpuError`]s when a
+    /// pipeline cannot be built.
+    pub fn new(
+        gpu: Gpu,
+        desc: ModelDesc,
+        h: &GgufHeader,
+        mut opts: EngineOptions,
+    ) -> Result<Self, GpuError> {
+        plan(&gpu, &desc, h, &opts)?;
+        let c = desc.config.clone();
+        opts.max_context = opts.max_context.min(c.context_length).max(1);
+        let (t, ctx) = (opts.prefill_chunk, opts.max_context);
+        let f16 = opts.kv_dtype == KvDtype::F16;
+        let needed: Vec<(usize, &webmoe_core::gguf::TensorInfo)> = {
+            let names: Vec<String> = desc
+                .expected_tensors()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            h.tensors
+                .iter()
+                .enumerate()
+                .filter(|(_, ti)| names.contains(&ti.name))
+                .collect()
+        };
+        let weights = WeightStore::allocate(&gpu, &needed)?;
+        let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let s = Scratch {
+            x: gpu.storage("x", f32s(t * c.hidden)),
+            xn: gpu.storage("xn", f32s(t * c.hidden)),
+            q: gpu.storage("q", f32s(t * qd)),
+            k: gpu.storage("k", f32s(t * kvd)),
+            v: gpu.storage("v", f32s(t * kvd)),
+            att: gpu.storage("att", f32s(t * qd)),
+            gate: gpu.storage("gate", f32s(t * c.ffn_dim)),
+            up: gpu.storage("up", f32s(t * c.ffn_dim)),
+            part: gpu.storage(
+                "attention partials",
+                f32s(attention::partial_len(t, c.n_heads, c.head_dim)),
+            ),
+            logits: gpu.storage("logits", f32s(c.vocab_size)),
+            ids: gpu.storage("ids", (t * 4) as u64),
+            step: gpu.uniform(&[0; 4]),
+            token_staging: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("token readback"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        let kv_caches: Vec<LayerCache> = (0..c.n_layers)
+            .map(|_| kv::alloc(&gpu, c.n_kv_heads, c.head_dim, ctx, f16))
+            .collect();
+        let rope_tables = rope::tables(&gpu, &c, ctx);
+        let g = &gpu;
+        let shape = Shape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            max_pos: ctx,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            f16,
+        };
+        let plain = Layout::default();
+        let residual = Layout {
+            accumulate: true,
+            ..Layout::default()
+        };
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for (l, cache) in desc.layers.iter().zip(&kv_caches) {
+            let w = |n: &str| weights.get(n);
+            let mut bias = Vec::new();
+            if let Some([bq, bk, bv]) = &l.bias {
+                for (buf, name, n) in [(&s.q, bq, qd), (&s.k, bk, kvd), (&s.v, bv, kvd)] {
+                    bias.push(elementwise::build(
+                        g,
+                        Kind::AddBias,
+                        buf,
+                        &w(name)?.shards[0].buffer,
+                        &s.step,
+                        n as u32,
+                    )?);
+                }
+            }
+            layers.push(LayerOps {
+                attn_norm: norm::build(
+                    g,
+                    &s.x,
+                    &w(&l.attn_norm)?.shards[0].buffer,
+                    &s.xn,
+                    &s.step,
+                    c.hidden as u32,
+                    c.rms_eps,
+                    false,
+                )?,
+                q: linear::build(g, w(&l.wq)?, &s.xn, &s.q, &s.step, plain)?,
+                k: linear::build(g, w(&l.wk)?, &s.xn, &s.k, &s.step, plain)?,
+                v: linear::build(g, w(&l.wv)?, &s.xn, &s.v, &s.step, plain)?,
+                bias,
+                rope: rope::build(g, &c, &s.q, &s.k, &rope_tables, &s.step, ctx)?,
+                kv_store: kv::build_store(
+                    g,
+                    &s.k,
+                    &s.v,
+                    cache,
+                    &s.step,
+                    c.n_kv_heads,
+                    c.head_dim,
+                    ctx,
+                    f16,
+                )?,
+                attn: attention::build(g, shape, &s.q, cache, &s.part, &s.att, &s.step)?,
+                wo: linear::build(g, w(&l.wo)?, &s.att, &s.x, &s.step, residual)?,
+                ffn_norm: norm::build(
+                    g,
+                    &s.x,
+                    &w(&l.ffn_norm)?.shards[0].buffer,
+                    &s.xn,
+                    &s.step,
+                    c.hidden as u32,
+                    c.rms_eps,
+                    false,
+                )?,
+                gate: linear::build(g, w(&l.gate)?, &s.xn, &s.gate, &s.step, plain)?,
+                up: linear::build(g, w(&l.up)?, &s.xn, &s.up, &s.step, plain)?,
+                swiglu: elementwise::build(
+                    g,
+                    Kind::SwiGlu,
+                    &s.gate,
+                    &s.up,
+                    &s.step,
+                    c.ffn_dim as u32,
+                )?,
+                down: linear::build(g, w(&l.down)?, &s.gate, &s.x, &s.step, residual)?,
+            });
+        }
+        let embed = embed::build(g, weights.get(&desc.token_embd)?, &s.ids, &s.x, &s.step)?;
+        let final_norm = norm::build(
+            g,
+            &s.x,
+            &weights.get(&desc.output_norm)?.shards[0].buffer,
+            &s.xn,
+            &s.step,
+            c.hidden as u32,
+            c.rms_eps,
+            true,
+        )?;
+        let lm_head = linear::build(
+            g,
+            weights.get(&desc.output)?,
+            &s.xn,
+            &s.logits,
+            &s.step,
+            plain,
+        )?;
+        let sampler = Sampler::new(g, &s.logits, c.vocab_size)?;
+        Ok(Engine {
+            gpu,
+            desc,
+            opts,
+            weights,
+            s,
+            _kv: kv_caches,
+            _rope_tables: rope_tables,
+            embed,
+            layers,
+            final_norm,
+            lm_head,
+            sampler,
+            pos: 0,
+        })
+    }
+
+    /// The weight store, to stream tensor data into.
+    pub fn weights_mut(&mut self) -> &mut WeightStore {
+        &mut self.weights
+    }
+
+    /// Completes the upload (flushes partial words) and waits until the GPU has the data.
+    ///
+    /// # Errors
+    /// [`GpuError::Device`] if the device fails.
+    pub fn finish_upload(&mut self) -> Result<(), GpuError> {
+        self.weights.finish();
+        self.gpu.queue.submit([]);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.gpu
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Forgets the KV cache (the next call starts at position 0).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Runs `ids` at the next positions (in prefill chunks). Afterwards the logits buffer holds the
+    /// last token's logits. With `sample`, also draws the next token on the GPU and returns it.
+    ///
+    /// # Errors
+    /// [`GpuError::Invalid`] when the tokens do not fit the context; [`GpuError::Readback`] when the
+    /// device fails.
+    pub async fn forward(
+        &mut self,
+        ids: &[u32],
+        sample: Option<(&SamplingParams, &[u32], u32)>,
+    ) -> Result<Option<u32>, GpuError> {
+        if ids.is_empty() {
+            return Err(GpuError::Invalid("no tokens to run".into()));
+        }
+        if self.pos + ids.len() > self.opts.max_context {
+            return Err(GpuError::Invalid(format!(
+                "{} tokens do not fit: {} already in context, context size is {} (raise --ctx, up to the model's {})",
+                ids.len(),
+                self.pos,
+                self.opts.max_context,
+                self.desc.config.context_length
+            )));
+        }
+        let vocab = self.desc.config.vocab_size as u32;
+        if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
+            return Err(GpuError::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let chunks: Vec<&[u32]> = ids.chunks(self.opts.prefill_chunk).collect();
+        let n_chunks = chunks.len();
+        for (ci, chunk) in chunks.into_iter().enumerate() {
+            let last = ci + 1 == n_chunks;
+            let n = chunk.len() as u32;
+            let n_splits = attention::n_splits(n, (self.pos + chunk.len()) as u32);
+            self.gpu
+                .queue
+                .write_buffer(&self.s.ids, 0, bytemuck::cast_slice(chunk));
+            self.gpu.queue.write_buffer(
+                &self.s.step,
+                0,
+                bytemuck::cast_slice(&[n, self.pos as u32, n_splits, 0]),
+            );
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                });
+                self.encode_forward(&mut pass, n, n_splits, last);
+            }
+            if last {
+                if let Some((params, recent, counter)) = sample {
+                    self.sampler.prepare(&self.gpu, params, recent, counter);
+                    encode_ops(&mut enc, std::slice::from_ref(self.sampler.op()), 1, 1);
+                    enc.copy_buffer_to_buffer(&self.sampler.out, 0, &self.s.token_staging, 0, 4);
+                }
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            self.pos += chunk.len();
+        }
+        match sample {
+            Some(_) => {
+                let b = map_and_read(&self.gpu, &self.s.token_staging, 4).await?;
+                Ok(Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn encode_forward(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        n: u32,
+        n_splits: u32,
+        with_logits: bool,
+    ) {
+        let lin = |pass: &mut wgpu::ComputePass, l: &Linear| {
+            for op in if n == 1 { &l.vec } else { &l.mat } {
+                op.encode(pass, n, n_splits);
+            }
+        };
+        for op in &self.embed {
+            op.encode(pass, n, n_splits);
+        }
+        for l in &self.layers {
+            l.attn_norm.encode(pass, n, n_splits);
+            lin(pass, &l.q);
+            lin(pass, &l.k);
+            lin(pass, &l.v);
+            for op in &l.bias {
+                op.encode(pass, n, n_splits);
+            }
+            l.rope.encode(pass, n, n_splits);
+            l.kv_store.encode(pass, n, n_splits);
+            for op in &l.attn {
+                op.encode(pass, n, n_splits);
+            }
+            lin(pass, &l.wo);
+            l.ffn_norm.encode(pass, n, n_splits);
+            lin(pass, &l.gate);
+            lin(pass, &l.up);
+            l.swiglu.encode(pass, n, n_splits);
+            lin(pass, &l.down);
+        }
+        if with_logits {
+            self.final_norm.encode(pass, n, n_splits);
+            for op in &self.lm_head.vec {
+                op.encode(pass, 1, n_splits);
+            }
+        }
+    }
+
+    /// Reads back the logits of the last token of the last call.
+    ///
+    /// # Errors
+    /// [`GpuError::Readback`] when the device fails.
+    pub async fn logits(&self) -> Result<Vec<f32>, GpuError> {
+        let b = read_buffer(&self.gpu, &self.s.logits, f32s(self.desc.config.vocab_size)).await?;
+        Ok(bytemuck::cast_slice(&b).to_vec())
+    }
+
+    /// Weight bytes read per decode token (every weight except the embedding table, which decode reads
+    /// one row of).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let embd = self
+            .weights
+            .get(&self.desc.token_embd)
+            .map(|t| t.row_bytes * t.n_rows())
+            .unwrap_or(0);
+        let tied_extra = if self.desc.config.tied_output {
+            embd
+        } else {
+            0
+        };
+        self.weights.total_bytes() - embd + tied_extra
+    }
+}

@@ -1,0 +1,38 @@
+//! Token embedding lookup (`shaders/embed.wgsl`), one launch per shard of the table.
+
+use super::{dq32_name, groups};
+use crate::op::{Grid, Op};
+use crate::weights::GpuTensor;
+use crate::{Gpu, GpuError};
+
+/// Launches that write `x[t] = table[ids[t]]` for every token of the call.
+///
+/// # Errors
+/// [`GpuError`] if the pipeline cannot be built.
+pub fn build(
+    gpu: &Gpu,
+    table: &GpuTensor,
+    ids: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Result<Vec<Op>, GpuError> {
+    let hidden = table.row_len() as u32;
+    let p = gpu.pipeline("embed.wgsl", "main", &[("DQ32", dq32_name(table.ty))])?;
+    Ok(table
+        .shards
+        .iter()
+        .map(|s| {
+            let params = gpu.uniform(&[
+                hidden,
+                table.row_bytes as u32,
+                s.row0 as u32,
+                s.n_rows as u32,
+            ]);
+            Op {
+                bind_group: gpu.bind(&p, &[&s.buffer, ids, x, &params, step]),
+                pipeline: p.clone(),
+                grid: Grid::Tokens(groups(hidden as u64 / 32, 64)),
+            }
+        })
+        .collect())
+}

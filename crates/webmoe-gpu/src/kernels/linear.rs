@@ -1,0 +1,101 @@
+//! Linear layers `y = x · Wᵀ` over any supported weight type: a mat-vec kernel for decode
+//! (`shaders/matvec.wgsl`) and a tiled mat-mul for prefill (`shaders/matmul.wgsl`), one launch per shard.
+
+use super::{dq32_name, groups};
+use crate::op::{Grid, Op};
+use crate::weights::GpuTensor;
+use crate::{Gpu, GpuError};
+
+/// Where the input rows come from and the output rows go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout {
+    /// Elements between consecutive input token rows (default: the row length).
+    pub x_stride: u32,
+    /// Elements between consecutive output token rows (default: the number of rows).
+    pub y_stride: u32,
+    /// First input element.
+    pub x_offset: u32,
+    /// First output element.
+    pub y_offset: u32,
+    /// Add to `y` instead of overwriting it (residual connections).
+    pub accumulate: bool,
+}
+
+/// The launches of one linear layer.
+pub struct Linear {
+    /// Decode: one token per dispatch row (`matvec.wgsl`).
+    pub vec: Vec<Op>,
+    /// Prefill: tiled over tokens and rows (`matmul.wgsl`).
+    pub mat: Vec<Op>,
+}
+
+/// Threads cooperating on one row in the mat-vec kernel: CPU emulators prefer one long stream per
+/// thread, real GPUs many threads per row.
+pub fn lanes(gpu: &Gpu) -> u32 {
+    match gpu.info.device_type {
+        wgpu::DeviceType::Cpu => 4,
+        _ => 16,
+    }
+}
+
+/// Builds the launches for `w` reading `x` and writing `y`.
+///
+/// # Errors
+/// [`GpuError`] if a pipeline cannot be built or the row length is not a multiple of 32.
+pub fn build(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    l: Layout,
+) -> Result<Linear, GpuError> {
+    let k = w.row_len() as u32;
+    if k % 32 != 0 {
+        return Err(GpuError::Invalid(format!(
+            "linear layer row length {k} is not a multiple of 32"
+        )));
+    }
+    let n_out = w.n_rows() as u32;
+    let acc = if l.accumulate { "1u" } else { "0u" };
+    let dq = dq32_name(w.ty);
+    let lanes = lanes(gpu);
+    let pv = gpu.pipeline(
+        "matvec.wgsl",
+        "main",
+        &[
+            ("DQ32", dq.clone()),
+            ("LANES", format!("{lanes}u")),
+            ("ACCUMULATE", acc.into()),
+        ],
+    )?;
+    let pm = gpu.pipeline(
+        "matmul.wgsl",
+        "main",
+        &[("DQ32", dq), ("ACCUMULATE", acc.into())],
+    )?;
+    let (mut vec, mut mat) = (Vec::new(), Vec::new());
+    for s in &w.shards {
+        let params = gpu.uniform(&[
+            k,
+            s.n_rows as u32,
+            w.row_bytes as u32,
+            s.row0 as u32,
+            if l.y_stride == 0 { n_out } else { l.y_stride },
+            if l.x_stride == 0 { k } else { l.x_stride },
+            l.x_offset,
+            l.y_offset,
+        ]);
+        vec.push(Op {
+            bind_group: gpu.bind(&pv, &[&s.buffer, x, y, &params]),
+            pipeline: pv.clone(),
+            grid: Grid::Tokens(groups(s.n_rows, (64 / lanes) as u64)),
+        });
+        mat.push(Op {
+            bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),
+            pipeline: pm.clone(),
+            grid: Grid::TokenTiles(groups(s.n_rows, 32), 16),
+        });
+    }
+    Ok(Linear { vec, mat })
+}

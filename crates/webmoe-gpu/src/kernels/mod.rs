@@ -1,0 +1,25 @@
+//! One launcher per kernel family. Each builds [`Op`](crate::Op)s (pipeline + bind group + dispatch
+//! rule) once at load; the executor only encodes them.
+
+pub mod attention;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod copy;
+pub mod elementwise;
+pub mod embed;
+pub mod kv;
+pub mod linear;
+pub mod norm;
+pub mod rope;
+pub mod sampler;
+
+use webmoe_core::quant::GgmlType;
+
+/// The WGSL dequantization function for a type.
+pub fn dq32_name(ty: GgmlType) -> String {
+    format!("dq32_{}", ty.name().to_lowercase())
+}
+
+/// Workgroups needed for `n` items at `per` items each.
+pub fn groups(n: u64, per: u64) -> u32 {
+    n.div_ceil(per) as u32
+}
