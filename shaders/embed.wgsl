@@ -3,7 +3,7 @@
 //           3 params (uniform), 4 step (uniform).
 // dispatch: (ceil(hidden / 32 / 64), n_tokens, 1); one thread per 32-element group. Tokens whose id is
 // outside this shard's rows are skipped (another shard's dispatch writes them).
-// defines: DQ32.
+// defines: HDR, DQ4.
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -29,9 +29,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (g >= p.hidden / 32u || t >= step.n_tokens) { return; }
     let id = ids[t];
     if (id < p.row0 || id >= p.row0 + p.n_rows) { return; }
-    var v: array<f32, 32>;
-    DQ32((id - p.row0) * p.row_bytes, g, &v);
-    for (var i = 0u; i < 32u; i++) {
-        x[t * p.hidden + g * 32u + i] = v[i];
+    let o = t * p.hidden + g * 32u;
+    let row = (id - p.row0) * p.row_bytes;
+    let h = HDR(row, g);
+    for (var i = 0u; i < 8u; i++) {
+        let v = DQ4(row, g, i, h);
+        x[o + 4u * i] = v.x;
+        x[o + 4u * i + 1u] = v.y;
+        x[o + 4u * i + 2u] = v.z;
+        x[o + 4u * i + 3u] = v.w;
     }
 }

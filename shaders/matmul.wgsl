@@ -1,9 +1,9 @@
 // op: Y[t, r] (+)= Σ_k X[t, k] · W[r, k], tiled for prefill: a workgroup computes a tile of TILE_R rows ×
-// TILE_T tokens, staging 32-wide slices of W (dequantized through DQ32) and X in workgroup memory.
+// TILE_T tokens, staging 32-wide slices of W (dequantized through HDR/DQ4) and X in workgroup memory.
 // bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read), 2 y (storage, read_write),
 //           3 params (uniform, same layout as matvec.wgsl), 4 step (uniform: n_tokens).
 // dispatch: (ceil(n_rows / 32), ceil(n_tokens / 16), 1); workgroup = 64 threads, each 2 rows × 4 tokens.
-// defines: DQ32, ACCUMULATE (0/1).
+// defines: HDR, DQ4, ACCUMULATE (0/1).
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -41,16 +41,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let rr = li % 16u;
     let tt = li / 16u;
     var acc: array<f32, 8>;
-    var v: array<f32, 32>;
     for (var g = 0u; g < p.k / 32u; g++) {
         if (li < TILE_R) {
             let r = r0 + li;
-            if (r < p.n_rows) {
-                DQ32(r * p.row_bytes, g, &v);
-            } else {
-                for (var i = 0u; i < 32u; i++) { v[i] = 0.0; }
+            let row = r * p.row_bytes;
+            var h = vec4<f32>(0.0);
+            if (r < p.n_rows) { h = HDR(row, g); }
+            for (var i = 0u; i < 8u; i++) {
+                var v = vec4<f32>(0.0);
+                if (r < p.n_rows) { v = DQ4(row, g, i, h); }
+                ws[li * 32u + 4u * i] = v.x;
+                ws[li * 32u + 4u * i + 1u] = v.y;
+                ws[li * 32u + 4u * i + 2u] = v.z;
+                ws[li * 32u + 4u * i + 3u] = v.w;
             }
-            for (var i = 0u; i < 32u; i++) { ws[li * 32u + i] = v[i]; }
         } else {
             // 32 threads load 16 tokens × 32 values: 16 values each.
             let j = li - TILE_R;

@@ -1,9 +1,9 @@
 // op: y[t, r] (+)= Σ_k x[t, k] · W[r, k] for one token t per workgroup row (decode mat-vec).
-// W is a GGUF tensor (one shard of rows) read through DQ32; x, y are f32.
+// W is a GGUF tensor (one shard of rows) read through HDR/DQ4; x, y are f32.
 // bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read), 2 y (storage, read_write),
 //           3 params (uniform).
 // dispatch: (ceil(n_rows / ROWS_PER_WG), n_tokens, 1); workgroup = 64 threads = ROWS_PER_WG rows × LANES lanes.
-// defines: DQ32 (dequant function), LANES (threads per row, power of two ≤ 64), ACCUMULATE (0/1).
+// defines: HDR and DQ4 (dequant functions), LANES (threads per row, power of two ≤ 64), ACCUMULATE (0/1).
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -20,7 +20,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // offsets and strides are multiples of 4
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -34,14 +34,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let t = wg.y;
     var acc = 0.0;
     if (r < p.n_rows) {
-        let xb = p.x_offset + t * p.x_stride;
+        let xb = (p.x_offset + t * p.x_stride) / 4u;
         let row = r * p.row_bytes;
-        var v: array<f32, 32>;
         for (var g = lane; g < p.k / 32u; g += LANES) {
-            DQ32(row, g, &v);
-            let xo = xb + g * 32u;
-            for (var i = 0u; i < 32u; i++) {
-                acc += v[i] * x[xo + i];
+            let xo = xb + g * 8u;
+            let h = HDR(row, g);
+            for (var i = 0u; i < 8u; i++) {
+                acc += dot(DQ4(row, g, i, h), x[xo + i]);
             }
         }
     }

@@ -1,91 +1,103 @@
-// Dequantization of one group of 32 consecutive elements of a row, for every supported ggml type.
-// `row` is the byte offset of the row, `g` the index of the 32-element group within the row.
-// Formats: spec/models.md §5 (ggml-common.h / ggml-quants.c). The preprocessor maps DQ32 to one of these.
+// Dequantization for every supported ggml type, 4 elements at a time without private arrays (which CPU
+// emulators such as lavapipe spill to memory). For the 32-element group `g` of the row starting at byte
+// `row`, `hdr_<type>(row, g)` loads the group's scales once and `dq4_<type>(row, g, i, h)` returns elements
+// 4i..4i+3. The preprocessor maps HDR and DQ4 to one type's pair.
+// Formats: spec/models.md §5 (ggml-common.h / ggml-quants.c).
 
-fn dq32_f32(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
-    let b = row + g * 128u;
-    for (var i = 0u; i < 32u; i++) { (*y)[i] = bitcast<f32>(rw(b + 4u * i)); }
+// The four bytes of `v`, each masked with `mask`, as floats (byte 0 first).
+fn bytes4(v: u32, mask: u32) -> vec4<f32> {
+    return vec4<f32>(f32(v & mask), f32((v >> 8u) & mask), f32((v >> 16u) & mask), f32((v >> 24u) & mask));
 }
 
-fn dq32_f16(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
-    let b = row + g * 64u;
-    for (var i = 0u; i < 16u; i++) {
-        let v = unpack2x16float(rw(b + 4u * i));
-        (*y)[2u * i] = v.x; (*y)[2u * i + 1u] = v.y;
-    }
+// The four bytes of `v` as signed 8-bit integers.
+fn sbytes4(v: u32) -> vec4<f32> {
+    return vec4<f32>(f32(i32(v << 24u) >> 24u), f32(i32(v << 16u) >> 24u), f32(i32(v << 8u) >> 24u), f32(i32(v) >> 24u));
 }
 
-fn dq32_bf16(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
-    let b = row + g * 64u;
-    for (var i = 0u; i < 16u; i++) {
-        let v = rw(b + 4u * i);
-        (*y)[2u * i] = bitcast<f32>(v << 16u); (*y)[2u * i + 1u] = bitcast<f32>(v & 0xffff0000u);
-    }
+// Bits 0..3 of `v` as floats.
+fn bits4(v: u32) -> vec4<f32> {
+    return vec4<f32>(f32(v & 1u), f32((v >> 1u) & 1u), f32((v >> 2u) & 1u), f32((v >> 3u) & 1u));
 }
 
-fn dq32_q4_0(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
-    let b = row + g * 18u;
-    let d = rf16(b);
-    for (var i = 0u; i < 4u; i++) {
-        let q = rw(b + 2u + 4u * i);
-        for (var k = 0u; k < 4u; k++) {
-            let byte = (q >> (8u * k)) & 0xffu;
-            (*y)[4u * i + k] = (f32(byte & 15u) - 8.0) * d;
-            (*y)[4u * i + k + 16u] = (f32(byte >> 4u) - 8.0) * d;
-        }
-    }
+fn hdr_f32(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
 }
 
-fn dq32_q4_1(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
-    let b = row + g * 20u;
-    let dm = unpack2x16float(rw(b));
-    for (var i = 0u; i < 4u; i++) {
-        let q = rw(b + 4u + 4u * i);
-        for (var k = 0u; k < 4u; k++) {
-            let byte = (q >> (8u * k)) & 0xffu;
-            (*y)[4u * i + k] = f32(byte & 15u) * dm.x + dm.y;
-            (*y)[4u * i + k + 16u] = f32(byte >> 4u) * dm.x + dm.y;
-        }
-    }
+fn dq4_f32(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    let o = row + g * 128u + 16u * i;
+    return bitcast<vec4<f32>>(vec4<u32>(rw(o), rw(o + 4u), rw(o + 8u), rw(o + 12u)));
 }
 
-fn dq32_q5_0(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn hdr_f16(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+fn dq4_f16(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    let o = row + g * 64u + 8u * i;
+    return vec4<f32>(unpack2x16float(rw(o)), unpack2x16float(rw(o + 4u)));
+}
+
+fn hdr_bf16(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+fn dq4_bf16(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    let o = row + g * 64u + 8u * i;
+    let a = rw(o);
+    let b = rw(o + 4u);
+    return bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xffff0000u, b << 16u, b & 0xffff0000u));
+}
+
+// Nibbles of the 16 quant bytes at `qs`: elements 0..15 are low nibbles, 16..31 high nibbles.
+fn nib4(qs: u32, i: u32) -> vec4<f32> {
+    return bytes4(rw(qs + 4u * (i % 4u)) >> (4u * (i / 4u)), 15u);
+}
+
+fn hdr_q4_0(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(rf16(row + g * 18u), 0.0, 0.0, 0.0);
+}
+
+fn dq4_q4_0(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    return (nib4(row + g * 18u + 2u, i) - 8.0) * h.x;
+}
+
+fn hdr_q4_1(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(rw(row + g * 20u)), 0.0, 0.0);
+}
+
+fn dq4_q4_1(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    return nib4(row + g * 20u + 4u, i) * h.x + h.y;
+}
+
+// 5th bits of Q5_0/Q5_1: bit j of the 32-bit `qh` belongs to element j.
+fn qh4(h: u32, i: u32) -> vec4<f32> {
+    return bits4(h >> (4u * i)) * 16.0;
+}
+
+fn hdr_q5_0(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(rf16(row + g * 22u), 0.0, 0.0, 0.0);
+}
+
+fn dq4_q5_0(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let b = row + g * 22u;
-    let d = rf16(b);
-    let h = rw(b + 2u);
-    for (var i = 0u; i < 4u; i++) {
-        let q = rw(b + 6u + 4u * i);
-        for (var k = 0u; k < 4u; k++) {
-            let j = 4u * i + k;
-            let byte = (q >> (8u * k)) & 0xffu;
-            (*y)[j] = (f32((byte & 15u) | (((h >> j) & 1u) << 4u)) - 16.0) * d;
-            (*y)[j + 16u] = (f32((byte >> 4u) | (((h >> (j + 16u)) & 1u) << 4u)) - 16.0) * d;
-        }
-    }
+    return (nib4(b + 6u, i) + qh4(rw(b + 2u), i) - 16.0) * h.x;
 }
 
-fn dq32_q5_1(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn hdr_q5_1(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(rw(row + g * 24u)), 0.0, 0.0);
+}
+
+fn dq4_q5_1(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let b = row + g * 24u;
-    let dm = unpack2x16float(rw(b));
-    let h = rw(b + 4u);
-    for (var i = 0u; i < 4u; i++) {
-        let q = rw(b + 8u + 4u * i);
-        for (var k = 0u; k < 4u; k++) {
-            let j = 4u * i + k;
-            let byte = (q >> (8u * k)) & 0xffu;
-            (*y)[j] = f32((byte & 15u) | (((h >> j) & 1u) << 4u)) * dm.x + dm.y;
-            (*y)[j + 16u] = f32((byte >> 4u) | (((h >> (j + 16u)) & 1u) << 4u)) * dm.x + dm.y;
-        }
-    }
+    return (nib4(b + 8u, i) + qh4(rw(b + 4u), i)) * h.x + h.y;
 }
 
-fn dq32_q8_0(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
-    let b = row + g * 34u;
-    let d = rf16(b);
-    for (var i = 0u; i < 8u; i++) {
-        let q = rw(b + 2u + 4u * i);
-        for (var k = 0u; k < 4u; k++) { (*y)[4u * i + k] = sx8(q >> (8u * k)) * d; }
-    }
+fn hdr_q8_0(row: u32, g: u32) -> vec4<f32> {
+    return vec4<f32>(rf16(row + g * 34u), 0.0, 0.0, 0.0);
+}
+
+fn dq4_q8_0(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    return sbytes4(rw(row + g * 34u + 2u + 4u * i)) * h.x;
 }
 
 // 6-bit scale and min of sub-block j of a Q4_K/Q5_K block whose 12 scale bytes start at `s`.
@@ -98,79 +110,67 @@ fn scale_min_k4(s: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(f32(sc), f32(mn));
 }
 
-fn dq32_q4_k(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn hdr_q4_k(row: u32, g: u32) -> vec4<f32> {
     let b = row + (g / 8u) * 144u;
-    let sub = g % 8u;
     let dm = unpack2x16float(rw(b));
-    let sm = scale_min_k4(b + 4u, sub);
-    let d = dm.x * sm.x;
-    let m = dm.y * sm.y;
-    let q = b + 16u + 32u * (sub / 2u);
-    let shift = 4u * (sub % 2u);
-    for (var i = 0u; i < 8u; i++) {
-        let v = rw(q + 4u * i) >> shift;
-        for (var k = 0u; k < 4u; k++) { (*y)[4u * i + k] = d * f32((v >> (8u * k)) & 15u) - m; }
-    }
+    let sm = scale_min_k4(b + 4u, g % 8u);
+    return vec4<f32>(dm.x * sm.x, dm.y * sm.y, 0.0, 0.0);
 }
 
-fn dq32_q5_k(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn dq4_q4_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    let sub = g % 8u;
+    let q = bytes4(rw(row + (g / 8u) * 144u + 16u + 32u * (sub / 2u) + 4u * i) >> (4u * (sub % 2u)), 15u);
+    return q * h.x - h.y;
+}
+
+fn hdr_q5_k(row: u32, g: u32) -> vec4<f32> {
+    let b = row + (g / 8u) * 176u;
+    let dm = unpack2x16float(rw(b));
+    let sm = scale_min_k4(b + 4u, g % 8u);
+    return vec4<f32>(dm.x * sm.x, dm.y * sm.y, 0.0, 0.0);
+}
+
+fn dq4_q5_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let b = row + (g / 8u) * 176u;
     let sub = g % 8u;
-    let dm = unpack2x16float(rw(b));
-    let sm = scale_min_k4(b + 4u, sub);
-    let d = dm.x * sm.x;
-    let m = dm.y * sm.y;
-    let q = b + 48u + 32u * (sub / 2u);
-    let shift = 4u * (sub % 2u);
-    for (var i = 0u; i < 8u; i++) {
-        let v = rw(q + 4u * i) >> shift;
-        let h = rw(b + 16u + 4u * i) >> sub;
-        for (var k = 0u; k < 4u; k++) {
-            let qv = ((v >> (8u * k)) & 15u) | (((h >> (8u * k)) & 1u) << 4u);
-            (*y)[4u * i + k] = d * f32(qv) - m;
-        }
-    }
+    let q = bytes4(rw(b + 48u + 32u * (sub / 2u) + 4u * i) >> (4u * (sub % 2u)), 15u);
+    let hb = bytes4(rw(b + 16u + 4u * i) >> sub, 1u) * 16.0;
+    return (q + hb) * h.x - h.y;
 }
 
-fn dq32_q6_k(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn hdr_q6_k(row: u32, g: u32) -> vec4<f32> {
+    let b = row + (g / 8u) * 210u;
+    let sub = g % 8u;
+    let s = b + 192u + 8u * (sub / 4u) + 2u * (sub % 4u);
+    let d = rf16(b + 208u);
+    return vec4<f32>(d * sx8(rb(s)), d * sx8(rb(s + 1u)), 0.0, 0.0);
+}
+
+fn dq4_q6_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let b = row + (g / 8u) * 210u;
     let sub = g % 8u;
     let n = sub / 4u;
     let m = sub % 4u;
-    let d = rf16(b + 208u);
-    let ql = b + 64u * n + 32u * (m % 2u);
-    let qh = b + 128u + 32u * n;
-    let lshift = 4u * (m / 2u);
-    let hshift = 2u * m;
-    let sc = b + 192u + 8u * n + 2u * m;
-    let d0 = d * sx8(rb(sc));
-    let d1 = d * sx8(rb(sc + 1u));
-    for (var i = 0u; i < 8u; i++) {
-        let lo = rw(ql + 4u * i) >> lshift;
-        let hi = rw(qh + 4u * i) >> hshift;
-        let dd = select(d1, d0, i < 4u);
-        for (var k = 0u; k < 4u; k++) {
-            let q = i32(((lo >> (8u * k)) & 15u) | (((hi >> (8u * k)) & 3u) << 4u)) - 32;
-            (*y)[4u * i + k] = dd * f32(q);
-        }
-    }
+    let lo = bytes4(rw(b + 64u * n + 32u * (m % 2u) + 4u * i) >> (4u * (m / 2u)), 15u);
+    let hi = bytes4(rw(b + 128u + 32u * n + 4u * i) >> (2u * m), 3u);
+    return (lo + hi * 16.0 - 32.0) * select(h.y, h.x, i < 4u);
 }
 
-fn dq32_q2_k(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn hdr_q2_k(row: u32, g: u32) -> vec4<f32> {
     let b = row + (g / 8u) * 84u;
     let sub = g % 8u;
-    let n = sub / 4u;
-    let jj = sub % 4u;
+    let s = b + 8u * (sub / 4u) + 2u * (sub % 4u);
     let dm = unpack2x16float(rw(b + 80u));
-    for (var h = 0u; h < 2u; h++) {
-        let s = rb(b + 8u * n + 2u * jj + h);
-        let dl = dm.x * f32(s & 15u);
-        let ml = dm.y * f32(s >> 4u);
-        for (var i = 0u; i < 4u; i++) {
-            let v = rw(b + 16u + 32u * n + 16u * h + 4u * i) >> (2u * jj);
-            for (var k = 0u; k < 4u; k++) { (*y)[16u * h + 4u * i + k] = dl * f32((v >> (8u * k)) & 3u) - ml; }
-        }
-    }
+    let s0 = rb(s);
+    let s1 = rb(s + 1u);
+    return vec4<f32>(dm.x * f32(s0 & 15u), dm.y * f32(s0 >> 4u), dm.x * f32(s1 & 15u), dm.y * f32(s1 >> 4u));
+}
+
+fn dq4_q2_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
+    let sub = g % 8u;
+    let q = bytes4(rw(row + (g / 8u) * 84u + 16u + 32u * (sub / 4u) + 4u * i) >> (2u * (sub % 4u)), 3u);
+    if (i < 4u) { return q * h.x - h.y; }
+    return q * h.z - h.w;
 }
 
 fn q3k_scale(sb: u32, i: u32) -> f32 {
@@ -180,22 +180,20 @@ fn q3k_scale(sb: u32, i: u32) -> f32 {
     return f32(i32(lo | (hi << 4u)) - 32);
 }
 
-fn dq32_q3_k(row: u32, g: u32, y: ptr<function, array<f32, 32>>) {
+fn hdr_q3_k(row: u32, g: u32) -> vec4<f32> {
+    let b = row + (g / 8u) * 110u;
+    let sub = g % 8u;
+    let d = rf16(b + 108u);
+    let si = 8u * (sub / 4u) + 2u * (sub % 4u);
+    return vec4<f32>(d * q3k_scale(b + 96u, si), d * q3k_scale(b + 96u, si + 1u), 0.0, 0.0);
+}
+
+fn dq4_q3_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let b = row + (g / 8u) * 110u;
     let sub = g % 8u;
     let n = sub / 4u;
     let jj = sub % 4u;
-    let d = rf16(b + 108u);
-    let mbit = 4u * n + jj;
-    for (var h = 0u; h < 2u; h++) {
-        let dl = d * q3k_scale(b + 96u, 8u * n + 2u * jj + h);
-        for (var i = 0u; i < 4u; i++) {
-            let v = rw(b + 32u + 32u * n + 16u * h + 4u * i) >> (2u * jj);
-            let hm = rw(b + 16u * h + 4u * i) >> mbit;
-            for (var k = 0u; k < 4u; k++) {
-                let q = i32((v >> (8u * k)) & 3u) - select(4, 0, ((hm >> (8u * k)) & 1u) != 0u);
-                (*y)[16u * h + 4u * i + k] = dl * f32(q);
-            }
-        }
-    }
+    let q = bytes4(rw(b + 32u + 32u * n + 4u * i) >> (2u * jj), 3u);
+    let hm = bytes4(rw(b + 4u * i) >> (4u * n + jj), 1u);
+    return (q - 4.0 + 4.0 * hm) * select(h.y, h.x, i < 4u);
 }

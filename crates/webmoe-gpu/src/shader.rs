@@ -1,5 +1,5 @@
 //! WGSL sources (embedded from `shaders/`) and a small preprocessor: `#include "file"` (each file once)
-//! and `defines`, which replace whole identifiers (e.g. `DQ32` → `dq32_q4_k`, `LANES` → `8u`).
+//! and `defines`, which replace whole identifiers (e.g. `DQ4` → `dq4_q4_k`, `LANES` → `8u`).
 
 use crate::GpuError;
 
@@ -105,14 +105,15 @@ mod tests {
         let s = preprocess(
             "matvec.wgsl",
             &[
-                ("DQ32", "dq32_q8_0".into()),
+                ("HDR", "hdr_q8_0".into()),
+                ("DQ4", "dq4_q8_0".into()),
                 ("LANES", "8u".into()),
                 ("ACCUMULATE", "0u".into()),
             ],
         )
         .unwrap();
         assert_eq!(s.matches("fn rw(").count(), 1);
-        assert!(s.contains("dq32_q8_0(row, g, &v)"));
+        assert!(s.contains("dq4_q8_0(row, g, i, h)"));
         assert!(s.contains("64u / 8u"));
         assert!(!s.contains("#include"));
     }

@@ -1,6 +1,6 @@
 //! Token embedding lookup (`shaders/embed.wgsl`), one launch per shard of the table.
 
-use super::{dq32_name, groups};
+use super::{dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
@@ -17,7 +17,11 @@ pub fn build(
     step: &wgpu::Buffer,
 ) -> Result<Vec<Op>, GpuError> {
     let hidden = table.row_len() as u32;
-    let p = gpu.pipeline("embed.wgsl", "main", &[("DQ32", dq32_name(table.ty))])?;
+    let p = gpu.pipeline(
+        "embed.wgsl",
+        "main",
+        &[("HDR", hdr_name(table.ty)), ("DQ4", dq4_name(table.ty))],
+    )?;
     Ok(table
         .shards
         .iter()

@@ -1,7 +1,7 @@
 //! Linear layers `y = x · Wᵀ` over any supported weight type: a mat-vec kernel for decode
 //! (`shaders/matvec.wgsl`) and a tiled mat-mul for prefill (`shaders/matmul.wgsl`), one launch per shard.
 
-use super::{dq32_name, groups};
+use super::{dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
@@ -33,7 +33,10 @@ pub struct Linear {
 /// thread, real GPUs many threads per row.
 pub fn lanes(gpu: &Gpu) -> u32 {
     match gpu.info.device_type {
-        wgpu::DeviceType::Cpu => 4,
+        wgpu::DeviceType::Cpu => std::env::var("WEBMOE_LANES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4),
         _ => 16,
     }
 }
@@ -58,13 +61,14 @@ pub fn build(
     }
     let n_out = w.n_rows() as u32;
     let acc = if l.accumulate { "1u" } else { "0u" };
-    let dq = dq32_name(w.ty);
+    let (hdr, dq) = (hdr_name(w.ty), dq4_name(w.ty));
     let lanes = lanes(gpu);
     let pv = gpu.pipeline(
         "matvec.wgsl",
         "main",
         &[
-            ("DQ32", dq.clone()),
+            ("HDR", hdr.clone()),
+            ("DQ4", dq.clone()),
             ("LANES", format!("{lanes}u")),
             ("ACCUMULATE", acc.into()),
         ],
@@ -72,7 +76,7 @@ pub fn build(
     let pm = gpu.pipeline(
         "matmul.wgsl",
         "main",
-        &[("DQ32", dq), ("ACCUMULATE", acc.into())],
+        &[("HDR", hdr), ("DQ4", dq), ("ACCUMULATE", acc.into())],
     )?;
     let (mut vec, mut mat) = (Vec::new(), Vec::new());
     for s in &w.shards {

@@ -14,9 +14,14 @@ pub mod sampler;
 
 use webmoe_core::quant::GgmlType;
 
-/// The WGSL dequantization function for a type.
-pub fn dq32_name(ty: GgmlType) -> String {
-    format!("dq32_{}", ty.name().to_lowercase())
+/// The WGSL function that loads a 32-element group's scales for a type.
+pub fn hdr_name(ty: GgmlType) -> String {
+    format!("hdr_{}", ty.name().to_lowercase())
+}
+
+/// The WGSL dequantization function (4 elements) for a type.
+pub fn dq4_name(ty: GgmlType) -> String {
+    format!("dq4_{}", ty.name().to_lowercase())
 }
 
 /// Workgroups needed for `n` items at `per` items each.
