@@ -18,7 +18,7 @@ for name in ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K
     n = 256 if block_elems < 256 else block_elems * n_blocks
     if block_elems == 1:
         vals = rng.standard_normal(n).astype(np.float32)
-        raw = quants.quantize(vals, ty)
+        raw = np.ascontiguousarray(quants.quantize(vals, ty)).view(np.uint8).reshape(-1)
     else:
         raw = rng.integers(0, 256, size=(n // block_elems) * block_bytes, dtype=np.uint8)
         # Scale fields must be small finite f16 values so that the result is finite.

@@ -209,6 +209,19 @@ impl ModelDesc {
                 )));
             }
         }
+        // Bounds that keep every size computation far from overflow on hostile metadata.
+        for (what, v, max) in [
+            ("hidden size", hidden, 1 << 20),
+            ("block count", n_layers, 4096),
+            ("head count", n_heads, 4096),
+            ("vocabulary", vocab_size, 1 << 24),
+        ] {
+            if v == 0 || v > max {
+                return Err(ModelError::Inconsistent(format!(
+                    "{what} {v} is outside 1..={max}"
+                )));
+            }
+        }
         let qkv_bias = h.tensor("blk.0.attn_q.bias").is_some();
         let tied_output = h.tensor("output.weight").is_none();
         let config = ModelConfig {
@@ -218,7 +231,14 @@ impl ModelDesc {
             n_heads,
             n_kv_heads,
             head_dim,
-            ffn_dim: get_u(h, &k("feed_forward_length"))?,
+            ffn_dim: match get_u(h, &k("feed_forward_length"))? {
+                f if f > 0 && f <= 1 << 22 => f,
+                f => {
+                    return Err(ModelError::Inconsistent(format!(
+                        "feed_forward_length {f} is outside 1..=4194304"
+                    )))
+                }
+            },
             rms_eps: get_f(h, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             rope_base: get_f(h, &k("rope.freq_base")).unwrap_or(10000.0) as f32,
             rope_dim,

@@ -11,6 +11,7 @@
 
 mod reader;
 mod value;
+pub mod writer;
 
 pub use reader::{parse_header, HeaderParse};
 pub use value::GgufValue;

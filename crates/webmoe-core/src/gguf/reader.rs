@@ -227,7 +227,10 @@ fn tensor_size(name: &str, dims: &[u64], ty: GgmlType) -> Result<u64, GgufError>
             .checked_mul(d)
             .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
     }
-    rows.checked_mul(ty.row_bytes(dims[0]))
+    let row_bytes = (dims[0] / ty.block_elems())
+        .checked_mul(ty.block_bytes())
+        .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
+    rows.checked_mul(row_bytes)
         .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))
 }
 

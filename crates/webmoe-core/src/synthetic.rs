@@ -1,0 +1,96 @@
+//! Tiny random Llama models as GGUF bytes (tests and examples; no tokenizer needed for id-level runs).
+
+use crate::gguf::writer::GgufWriter;
+use crate::gguf::GgufValue;
+use crate::quant::{random_blocks, GgmlType};
+
+/// Shape of a synthetic Llama model.
+#[derive(Debug, Clone)]
+pub struct SyntheticLlama {
+    /// Vocabulary.
+    pub vocab: u64,
+    /// Hidden size (multiple of 256 for K-quants, else of 32).
+    pub hidden: u64,
+    /// Blocks.
+    pub layers: u64,
+    /// Query heads.
+    pub heads: u64,
+    /// KV heads.
+    pub kv_heads: u64,
+    /// SwiGLU width.
+    pub ffn: u64,
+    /// Type of the matrices (norms are F32).
+    pub ty: GgmlType,
+    /// Separate output matrix instead of a tied one.
+    pub untied: bool,
+    /// Context length.
+    pub context: u64,
+    /// RNG seed.
+    pub seed: u64,
+}
+
+impl SyntheticLlama {
+    /// The model as a GGUF writer (add or remove entries to make broken variants).
+    pub fn writer(&self) -> GgufWriter {
+        let mut state = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+            | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 16) as u32
+        };
+        let mut w = GgufWriter::default();
+        let u = GgufValue::U64;
+        w.kv("general.architecture", GgufValue::Str("llama".into()))
+            .kv("llama.vocab_size", u(self.vocab))
+            .kv("llama.embedding_length", u(self.hidden))
+            .kv("llama.block_count", u(self.layers))
+            .kv("llama.feed_forward_length", u(self.ffn))
+            .kv("llama.attention.head_count", u(self.heads))
+            .kv("llama.attention.head_count_kv", u(self.kv_heads))
+            .kv(
+                "llama.attention.layer_norm_rms_epsilon",
+                GgufValue::F64(1e-5),
+            )
+            .kv("llama.rope.freq_base", GgufValue::F64(10000.0))
+            .kv("llama.context_length", u(self.context));
+        let hd = self.hidden / self.heads;
+        let mut mat = |w: &mut GgufWriter, name: &str, cols: u64, rows: u64| {
+            let n_blocks = (cols * rows / self.ty.block_elems()) as usize;
+            w.tensor(
+                name,
+                &[cols, rows],
+                self.ty,
+                random_blocks(self.ty, n_blocks, &mut next),
+            );
+        };
+        mat(&mut w, "token_embd.weight", self.hidden, self.vocab);
+        if self.untied {
+            mat(&mut w, "output.weight", self.hidden, self.vocab);
+        }
+        let norm = |w: &mut GgufWriter, name: &str, n: u64| {
+            let v: Vec<u8> = (0..n)
+                .flat_map(|i| (1.0f32 + 0.01 * (i % 7) as f32).to_le_bytes())
+                .collect();
+            w.tensor(name, &[n], GgmlType::F32, v);
+        };
+        norm(&mut w, "output_norm.weight", self.hidden);
+        for l in 0..self.layers {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            norm(&mut w, &n("attn_norm"), self.hidden);
+            norm(&mut w, &n("ffn_norm"), self.hidden);
+            mat(&mut w, &n("attn_q"), self.hidden, self.heads * hd);
+            mat(&mut w, &n("attn_k"), self.hidden, self.kv_heads * hd);
+            mat(&mut w, &n("attn_v"), self.hidden, self.kv_heads * hd);
+            mat(&mut w, &n("attn_output"), self.heads * hd, self.hidden);
+            mat(&mut w, &n("ffn_gate"), self.hidden, self.ffn);
+            mat(&mut w, &n("ffn_up"), self.hidden, self.ffn);
+            mat(&mut w, &n("ffn_down"), self.ffn, self.hidden);
+        }
+        w
+    }
+}
