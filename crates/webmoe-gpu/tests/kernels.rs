@@ -1,0 +1,214 @@
+//! Every kernel against the CPU reference (webmoe-core `reference`) on random inputs: all weight types,
+//! odd shapes, several token counts, tensors split across bindings. Tolerances are normalized
+//! mean-squared errors (NMSE); f32 kernels differ from the CPU only by summation order.
+
+mod common;
+use common::*;
+use webmoe_core::model::RopeStyle;
+use webmoe_core::quant::GgmlType;
+use webmoe_core::reference;
+use webmoe_gpu::kernels::{attention, elementwise, embed, kv, linear, norm};
+
+/// f32 math on identical dequantized values: only the summation order differs.
+const F32_NMSE: f64 = 1e-10;
+
+fn k_for(ty: GgmlType) -> usize {
+    if ty.block_elems() == 256 {
+        512
+    } else {
+        96 // three 32-blocks: rows of Q4_0/Q8_0 are then not 4-byte aligned
+    }
+}
+
+fn check_linear(gpu: &webmoe_gpu::Gpu, ty: GgmlType, rows: usize, tokens: usize, chunk: usize, accumulate: bool) {
+    let mut rng = Rng(ty.id() as u64 * 7919 + rows as u64 + 17);
+    let k = k_for(ty);
+    let (bytes, w) = random_matrix(&mut rng, ty, rows, k);
+    let store = upload(gpu, "w", &[k as u64, rows as u64], ty, &bytes, chunk);
+    let t = store.get("w").unwrap();
+    let x = rng.vec(tokens * k);
+    let y0 = rng.vec(tokens * rows);
+    let mut want = reference::matmul(&x, &w, k);
+    if accumulate {
+        want.iter_mut().zip(&y0).for_each(|(w, y)| *w += y);
+    }
+    let xb = f32_buffer(gpu, &x);
+    let step = gpu.uniform(&[tokens as u32, 0, 1, 0]);
+    for use_matmul in [false, true] {
+        let yb = f32_buffer(gpu, &y0);
+        let lin = linear::build(gpu, t, &xb, &yb, &step, linear::Layout { accumulate, ..Default::default() }).unwrap();
+        let ops: Vec<&webmoe_gpu::Op> = if use_matmul { lin.mat.iter().collect() } else { lin.vec.iter().collect() };
+        run(gpu, &ops, tokens as u32, 1);
+        let got = read_f32(gpu, &yb, tokens * rows);
+        let e = nmse(&got, &want);
+        assert!(e < F32_NMSE, "{} rows={rows} tokens={tokens} matmul={use_matmul}: nmse {e:e}", ty.name());
+    }
+}
+
+#[test]
+fn linear_matches_cpu_for_every_type_and_shape() {
+    let gpu = gpu();
+    for ty in GgmlType::ALL {
+        for (rows, tokens) in [(1, 1), (37, 1), (37, 5), (70, 19)] {
+            check_linear(&gpu, ty, rows, tokens, 1 << 20, false);
+        }
+        check_linear(&gpu, ty, 33, 3, 7, true);
+    }
+}
+
+#[test]
+fn linear_split_across_bindings_matches_cpu() {
+    // 4 KiB bindings: a 100-row Q8_0 matrix of 102-byte rows becomes three shards.
+    let gpu = gpu_with(Some(4096));
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32, GgmlType::Q6_K] {
+        let rows = 100;
+        let store_rows = {
+            let k = k_for(ty);
+            let mut rng = Rng(1);
+            let (bytes, _) = random_matrix(&mut rng, ty, rows, k);
+            let s = upload(&gpu, "w", &[k as u64, rows as u64], ty, &bytes, 4093);
+            s.get("w").unwrap().shards.len()
+        };
+        assert!(store_rows > 1, "{} should be split", ty.name());
+        check_linear(&gpu, ty, rows, 1, 4093, false);
+        check_linear(&gpu, ty, rows, 9, 1000, true);
+    }
+}
+
+#[test]
+fn embedding_lookup_matches_cpu_including_split_tables() {
+    for max_binding in [None, Some(4096)] {
+        let gpu = gpu_with(max_binding);
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F16, GgmlType::BF16] {
+            let mut rng = Rng(5);
+            let (vocab, hidden) = (90, k_for(ty));
+            let (bytes, table) = random_matrix(&mut rng, ty, vocab, hidden);
+            let store = upload(&gpu, "e", &[hidden as u64, vocab as u64], ty, &bytes, 333);
+            let ids: Vec<u32> = vec![0, 89, 45, 3, 45, 77];
+            let idb = gpu.storage_init("ids", bytemuck::cast_slice(&ids));
+            let xb = gpu.storage("x", (ids.len() * hidden * 4) as u64);
+            let step = gpu.uniform(&[ids.len() as u32, 0, 1, 0]);
+            let ops = embed::build(&gpu, store.get("e").unwrap(), &idb, &xb, &step).unwrap();
+            run(&gpu, &ops.iter().collect::<Vec<_>>(), ids.len() as u32, 1);
+            let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * hidden..][..hidden].to_vec()).collect();
+            assert_eq!(read_f32(&gpu, &xb, want.len()), want, "{} split={max_binding:?}", ty.name());
+        }
+    }
+}
+
+#[test]
+fn rmsnorm_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng(9);
+    for (n, t) in [(576, 3), (100, 1), (4096, 2)] {
+        let x: Vec<f32> = rng.vec(n * t).iter().map(|v| v * 50.0).collect();
+        let w = rng.vec(n);
+        let (xb, wb) = (f32_buffer(&gpu, &x), f32_buffer(&gpu, &w));
+        let yb = gpu.storage("y", (n * t * 4) as u64);
+        let step = gpu.uniform(&[t as u32, 0, 1, 0]);
+        let want = reference::rms_norm(&x, &w, 1e-5);
+        run(&gpu, &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, false).unwrap()], t as u32, 1);
+        assert!(nmse(&read_f32(&gpu, &yb, n * t), &want) < F32_NMSE);
+        run(&gpu, &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, true).unwrap()], t as u32, 1);
+        assert!(nmse(&read_f32(&gpu, &yb, n), &want[(t - 1) * n..]) < F32_NMSE, "last row only");
+    }
+}
+
+#[test]
+fn rope_matches_cpu_in_both_conventions() {
+    let gpu = gpu();
+    let mut rng = Rng(11);
+    for style in [RopeStyle::Interleaved, RopeStyle::NeoX] {
+        for (rope_dim, pos0) in [(64, 0), (32, 1000)] {
+            let c = webmoe_core::model::ModelConfig {
+                arch: "llama".into(),
+                vocab_size: 10,
+                hidden: 256,
+                n_layers: 1,
+                n_heads: 4,
+                n_kv_heads: 2,
+                head_dim: 64,
+                ffn_dim: 32,
+                rms_eps: 1e-5,
+                rope_base: 10000.0,
+                rope_dim,
+                rope_style: style,
+                rope_freq_divisors: Some((0..rope_dim / 2).map(|i| 1.0 + (i % 3) as f32).collect()),
+                context_length: 2048,
+                tied_output: true,
+                qkv_bias: false,
+            };
+            let t = 5;
+            let q = rng.vec(t * 4 * 64);
+            let k = rng.vec(t * 2 * 64);
+            let (qb, kb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k));
+            let tables = webmoe_gpu::kernels::rope::tables(&gpu, &c, 2048);
+            let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
+            let op = webmoe_gpu::kernels::rope::build(&gpu, &c, &qb, &kb, &tables, &step, 2048).unwrap();
+            run(&gpu, &[&op], t as u32, 1);
+            let (cos, sin) = webmoe_core::model::rope_tables(&c, pos0 as usize, t);
+            let (mut wq, mut wk) = (q.clone(), k.clone());
+            reference::rope(&mut wq, 4, 64, rope_dim, style, &cos, &sin);
+            reference::rope(&mut wk, 2, 64, rope_dim, style, &cos, &sin);
+            assert!(nmse(&read_f32(&gpu, &qb, q.len()), &wq) < F32_NMSE, "{style:?} q");
+            assert!(nmse(&read_f32(&gpu, &kb, k.len()), &wk) < F32_NMSE, "{style:?} k");
+        }
+    }
+}
+
+fn round_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+}
+
+#[test]
+fn attention_matches_cpu_for_prefill_and_split_decode() {
+    let gpu = gpu();
+    let mut rng = Rng(13);
+    for f16 in [false, true] {
+        for (nh, nkv, hd) in [(4, 2, 64), (6, 1, 80), (2, 2, 256)] {
+            let max_pos = 300;
+            let cache = kv::alloc(&gpu, nkv, hd, max_pos, f16);
+            let shape = attention::Shape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, max_pos, scale: 1.0 / (hd as f32).sqrt(), f16 };
+            let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
+            // Prefill 150 tokens in one call, then decode 3 single tokens with key-range splits.
+            let mut pos = 0;
+            for t in [150usize, 1, 1, 1] {
+                let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
+                let k = rng.vec(t * nkv * hd);
+                let v = rng.vec(t * nkv * hd);
+                let (qb, kb, vb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k), f32_buffer(&gpu, &v));
+                let splits = attention::n_splits(t as u32, (pos + t) as u32);
+                let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
+                let part = gpu.storage("part", (attention::partial_len(t, nh, hd) * 4) as u64);
+                let out = gpu.storage("out", (t * nh * hd * 4) as u64);
+                let store = kv::build_store(&gpu, &kb, &vb, &cache, &step, nkv, hd, max_pos, f16).unwrap();
+                let [a, r] = attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
+                run(&gpu, &[&store, &a, &r], t as u32, splits);
+                all_k.extend(if f16 { round_f16(&k) } else { k });
+                all_v.extend(if f16 { round_f16(&v) } else { v });
+                pos += t;
+                let want = reference::attention(&q, &all_k, &all_v, nh, nkv, hd);
+                let e = nmse(&read_f32(&gpu, &out, want.len()), &want);
+                assert!(e < 1e-9, "f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} splits={splits}: nmse {e:e}");
+                if t == 1 {
+                    assert!(splits > 1, "decode must exercise the split path");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn swiglu_and_bias_match_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng(17);
+    let (n, t) = (100, 3);
+    let (g, u, b) = (rng.vec(n * t), rng.vec(n * t), rng.vec(n));
+    let step = gpu.uniform(&[t as u32, 0, 1, 0]);
+    let (gb, ub, bb) = (f32_buffer(&gpu, &g), f32_buffer(&gpu, &u), f32_buffer(&gpu, &b));
+    run(&gpu, &[&elementwise::build(&gpu, elementwise::Kind::SwiGlu, &gb, &ub, &step, n as u32).unwrap()], t as u32, 1);
+    assert!(nmse(&read_f32(&gpu, &gb, n * t), &reference::swiglu(&g, &u)) < F32_NMSE);
+    run(&gpu, &[&elementwise::build(&gpu, elementwise::Kind::AddBias, &ub, &bb, &step, n as u32).unwrap()], t as u32, 1);
+    let want: Vec<f32> = u.iter().enumerate().map(|(i, x)| x + b[i % n]).collect();
+    assert!(nmse(&read_f32(&gpu, &ub, n * t), &want) < F32_NMSE);
+}
