@@ -20,7 +20,14 @@ fn k_for(ty: GgmlType) -> usize {
     }
 }
 
-fn check_linear(gpu: &webmoe_gpu::Gpu, ty: GgmlType, rows: usize, tokens: usize, chunk: usize, accumulate: bool) {
+fn check_linear(
+    gpu: &webmoe_gpu::Gpu,
+    ty: GgmlType,
+    rows: usize,
+    tokens: usize,
+    chunk: usize,
+    accumulate: bool,
+) {
     let mut rng = Rng(ty.id() as u64 * 7919 + rows as u64 + 17);
     let k = k_for(ty);
     let (bytes, w) = random_matrix(&mut rng, ty, rows, k);
@@ -36,12 +43,31 @@ fn check_linear(gpu: &webmoe_gpu::Gpu, ty: GgmlType, rows: usize, tokens: usize,
     let step = gpu.uniform(&[tokens as u32, 0, 1, 0]);
     for use_matmul in [false, true] {
         let yb = f32_buffer(gpu, &y0);
-        let lin = linear::build(gpu, t, &xb, &yb, &step, linear::Layout { accumulate, ..Default::default() }).unwrap();
-        let ops: Vec<&webmoe_gpu::Op> = if use_matmul { lin.mat.iter().collect() } else { lin.vec.iter().collect() };
+        let lin = linear::build(
+            gpu,
+            t,
+            &xb,
+            &yb,
+            &step,
+            linear::Layout {
+                accumulate,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ops: Vec<&webmoe_gpu::Op> = if use_matmul {
+            lin.mat.iter().collect()
+        } else {
+            lin.vec.iter().collect()
+        };
         run(gpu, &ops, tokens as u32, 1);
         let got = read_f32(gpu, &yb, tokens * rows);
         let e = nmse(&got, &want);
-        assert!(e < F32_NMSE, "{} rows={rows} tokens={tokens} matmul={use_matmul}: nmse {e:e}", ty.name());
+        assert!(
+            e < F32_NMSE,
+            "{} rows={rows} tokens={tokens} matmul={use_matmul}: nmse {e:e}",
+            ty.name()
+        );
     }
 }
 
@@ -60,7 +86,12 @@ fn linear_matches_cpu_for_every_type_and_shape() {
 fn linear_split_across_bindings_matches_cpu() {
     // 4 KiB bindings: a 100-row Q8_0 matrix of 102-byte rows becomes three shards.
     let gpu = gpu_with(Some(4096));
-    for ty in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F32, GgmlType::Q6_K] {
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::F32,
+        GgmlType::Q6_K,
+    ] {
         let rows = 100;
         let store_rows = {
             let k = k_for(ty);
@@ -79,7 +110,13 @@ fn linear_split_across_bindings_matches_cpu() {
 fn embedding_lookup_matches_cpu_including_split_tables() {
     for max_binding in [None, Some(4096)] {
         let gpu = gpu_with(max_binding);
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F16, GgmlType::BF16] {
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_1,
+            GgmlType::Q4_K,
+            GgmlType::F16,
+            GgmlType::BF16,
+        ] {
             let mut rng = Rng(5);
             let (vocab, hidden) = (90, k_for(ty));
             let (bytes, table) = random_matrix(&mut rng, ty, vocab, hidden);
@@ -90,8 +127,16 @@ fn embedding_lookup_matches_cpu_including_split_tables() {
             let step = gpu.uniform(&[ids.len() as u32, 0, 1, 0]);
             let ops = embed::build(&gpu, store.get("e").unwrap(), &idb, &xb, &step).unwrap();
             run(&gpu, &ops.iter().collect::<Vec<_>>(), ids.len() as u32, 1);
-            let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * hidden..][..hidden].to_vec()).collect();
-            assert_eq!(read_f32(&gpu, &xb, want.len()), want, "{} split={max_binding:?}", ty.name());
+            let want: Vec<f32> = ids
+                .iter()
+                .flat_map(|&i| table[i as usize * hidden..][..hidden].to_vec())
+                .collect();
+            assert_eq!(
+                read_f32(&gpu, &xb, want.len()),
+                want,
+                "{} split={max_binding:?}",
+                ty.name()
+            );
         }
     }
 }
@@ -107,10 +152,23 @@ fn rmsnorm_matches_cpu() {
         let yb = gpu.storage("y", (n * t * 4) as u64);
         let step = gpu.uniform(&[t as u32, 0, 1, 0]);
         let want = reference::rms_norm(&x, &w, 1e-5);
-        run(&gpu, &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, false).unwrap()], t as u32, 1);
+        run(
+            &gpu,
+            &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, false).unwrap()],
+            t as u32,
+            1,
+        );
         assert!(nmse(&read_f32(&gpu, &yb, n * t), &want) < F32_NMSE);
-        run(&gpu, &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, true).unwrap()], t as u32, 1);
-        assert!(nmse(&read_f32(&gpu, &yb, n), &want[(t - 1) * n..]) < F32_NMSE, "last row only");
+        run(
+            &gpu,
+            &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, true).unwrap()],
+            t as u32,
+            1,
+        );
+        assert!(
+            nmse(&read_f32(&gpu, &yb, n), &want[(t - 1) * n..]) < F32_NMSE,
+            "last row only"
+        );
     }
 }
 
@@ -144,14 +202,21 @@ fn rope_matches_cpu_in_both_conventions() {
             let (qb, kb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k));
             let tables = webmoe_gpu::kernels::rope::tables(&gpu, &c, 2048);
             let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
-            let op = webmoe_gpu::kernels::rope::build(&gpu, &c, &qb, &kb, &tables, &step, 2048).unwrap();
+            let op =
+                webmoe_gpu::kernels::rope::build(&gpu, &c, &qb, &kb, &tables, &step, 2048).unwrap();
             run(&gpu, &[&op], t as u32, 1);
             let (cos, sin) = webmoe_core::model::rope_tables(&c, pos0 as usize, t);
             let (mut wq, mut wk) = (q.clone(), k.clone());
             reference::rope(&mut wq, 4, 64, rope_dim, style, &cos, &sin);
             reference::rope(&mut wk, 2, 64, rope_dim, style, &cos, &sin);
-            assert!(nmse(&read_f32(&gpu, &qb, q.len()), &wq) < F32_NMSE, "{style:?} q");
-            assert!(nmse(&read_f32(&gpu, &kb, k.len()), &wk) < F32_NMSE, "{style:?} k");
+            assert!(
+                nmse(&read_f32(&gpu, &qb, q.len()), &wq) < F32_NMSE,
+                "{style:?} q"
+            );
+            assert!(
+                nmse(&read_f32(&gpu, &kb, k.len()), &wk) < F32_NMSE,
+                "{style:?} k"
+            );
         }
     }
 }
@@ -168,7 +233,14 @@ fn attention_matches_cpu_for_prefill_and_split_decode() {
         for (nh, nkv, hd) in [(4, 2, 64), (6, 1, 80), (2, 2, 256)] {
             let max_pos = 300;
             let cache = kv::alloc(&gpu, nkv, hd, max_pos, f16);
-            let shape = attention::Shape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, max_pos, scale: 1.0 / (hd as f32).sqrt(), f16 };
+            let shape = attention::Shape {
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd,
+                max_pos,
+                scale: 1.0 / (hd as f32).sqrt(),
+                f16,
+            };
             let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
             // Prefill 150 tokens in one call, then decode 3 single tokens with key-range splits.
             let mut pos = 0;
@@ -176,20 +248,29 @@ fn attention_matches_cpu_for_prefill_and_split_decode() {
                 let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
                 let k = rng.vec(t * nkv * hd);
                 let v = rng.vec(t * nkv * hd);
-                let (qb, kb, vb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k), f32_buffer(&gpu, &v));
+                let (qb, kb, vb) = (
+                    f32_buffer(&gpu, &q),
+                    f32_buffer(&gpu, &k),
+                    f32_buffer(&gpu, &v),
+                );
                 let splits = attention::n_splits(t as u32, (pos + t) as u32);
                 let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
                 let part = gpu.storage("part", (attention::partial_len(t, nh, hd) * 4) as u64);
                 let out = gpu.storage("out", (t * nh * hd * 4) as u64);
-                let store = kv::build_store(&gpu, &kb, &vb, &cache, &step, nkv, hd, max_pos, f16).unwrap();
-                let [a, r] = attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
+                let store =
+                    kv::build_store(&gpu, &kb, &vb, &cache, &step, nkv, hd, max_pos, f16).unwrap();
+                let [a, r] =
+                    attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
                 run(&gpu, &[&store, &a, &r], t as u32, splits);
                 all_k.extend(if f16 { round_f16(&k) } else { k });
                 all_v.extend(if f16 { round_f16(&v) } else { v });
                 pos += t;
                 let want = reference::attention(&q, &all_k, &all_v, nh, nkv, hd);
                 let e = nmse(&read_f32(&gpu, &out, want.len()), &want);
-                assert!(e < 1e-9, "f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} splits={splits}: nmse {e:e}");
+                assert!(
+                    e < 1e-9,
+                    "f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} splits={splits}: nmse {e:e}"
+                );
                 if t == 1 {
                     assert!(splits > 1, "decode must exercise the split path");
                 }
@@ -205,10 +286,30 @@ fn swiglu_and_bias_match_cpu() {
     let (n, t) = (100, 3);
     let (g, u, b) = (rng.vec(n * t), rng.vec(n * t), rng.vec(n));
     let step = gpu.uniform(&[t as u32, 0, 1, 0]);
-    let (gb, ub, bb) = (f32_buffer(&gpu, &g), f32_buffer(&gpu, &u), f32_buffer(&gpu, &b));
-    run(&gpu, &[&elementwise::build(&gpu, elementwise::Kind::SwiGlu, &gb, &ub, &step, n as u32).unwrap()], t as u32, 1);
+    let (gb, ub, bb) = (
+        f32_buffer(&gpu, &g),
+        f32_buffer(&gpu, &u),
+        f32_buffer(&gpu, &b),
+    );
+    run(
+        &gpu,
+        &[
+            &elementwise::build(&gpu, elementwise::Kind::SwiGlu, &gb, &ub, &step, n as u32)
+                .unwrap(),
+        ],
+        t as u32,
+        1,
+    );
     assert!(nmse(&read_f32(&gpu, &gb, n * t), &reference::swiglu(&g, &u)) < F32_NMSE);
-    run(&gpu, &[&elementwise::build(&gpu, elementwise::Kind::AddBias, &ub, &bb, &step, n as u32).unwrap()], t as u32, 1);
+    run(
+        &gpu,
+        &[
+            &elementwise::build(&gpu, elementwise::Kind::AddBias, &ub, &bb, &step, n as u32)
+                .unwrap(),
+        ],
+        t as u32,
+        1,
+    );
     let want: Vec<f32> = u.iter().enumerate().map(|(i, x)| x + b[i % n]).collect();
     assert!(nmse(&read_f32(&gpu, &ub, n * t), &want) < F32_NMSE);
 }

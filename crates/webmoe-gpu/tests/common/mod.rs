@@ -8,7 +8,8 @@ use webmoe_gpu::weights::WeightStore;
 use webmoe_gpu::{read_buffer, Gpu, GpuOptions};
 
 pub fn gpu_with(max_binding_bytes: Option<u64>) -> Gpu {
-    pollster::block_on(Gpu::new(GpuOptions { max_binding_bytes })).expect("a GPU adapter (lavapipe on CI)")
+    pollster::block_on(Gpu::new(GpuOptions { max_binding_bytes }))
+        .expect("a GPU adapter (lavapipe on CI)")
 }
 
 pub fn gpu() -> Gpu {
@@ -43,8 +44,21 @@ pub fn random_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> (Vec
 
 /// Uploads one tensor through the weight store in chunks of `chunk` bytes (odd sizes exercise the
 /// alignment carry).
-pub fn upload(gpu: &Gpu, name: &str, dims: &[u64], ty: GgmlType, bytes: &[u8], chunk: usize) -> WeightStore {
-    let info = TensorInfo { name: name.into(), dims: dims.to_vec(), ggml_type: ty, offset: 0, size_bytes: bytes.len() as u64 };
+pub fn upload(
+    gpu: &Gpu,
+    name: &str,
+    dims: &[u64],
+    ty: GgmlType,
+    bytes: &[u8],
+    chunk: usize,
+) -> WeightStore {
+    let info = TensorInfo {
+        name: name.into(),
+        dims: dims.to_vec(),
+        ggml_type: ty,
+        offset: 0,
+        size_bytes: bytes.len() as u64,
+    };
     let mut store = WeightStore::allocate(gpu, &[(0, &info)]).unwrap();
     let mut off = 0;
     for c in bytes.chunks(chunk) {
@@ -78,7 +92,15 @@ pub fn run(gpu: &Gpu, ops: &[&webmoe_gpu::Op], n_tokens: u32, n_splits: u32) {
 /// Normalized mean-squared error Σ(a−b)² / Σb².
 pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len());
-    let num: f64 = got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().max(1e-30);
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let den: f64 = want
+        .iter()
+        .map(|b| (*b as f64).powi(2))
+        .sum::<f64>()
+        .max(1e-30);
     num / den
 }
