@@ -16,7 +16,7 @@ pub fn run(
     opts: EngineOptions,
 ) -> Result<()> {
     let t_load = Instant::now();
-    let mut m = crate::load::load(model, opts, json)?;
+    let mut m = webmoe_cli::load::load(model, opts, json)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let vocab = m.engine.desc.config.vocab_size as u32;
     // A fixed pseudo-random prompt: speed does not depend on the text.

@@ -10,17 +10,27 @@ use webmoe_gpu::Engine;
 /// What a generation produced.
 #[derive(Debug, Serialize)]
 pub struct Generation {
+    /// Prompt token ids.
     pub prompt_ids: Vec<u32>,
+    /// Generated token ids (without the end-of-generation token).
     pub ids: Vec<u32>,
+    /// Generated text.
     pub text: String,
+    /// `stop` (end-of-generation token), `length` (max tokens) or `context` (context full).
     pub finish_reason: String,
+    /// Prompt tokens per second (includes the first sampling).
     pub prefill_tokens_per_s: f64,
+    /// Generated tokens per second after the first.
     pub decode_tokens_per_s: f64,
+    /// Seconds from start to the first generated token.
     pub time_to_first_token_s: f64,
 }
 
 /// Generates up to `max_tokens` tokens after `prompt`, calling `on_text` with each complete piece of
 /// text. Stops at an end-of-generation token (not included in the text) or at `max_tokens`.
+///
+/// # Errors
+/// Context overflow, device failures and detokenization errors.
 pub fn generate(
     engine: &mut Engine,
     tok: &Tokenizer,

@@ -13,12 +13,18 @@ use webmoe_loader::{
 
 /// A model file opened on the CPU side (no GPU yet).
 pub struct ModelFile {
+    /// The file.
     pub src: FileSource,
+    /// Its GGUF header.
     pub header: GgufHeader,
+    /// The model it describes.
     pub desc: ModelDesc,
 }
 
 /// Reads the header and builds the model description.
+///
+/// # Errors
+/// When the file cannot be read, is not a valid GGUF, or describes an unsupported model.
 pub fn open(path: &Path) -> Result<ModelFile> {
     let src = FileSource::open(path)?;
     let header = read_gguf_header(&src).with_context(|| format!("reading {}", path.display()))?;
@@ -33,13 +39,19 @@ pub fn open(path: &Path) -> Result<ModelFile> {
 
 /// A model ready to run.
 pub struct Loaded {
+    /// The opened file.
     pub file: ModelFile,
+    /// Its tokenizer.
     pub tokenizer: Tokenizer,
+    /// The GPU engine with the weights loaded.
     pub engine: Engine,
 }
 
 /// Opens `path`, creates the GPU engine and streams the weights in, with a progress bar on stderr
 /// unless `quiet`.
+///
+/// # Errors
+/// Everything [`open`] reports, tokenizer errors, no GPU, a model too large for the device, read errors.
 pub fn load(path: &Path, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
     let file = open(path)?;
     let tokenizer = Tokenizer::from_gguf(&file.header).context("building the tokenizer")?;

@@ -1,8 +1,8 @@
 //! `webmoe`: run Llama-family GGUF models on the GPU through wgpu.
 
 mod bench;
-mod generate;
-mod load;
+
+use webmoe_cli::{generate, load};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
