@@ -1,1 +1,131 @@
-fn main() {}
+//! Build and test orchestration: `cargo xtask test | run | bench | check`.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const USAGE: &str = "usage: cargo xtask <test|run|bench|check>
+  test   fetch the test model and run every test (native, on the default wgpu adapter)
+  run    fetch the test model and chat with it through the CLI (extra args go to `webmoe run`)
+  bench  fetch the test model and print `webmoe bench --json`
+  check  rustfmt --check, clippy with warnings denied, wasm32 build of the library crates";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn sh(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Mesa prints warnings without a runtime dir; give it a private one.
+fn gpu_env() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("webmoe-xdg");
+        let _ = std::fs::create_dir_all(&dir);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        std::env::set_var("XDG_RUNTIME_DIR", dir);
+    }
+}
+
+fn fetch_model() -> Result<()> {
+    sh(Command::new("bash").arg("scripts/fetch-test-model.sh"))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        bail!("{USAGE}");
+    };
+    gpu_env();
+    match cmd.as_str() {
+        "test" => {
+            fetch_model()?;
+            sh(cargo()
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .args(&args[1..]))
+        }
+        "run" => {
+            fetch_model()?;
+            let extra: Vec<&str> = if args.len() > 1 {
+                args[1..].iter().map(String::as_str).collect()
+            } else {
+                vec![
+                    "--chat",
+                    "What is the capital of France? Answer in one sentence.",
+                ]
+            };
+            sh(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "webmoe-cli",
+                    "--",
+                    "run",
+                    MODEL,
+                ])
+                .args(extra))
+        }
+        "bench" => {
+            fetch_model()?;
+            sh(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "webmoe-cli",
+                    "--",
+                    "bench",
+                    MODEL,
+                    "--json",
+                ])
+                .args(&args[1..]))
+        }
+        "check" => {
+            sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
+            sh(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            sh(cargo().args([
+                "build",
+                "--target",
+                "wasm32-unknown-unknown",
+                "-p",
+                "webmoe-core",
+                "-p",
+                "webmoe-gpu",
+                "-p",
+                "webmoe-loader",
+            ]))
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}

@@ -195,7 +195,7 @@ impl ModelDesc {
             .and_then(|v| v.as_u64())
             .map(|v| v as usize)
             .unwrap_or(head_dim);
-        if rope_dim > head_dim || rope_dim % 2 != 0 {
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
             return Err(ModelError::Inconsistent(format!(
                 "rope dimension {rope_dim} must be even and ≤ head_dim {head_dim}"
             )));

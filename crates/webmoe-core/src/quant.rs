@@ -348,7 +348,7 @@ pub fn random_blocks(ty: GgmlType, n_blocks: usize, mut next: impl FnMut() -> u3
                 for &o in ty.f16_fields() {
                     let v = ((next() % 1000) as f32 + 1.0) / 1000.0
                         * 0.05
-                        * if next() % 4 == 0 { -1.0 } else { 1.0 };
+                        * if next().is_multiple_of(4) { -1.0 } else { 1.0 };
                     blk[o..o + 2].copy_from_slice(&f16::from_f32(v).to_bits().to_le_bytes());
                 }
             }

@@ -121,9 +121,9 @@ impl CpuModel {
     ) -> Result<Self, E> {
         let mut weights = std::collections::HashMap::new();
         for (name, _) in desc.expected_tensors() {
-            if !weights.contains_key(&name) {
-                let w = load(&name)?;
-                weights.insert(name, w);
+            if let std::collections::hash_map::Entry::Vacant(e) = weights.entry(name) {
+                let w = load(e.key())?;
+                e.insert(w);
             }
         }
         Ok(CpuModel { desc, weights })

@@ -119,7 +119,7 @@ impl Gpu {
     /// A uniform buffer holding `words` (u32s; store f32 with `to_bits`), padded to 16 bytes.
     pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
         let mut w = words.to_vec();
-        while w.len() % 4 != 0 || w.is_empty() {
+        while !w.len().is_multiple_of(4) || w.is_empty() {
             w.push(0);
         }
         self.device

@@ -242,6 +242,11 @@ impl Engine {
             f16,
         };
         let plain = Layout::default();
+        let rms = norm::Rms {
+            n: c.hidden as u32,
+            eps: c.rms_eps,
+            last_only: false,
+        };
         let residual = Layout {
             accumulate: true,
             ..Layout::default()
@@ -269,26 +274,14 @@ impl Engine {
                     &w(&l.attn_norm)?.shards[0].buffer,
                     &s.xn,
                     &s.step,
-                    c.hidden as u32,
-                    c.rms_eps,
-                    false,
+                    rms,
                 )?,
                 q: linear::build(g, w(&l.wq)?, &s.xn, &s.q, &s.step, plain)?,
                 k: linear::build(g, w(&l.wk)?, &s.xn, &s.k, &s.step, plain)?,
                 v: linear::build(g, w(&l.wv)?, &s.xn, &s.v, &s.step, plain)?,
                 bias,
                 rope: rope::build(g, &c, &s.q, &s.k, &rope_tables, &s.step, ctx)?,
-                kv_store: kv::build_store(
-                    g,
-                    &s.k,
-                    &s.v,
-                    cache,
-                    &s.step,
-                    c.n_kv_heads,
-                    c.head_dim,
-                    ctx,
-                    f16,
-                )?,
+                kv_store: kv::build_store(g, &s.k, &s.v, cache, &s.step)?,
                 attn: attention::build(g, shape, &s.q, cache, &s.part, &s.att, &s.step)?,
                 wo: linear::build(g, w(&l.wo)?, &s.att, &s.x, &s.step, residual)?,
                 ffn_norm: norm::build(
@@ -297,9 +290,7 @@ impl Engine {
                     &w(&l.ffn_norm)?.shards[0].buffer,
                     &s.xn,
                     &s.step,
-                    c.hidden as u32,
-                    c.rms_eps,
-                    false,
+                    rms,
                 )?,
                 gate: linear::build(g, w(&l.gate)?, &s.xn, &s.gate, &s.step, plain)?,
                 up: linear::build(g, w(&l.up)?, &s.xn, &s.up, &s.step, plain)?,
@@ -321,9 +312,10 @@ impl Engine {
             &weights.get(&desc.output_norm)?.shards[0].buffer,
             &s.xn,
             &s.step,
-            c.hidden as u32,
-            c.rms_eps,
-            true,
+            norm::Rms {
+                last_only: true,
+                ..rms
+            },
         )?;
         let lm_head = linear::build(
             g,

@@ -154,14 +154,38 @@ fn rmsnorm_matches_cpu() {
         let want = reference::rms_norm(&x, &w, 1e-5);
         run(
             &gpu,
-            &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, false).unwrap()],
+            &[&norm::build(
+                &gpu,
+                &xb,
+                &wb,
+                &yb,
+                &step,
+                norm::Rms {
+                    n: n as u32,
+                    eps: 1e-5,
+                    last_only: false,
+                },
+            )
+            .unwrap()],
             t as u32,
             1,
         );
         assert!(nmse(&read_f32(&gpu, &yb, n * t), &want) < F32_NMSE);
         run(
             &gpu,
-            &[&norm::build(&gpu, &xb, &wb, &yb, &step, n as u32, 1e-5, true).unwrap()],
+            &[&norm::build(
+                &gpu,
+                &xb,
+                &wb,
+                &yb,
+                &step,
+                norm::Rms {
+                    n: n as u32,
+                    eps: 1e-5,
+                    last_only: true,
+                },
+            )
+            .unwrap()],
             t as u32,
             1,
         );
@@ -257,8 +281,7 @@ fn attention_matches_cpu_for_prefill_and_split_decode() {
                 let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
                 let part = gpu.storage("part", (attention::partial_len(t, nh, hd) * 4) as u64);
                 let out = gpu.storage("out", (t * nh * hd * 4) as u64);
-                let store =
-                    kv::build_store(&gpu, &kb, &vb, &cache, &step, nkv, hd, max_pos, f16).unwrap();
+                let store = kv::build_store(&gpu, &kb, &vb, &cache, &step).unwrap();
                 let [a, r] =
                     attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
                 run(&gpu, &[&store, &a, &r], t as u32, splits);

@@ -213,7 +213,7 @@ fn tensor_size(name: &str, dims: &[u64], ty: GgmlType) -> Result<u64, GgufError>
     if dims.contains(&0) {
         return Err(bad(format!("zero-sized dimension in {dims:?}")));
     }
-    if dims[0] % ty.block_elems() != 0 {
+    if !dims[0].is_multiple_of(ty.block_elems()) {
         return Err(bad(format!(
             "row length {} is not a multiple of the {:?} block size {}",
             dims[0],
@@ -260,7 +260,7 @@ fn read_value(cur: &mut Cursor, ty: u32, depth: usize) -> Result<GgufValue, Stop
             let min = match elem {
                 0 | 1 | 7 => 1,
                 2 | 3 => 2,
-                4 | 5 | 6 => 4,
+                4..=6 => 4,
                 8 | 10 | 11 | 12 => 8,
                 9 => 12,
                 other => {

@@ -11,6 +11,14 @@ pub struct LayerCache {
     pub k: wgpu::Buffer,
     /// Values.
     pub v: wgpu::Buffer,
+    /// KV heads.
+    pub n_kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// Positions held.
+    pub max_pos: usize,
+    /// Packed f16 (else f32).
+    pub f16: bool,
 }
 
 /// Bytes of one layer's K (or V) cache.
@@ -30,6 +38,10 @@ pub fn alloc(
     LayerCache {
         k: gpu.storage("k cache", b),
         v: gpu.storage("v cache", b),
+        n_kv_heads,
+        head_dim,
+        max_pos,
+        f16,
     }
 }
 
@@ -43,11 +55,9 @@ pub fn build_store(
     v: &wgpu::Buffer,
     cache: &LayerCache,
     step: &wgpu::Buffer,
-    n_kv_heads: usize,
-    head_dim: usize,
-    max_pos: usize,
-    f16: bool,
 ) -> Result<Op, GpuError> {
+    let (n_kv_heads, head_dim, max_pos, f16) =
+        (cache.n_kv_heads, cache.head_dim, cache.max_pos, cache.f16);
     let p = gpu.pipeline(
         "kv_store.wgsl",
         "main",

@@ -54,7 +54,7 @@ pub fn build(
     l: Layout,
 ) -> Result<Linear, GpuError> {
     let k = w.row_len() as u32;
-    if k % 32 != 0 {
+    if !k.is_multiple_of(32) {
         return Err(GpuError::Invalid(format!(
             "linear layer row length {k} is not a multiple of 32"
         )));

@@ -3,8 +3,18 @@
 use crate::op::{Grid, Op};
 use crate::{Gpu, GpuError};
 
-/// RMSNorm of every token row of `x` (n elements) into `y`; with `last_only`, only the call's last row,
-/// written to row 0 of `y`.
+/// What an RMSNorm launch normalizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Rms {
+    /// Elements per row.
+    pub n: u32,
+    /// Epsilon inside the square root.
+    pub eps: f32,
+    /// Only the call's last row, written to row 0 of the output (the logits need nothing else).
+    pub last_only: bool,
+}
+
+/// RMSNorm of the token rows of `x` into `y`.
 ///
 /// # Errors
 /// [`GpuError`] if the pipeline cannot be built.
@@ -14,16 +24,14 @@ pub fn build(
     weight: &wgpu::Buffer,
     y: &wgpu::Buffer,
     step: &wgpu::Buffer,
-    n: u32,
-    eps: f32,
-    last_only: bool,
+    r: Rms,
 ) -> Result<Op, GpuError> {
     let p = gpu.pipeline("rmsnorm.wgsl", "main", &[])?;
-    let params = gpu.uniform(&[n, last_only as u32, eps.to_bits(), 0]);
+    let params = gpu.uniform(&[r.n, r.last_only as u32, r.eps.to_bits(), 0]);
     Ok(Op {
         bind_group: gpu.bind(&p, &[x, weight, y, &params, step]),
         pipeline: p,
-        grid: if last_only {
+        grid: if r.last_only {
             Grid::Fixed([1, 1, 1])
         } else {
             Grid::PerToken
