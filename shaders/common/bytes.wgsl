@@ -1,7 +1,12 @@
 // Byte-address helpers over a weight buffer bound as `w: array<u32>` (GGUF bytes as uploaded).
 // Blocks are not always 4-byte aligned (Q4_0: 18 bytes, Q8_0: 34), so reads join two words when needed.
+// The including shader defines ALIGNED (1u when every block of every row starts on a word boundary, so
+// that the single-load path is chosen at compile time).
 
 fn rw(off: u32) -> u32 {
+    if (ALIGNED == 1u) {
+        return w[off >> 2u];
+    }
     let a = off >> 2u;
     let s = (off & 3u) * 8u;
     if (s == 0u) {

@@ -58,6 +58,33 @@ impl SyntheticLlama {
             )
             .kv("llama.rope.freq_base", GgufValue::F64(10000.0))
             .kv("llama.context_length", u(self.context));
+        // A byte-level vocabulary (GPT-2's byte-to-character map) with no merges, so that text can be
+        // tokenized; the last id is an end-of-sequence control token.
+        let byte_chars: Vec<String> = {
+            let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+            let mut extra = 0;
+            (0..256u32)
+                .map(|b| {
+                    let c = if printable(b) {
+                        b
+                    } else {
+                        extra += 1;
+                        255 + extra
+                    };
+                    char::from_u32(c).unwrap().to_string()
+                })
+                .collect()
+        };
+        let tokens: Vec<String> = (0..self.vocab as usize)
+            .map(|i| if i + 1 == self.vocab as usize { "<|eos|>".into() } else { byte_chars.get(i).cloned().unwrap_or_else(|| format!("<extra{i}>")) })
+            .collect();
+        let types: Vec<f64> = (0..self.vocab).map(|i| if i + 1 == self.vocab { 3.0 } else { 1.0 }).collect();
+        w.kv("tokenizer.ggml.model", GgufValue::Str("gpt2".into()))
+            .kv("tokenizer.ggml.pre", GgufValue::Str("default".into()))
+            .kv("tokenizer.ggml.tokens", GgufValue::StrArray(tokens))
+            .kv("tokenizer.ggml.token_type", GgufValue::NumArray(types))
+            .kv("tokenizer.ggml.merges", GgufValue::StrArray(Vec::new()))
+            .kv("tokenizer.ggml.eos_token_id", u(self.vocab - 1));
         let hd = self.hidden / self.heads;
         let mut mat = |w: &mut GgufWriter, name: &str, cols: u64, rows: u64| {
             let n_blocks = (cols * rows / self.ty.block_elems()) as usize;

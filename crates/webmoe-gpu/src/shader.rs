@@ -107,6 +107,7 @@ mod tests {
             &[
                 ("HDR", "hdr_q8_0".into()),
                 ("DQ4", "dq4_q8_0".into()),
+                ("ALIGNED", "0u".into()),
                 ("LANES", "8u".into()),
                 ("ACCUMULATE", "0u".into()),
             ],

@@ -86,6 +86,10 @@ fn check(ty: GgmlType, untied: bool, max_binding: Option<u64>, kv: KvDtype, tol:
     }
 }
 
+/// Same math in f32, different summation order (lanes, token blocks) through two layers of random
+/// weights: relative errors of order 1e-5, NMSE of order 1e-9. A wrong op gives NMSE above 1e-3.
+const F32_MODEL_NMSE: f64 = 1e-7;
+
 #[test]
 fn gpu_forward_matches_cpu_reference_with_f32_kv() {
     for ty in [
@@ -99,14 +103,14 @@ fn gpu_forward_matches_cpu_reference_with_f32_kv() {
         GgmlType::Q6_K,
         GgmlType::Q3_K,
     ] {
-        check(ty, ty == GgmlType::Q8_0, None, KvDtype::F32, 1e-9);
+        check(ty, ty == GgmlType::Q8_0, None, KvDtype::F32, F32_MODEL_NMSE);
     }
 }
 
 #[test]
 fn gpu_forward_with_split_bindings_and_f16_kv_stays_close() {
     // 16 KiB bindings split the embedding table and the output matrix.
-    check(GgmlType::Q8_0, true, Some(16 << 10), KvDtype::F32, 1e-9);
+    check(GgmlType::Q8_0, true, Some(16 << 10), KvDtype::F32, F32_MODEL_NMSE);
     // The f16 KV cache rounds keys and values: NMSE of order 1e-7 against the f32 reference.
     check(GgmlType::Q4_K, false, None, KvDtype::F16, 1e-5);
 }

@@ -1,6 +1,6 @@
 //! Token embedding lookup (`shaders/embed.wgsl`), one launch per shard of the table.
 
-use super::{dq4_name, groups, hdr_name};
+use super::{aligned, dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
@@ -20,7 +20,7 @@ pub fn build(
     let p = gpu.pipeline(
         "embed.wgsl",
         "main",
-        &[("HDR", hdr_name(table.ty)), ("DQ4", dq4_name(table.ty))],
+        &[("HDR", hdr_name(table.ty)), ("DQ4", dq4_name(table.ty)), ("ALIGNED", aligned(table.ty, table.row_bytes))],
     )?;
     Ok(table
         .shards

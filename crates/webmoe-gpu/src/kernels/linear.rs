@@ -1,7 +1,7 @@
 //! Linear layers `y = x · Wᵀ` over any supported weight type: a mat-vec kernel for decode
 //! (`shaders/matvec.wgsl`) and a tiled mat-mul for prefill (`shaders/matmul.wgsl`), one launch per shard.
 
-use super::{dq4_name, groups, hdr_name};
+use super::{aligned, dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
@@ -69,6 +69,7 @@ pub fn build(
         &[
             ("HDR", hdr.clone()),
             ("DQ4", dq.clone()),
+            ("ALIGNED", aligned(w.ty, w.row_bytes)),
             ("LANES", format!("{lanes}u")),
             ("ACCUMULATE", acc.into()),
         ],
@@ -76,7 +77,7 @@ pub fn build(
     let pm = gpu.pipeline(
         "matmul.wgsl",
         "main",
-        &[("HDR", hdr), ("DQ4", dq), ("ACCUMULATE", acc.into())],
+        &[("HDR", hdr), ("DQ4", dq), ("ALIGNED", aligned(w.ty, w.row_bytes)), ("ACCUMULATE", acc.into())],
     )?;
     let (mut vec, mut mat) = (Vec::new(), Vec::new());
     for s in &w.shards {
@@ -98,7 +99,7 @@ pub fn build(
         mat.push(Op {
             bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),
             pipeline: pm.clone(),
-            grid: Grid::TokenTiles(groups(s.n_rows, 32), 16),
+            grid: Grid::TokenTiles(groups(s.n_rows, 64), 8),
         });
     }
     Ok(Linear { vec, mat })

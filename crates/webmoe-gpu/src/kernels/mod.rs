@@ -28,3 +28,10 @@ pub fn dq4_name(ty: GgmlType) -> String {
 pub fn groups(n: u64, per: u64) -> u32 {
     n.div_ceil(per) as u32
 }
+
+/// The `ALIGNED` define of the byte helpers: whether every block of rows of `row_bytes` starts on a
+/// 4-byte boundary.
+pub fn aligned(ty: GgmlType, row_bytes: u64) -> String {
+    let yes = ty.block_bytes() % 4 == 0 && row_bytes % 4 == 0;
+    if yes { "1u" } else { "0u" }.into()
+}
