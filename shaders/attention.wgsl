@@ -30,15 +30,14 @@ struct Params {
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 64>;
 
-fn cache_at(is_k: bool, e: u32) -> f32 {
+// Elements e, e+1 (e even) of the K (is_k) or V cache.
+fn cache_pair(is_k: bool, e: u32) -> vec2<f32> {
     if (KV_F16 == 1u) {
-        var word: u32;
-        if (is_k) { word = kc[e / 2u]; } else { word = vc[e / 2u]; }
-        let v = unpack2x16float(word);
-        return select(v.x, v.y, (e & 1u) == 1u);
+        if (is_k) { return unpack2x16float(kc[e / 2u]); }
+        return unpack2x16float(vc[e / 2u]);
     }
-    if (is_k) { return bitcast<f32>(kc[e]); }
-    return bitcast<f32>(vc[e]);
+    if (is_k) { return bitcast<vec2<f32>>(vec2<u32>(kc[e], kc[e + 1u])); }
+    return bitcast<vec2<f32>>(vec2<u32>(vc[e], vc[e + 1u]));
 }
 
 @compute @workgroup_size(64)
@@ -59,41 +58,48 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let cache_base = g * p.max_pos * hd;
     var m = -1e30;
     var l = 0.0;
-    var o: array<f32, 4>;
+    // Thread li accumulates output dimensions 2·li and 2·li + 1 (and +128 for head_dim > 128).
+    var o0 = vec2<f32>(0.0);
+    var o1 = vec2<f32>(0.0);
     for (var j0 = start; j0 < end; j0 += 64u) {
         let j = j0 + li;
         var s = -1e30;
         if (j < end) {
-            s = 0.0;
+            var acc = 0.0;
             let kb = cache_base + j * hd;
-            for (var d = 0u; d < hd; d++) { s += qs[d] * cache_at(true, kb + d); }
+            for (var d = 0u; d < hd; d += 2u) {
+                acc += dot(vec2<f32>(qs[d], qs[d + 1u]), cache_pair(true, kb + d));
+            }
+            s = acc;
         }
         sc[li] = s;
         workgroupBarrier();
-        var tmax = -1e30;
         let n = min(64u, end - j0);
+        var tmax = -1e30;
         for (var i = 0u; i < n; i++) { tmax = max(tmax, sc[i]); }
         let m_new = max(m, tmax);
+        workgroupBarrier();
+        sc[li] = select(0.0, exp(s - m_new), j < end);
+        workgroupBarrier();
         let corr = exp(m - m_new);
         l *= corr;
-        for (var c = 0u; c < 4u; c++) { o[c] *= corr; }
+        o0 *= corr;
+        o1 *= corr;
+        let d0 = 2u * li;
         for (var i = 0u; i < n; i++) {
-            let pr = exp(sc[i] - m_new);
+            let pr = sc[i];
             l += pr;
             let vb = cache_base + (j0 + i) * hd;
-            for (var c = 0u; c < 4u; c++) {
-                let d = li + 64u * c;
-                if (d < hd) { o[c] += pr * cache_at(false, vb + d); }
-            }
+            if (d0 < hd) { o0 += pr * cache_pair(false, vb + d0); }
+            if (d0 + 128u < hd) { o1 += pr * cache_pair(false, vb + d0 + 128u); }
         }
         m = m_new;
         workgroupBarrier();
     }
     let pb = ((t * p.n_heads + h) * step.n_splits + split) * (hd + 2u);
-    for (var c = 0u; c < 4u; c++) {
-        let d = li + 64u * c;
-        if (d < hd) { part[pb + d] = o[c]; }
-    }
+    let d0 = 2u * li;
+    if (d0 < hd) { part[pb + d0] = o0.x; part[pb + d0 + 1u] = o0.y; }
+    if (d0 + 128u < hd) { part[pb + d0 + 128u] = o1.x; part[pb + d0 + 129u] = o1.y; }
     if (li == 0u) {
         part[pb + hd] = m;
         part[pb + hd + 1u] = l;

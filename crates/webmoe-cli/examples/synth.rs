@@ -10,9 +10,23 @@ fn main() {
         eprintln!("usage: synth OUT.gguf TYPE HIDDEN LAYERS FFN VOCAB");
         std::process::exit(2);
     }
-    let ty = *GgmlType::ALL.iter().find(|t| t.name() == a[2]).expect("unknown type");
+    let ty = *GgmlType::ALL
+        .iter()
+        .find(|t| t.name() == a[2])
+        .expect("unknown type");
     let n = |i: usize| a[i].parse::<u64>().expect("a number");
     let hidden = n(3);
-    let spec = SyntheticLlama { vocab: n(6), hidden, layers: n(4), heads: hidden / 64, kv_heads: (hidden / 64 / 3).max(1), ffn: n(5), ty, untied: false, context: 4096, seed: 1 };
+    let spec = SyntheticLlama {
+        vocab: n(6),
+        hidden,
+        layers: n(4),
+        heads: hidden / 64,
+        kv_heads: (hidden / 64 / 3).max(1),
+        ffn: n(5),
+        ty,
+        untied: false,
+        context: 4096,
+        seed: 1,
+    };
     std::fs::write(&a[1], spec.writer().to_bytes()).expect("write");
 }

@@ -61,7 +61,9 @@ impl SyntheticLlama {
         // A byte-level vocabulary (GPT-2's byte-to-character map) with no merges, so that text can be
         // tokenized; the last id is an end-of-sequence control token.
         let byte_chars: Vec<String> = {
-            let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+            let printable = |b: u32| {
+                (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b)
+            };
             let mut extra = 0;
             (0..256u32)
                 .map(|b| {
@@ -76,9 +78,20 @@ impl SyntheticLlama {
                 .collect()
         };
         let tokens: Vec<String> = (0..self.vocab as usize)
-            .map(|i| if i + 1 == self.vocab as usize { "<|eos|>".into() } else { byte_chars.get(i).cloned().unwrap_or_else(|| format!("<extra{i}>")) })
+            .map(|i| {
+                if i + 1 == self.vocab as usize {
+                    "<|eos|>".into()
+                } else {
+                    byte_chars
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("<extra{i}>"))
+                }
+            })
             .collect();
-        let types: Vec<f64> = (0..self.vocab).map(|i| if i + 1 == self.vocab { 3.0 } else { 1.0 }).collect();
+        let types: Vec<f64> = (0..self.vocab)
+            .map(|i| if i + 1 == self.vocab { 3.0 } else { 1.0 })
+            .collect();
         w.kv("tokenizer.ggml.model", GgufValue::Str("gpt2".into()))
             .kv("tokenizer.ggml.pre", GgufValue::Str("default".into()))
             .kv("tokenizer.ggml.tokens", GgufValue::StrArray(tokens))

@@ -110,7 +110,13 @@ fn gpu_forward_matches_cpu_reference_with_f32_kv() {
 #[test]
 fn gpu_forward_with_split_bindings_and_f16_kv_stays_close() {
     // 16 KiB bindings split the embedding table and the output matrix.
-    check(GgmlType::Q8_0, true, Some(16 << 10), KvDtype::F32, F32_MODEL_NMSE);
+    check(
+        GgmlType::Q8_0,
+        true,
+        Some(16 << 10),
+        KvDtype::F32,
+        F32_MODEL_NMSE,
+    );
     // The f16 KV cache rounds keys and values: NMSE of order 1e-7 against the f32 reference.
     check(GgmlType::Q4_K, false, None, KvDtype::F16, 1e-5);
 }

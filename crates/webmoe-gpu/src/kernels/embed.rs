@@ -20,7 +20,11 @@ pub fn build(
     let p = gpu.pipeline(
         "embed.wgsl",
         "main",
-        &[("HDR", hdr_name(table.ty)), ("DQ4", dq4_name(table.ty)), ("ALIGNED", aligned(table.ty, table.row_bytes))],
+        &[
+            ("HDR", hdr_name(table.ty)),
+            ("DQ4", dq4_name(table.ty)),
+            ("ALIGNED", aligned(table.ty, table.row_bytes)),
+        ],
     )?;
     Ok(table
         .shards

@@ -77,7 +77,12 @@ pub fn build(
     let pm = gpu.pipeline(
         "matmul.wgsl",
         "main",
-        &[("HDR", hdr), ("DQ4", dq), ("ALIGNED", aligned(w.ty, w.row_bytes)), ("ACCUMULATE", acc.into())],
+        &[
+            ("HDR", hdr),
+            ("DQ4", dq),
+            ("ALIGNED", aligned(w.ty, w.row_bytes)),
+            ("ACCUMULATE", acc.into()),
+        ],
     )?;
     let (mut vec, mut mat) = (Vec::new(), Vec::new());
     for s in &w.shards {
