@@ -32,6 +32,6 @@ pub fn groups(n: u64, per: u64) -> u32 {
 /// The `ALIGNED` define of the byte helpers: whether every block of rows of `row_bytes` starts on a
 /// 4-byte boundary.
 pub fn aligned(ty: GgmlType, row_bytes: u64) -> String {
-    let yes = ty.block_bytes() % 4 == 0 && row_bytes % 4 == 0;
+    let yes = ty.block_bytes().is_multiple_of(4) && row_bytes.is_multiple_of(4);
     if yes { "1u" } else { "0u" }.into()
 }
