@@ -138,3 +138,33 @@ fn prompt_longer_than_the_context_is_a_clear_error() {
         Err(GpuError::Invalid(_))
     ));
 }
+
+#[test]
+fn model_larger_than_the_device_allows_is_a_clear_error() {
+    // A 1 KiB binding limit cannot hold even one 4 KiB row of the F32 embedding table.
+    let spec = SyntheticLlama {
+        vocab: 300,
+        hidden: 1024,
+        layers: 1,
+        heads: 16,
+        kv_heads: 4,
+        ffn: 256,
+        ty: GgmlType::F32,
+        untied: false,
+        context: 64,
+        seed: 1,
+    };
+    let bytes = spec.writer().to_bytes();
+    let webmoe_core::gguf::HeaderParse::Done(h) =
+        webmoe_core::gguf::parse_header(&bytes, bytes.len() as u64).unwrap()
+    else {
+        unreachable!()
+    };
+    let desc = ModelDesc::from_gguf(&h, None).unwrap();
+    let gpu = gpu_with(Some(1024));
+    match Engine::new(gpu, desc, &h, EngineOptions::default()) {
+        Err(GpuError::TooLarge(msg)) => assert!(msg.contains("exceeds"), "{msg}"),
+        Err(e) => panic!("expected TooLarge, got {e}"),
+        Ok(_) => panic!("expected TooLarge, got an engine"),
+    }
+}

@@ -1,0 +1,72 @@
+//! Tokenizers built from GGUF metadata (SentencePiece path) and from a `tokenizer.json` against the
+//! tokenizations of their references (llama.cpp; Hugging Face tokenizers). Fixtures: tests/fixtures/make_*.py.
+
+use webmoe_core::gguf::{parse_header, HeaderParse};
+use webmoe_core::tokenizer::Tokenizer;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn sentencepiece_ids_equal_llama_cpp() {
+    let bytes = std::fs::read(fixture("spm_tiny.gguf")).unwrap();
+    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
+        panic!("header")
+    };
+    let tok = Tokenizer::from_gguf(&h).unwrap();
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("spm_tiny_ref.json")).unwrap())
+            .unwrap();
+    for case in refs["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let got = tok.encode(text, false, true).unwrap();
+        assert_eq!(got, want, "{text:?}");
+        if !text.is_empty() {
+            assert_eq!(
+                tok.decode(&got[1..]).unwrap(),
+                text,
+                "round trip of {text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tokenizer_json_ids_equal_hugging_face() {
+    use webmoe_core::tokenizer::SpecialTokens;
+    let json = std::fs::read_to_string(fixture("tiny_tokenizer.json")).unwrap();
+    let special = SpecialTokens {
+        bos: None,
+        add_bos: false,
+        eog: vec![0],
+        bos_text: String::new(),
+        eos_text: "<|end|>".into(),
+    };
+    let tok = Tokenizer::from_json(&json, special, None).unwrap();
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny_tokenizer_ref.json")).unwrap())
+            .unwrap();
+    for case in refs["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text, true, true).unwrap(), want, "{text:?}");
+        assert_eq!(tok.decode(&want).unwrap(), text);
+    }
+    // Without special parsing the special strings are plain text.
+    assert_ne!(tok.encode("<|start|>", false, false).unwrap(), vec![1]);
+    assert_eq!(tok.encode("<|start|>", true, false).unwrap(), vec![1]);
+}
