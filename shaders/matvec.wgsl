@@ -1,9 +1,11 @@
-// op: y[t, r] (+)= Σ_k x[t, k] · W[r, k] for one token t per workgroup row (decode mat-vec).
+// op: y[t, r] (+)= Σ_k x[t, k] · W[r, k] for one token per dispatch row (decode mat-vec).
 // W is a GGUF tensor (one shard of rows) read through HDR/DQ4; x, y are f32.
-// bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read), 2 y (storage, read_write),
+// Each thread owns RPT rows and a LANES-th of their 32-element groups, so every activation load is
+// reused for RPT rows; the LANES partial sums of a row meet in workgroup memory.
+// bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read, vec4), 2 y (storage, read_write),
 //           3 params (uniform).
-// dispatch: (ceil(n_rows / ROWS_PER_WG), n_tokens, 1); workgroup = 64 threads = ROWS_PER_WG rows × LANES lanes.
-// defines: HDR and DQ4 (dequant functions), LANES (threads per row, power of two ≤ 64), ACCUMULATE (0/1).
+// dispatch: (ceil(n_rows / (RPT * 64 / LANES)), n_tokens, 1); workgroup = 64 threads.
+// defines: HDR, DQ4, ALIGNED, LANES (power of two ≤ 64), RPT (rows per thread, 1..4), ACCUMULATE (0/1).
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -24,38 +26,51 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const ROWS_PER_WG: u32 = 64u / LANES;
-var<workgroup> partial: array<f32, 64>;
+const GROUPS_PER_WG: u32 = 64u / LANES;
+var<workgroup> partial: array<vec4<f32>, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lane = li % LANES;
-    let r = wg.x * ROWS_PER_WG + li / LANES;
+    let r0 = (wg.x * GROUPS_PER_WG + li / LANES) * RPT;
     let t = wg.y;
-    var acc = 0.0;
-    if (r < p.n_rows) {
+    // Rows past the end repeat the last row (their results are discarded) so the loop has no branch.
+    var rows: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) { rows[j] = min(r0 + j, p.n_rows - 1u) * p.row_bytes; }
+    var acc = vec4<f32>(0.0);
+    if (r0 < p.n_rows) {
         let xb = (p.x_offset + t * p.x_stride) / 4u;
-        let row = r * p.row_bytes;
         for (var g = lane; g < p.k / 32u; g += LANES) {
             let xo = xb + g * 8u;
-            let h = HDR(row, g);
+            let h0 = HDR(rows[0], g);
+            var h1 = h0; var h2 = h0; var h3 = h0;
+            if (RPT > 1u) { h1 = HDR(rows[1], g); }
+            if (RPT > 2u) { h2 = HDR(rows[2], g); }
+            if (RPT > 3u) { h3 = HDR(rows[3], g); }
             for (var i = 0u; i < 8u; i++) {
-                acc += dot(DQ4(row, g, i, h), x[xo + i]);
+                let xv = x[xo + i];
+                acc.x += dot(DQ4(rows[0], g, i, h0), xv);
+                if (RPT > 1u) { acc.y += dot(DQ4(rows[1], g, i, h1), xv); }
+                if (RPT > 2u) { acc.z += dot(DQ4(rows[2], g, i, h2), xv); }
+                if (RPT > 3u) { acc.w += dot(DQ4(rows[3], g, i, h3), xv); }
             }
         }
     }
-    partial[li] = acc;
-    workgroupBarrier();
-    if (lane == 0u && r < p.n_rows) {
-        var s = 0.0;
-        for (var i = 0u; i < LANES; i++) {
-            s += partial[li + i];
+    var s = acc;
+    if (LANES > 1u) {
+        partial[li] = acc;
+        workgroupBarrier();
+        if (lane == 0u) {
+            for (var i = 1u; i < LANES; i++) { s += partial[li + i]; }
         }
-        let o = p.y_offset + t * p.out_stride + p.out_row0 + r;
-        if (ACCUMULATE == 1u) {
-            y[o] = y[o] + s;
-        } else {
-            y[o] = s;
+    }
+    if (lane == 0u) {
+        let ob = p.y_offset + t * p.out_stride + p.out_row0;
+        for (var j = 0u; j < RPT; j++) {
+            if (r0 + j < p.n_rows) {
+                let o = ob + r0 + j;
+                if (ACCUMULATE == 1u) { y[o] = y[o] + s[j]; } else { y[o] = s[j]; }
+            }
         }
     }
 }

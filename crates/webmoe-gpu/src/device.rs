@@ -12,6 +12,34 @@ pub struct GpuOptions {
     /// Cap on the size of one storage binding (tests use it to force tensor splitting). `None`: the
     /// adapter's own limit.
     pub max_binding_bytes: Option<u64>,
+    /// Kernel shape parameters. `None`: chosen for the adapter type.
+    pub tuning: Option<Tuning>,
+}
+
+/// Shape parameters of the mat-vec kernel (every combination computes the same result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Threads cooperating on one row (power of two ≤ 64).
+    pub lanes: u32,
+    /// Rows each thread owns (1..=4); activation loads are shared between them.
+    pub rows_per_thread: u32,
+}
+
+impl Tuning {
+    /// CPU emulators (lavapipe, SwiftShader) prefer one long stream per thread and shared activation
+    /// loads; GPUs prefer many threads per row.
+    pub fn for_device(ty: wgpu::DeviceType) -> Self {
+        match ty {
+            wgpu::DeviceType::Cpu => Tuning {
+                lanes: 1,
+                rows_per_thread: 2,
+            },
+            _ => Tuning {
+                lanes: 16,
+                rows_per_thread: 1,
+            },
+        }
+    }
 }
 
 /// A device with its queue, capabilities and compiled pipelines.
@@ -26,6 +54,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// Largest storage binding webmoe will use (≤ the device limit).
     pub max_binding_bytes: u64,
+    /// Kernel shape parameters.
+    pub tuning: Tuning,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
@@ -62,12 +92,23 @@ impl Gpu {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let max_binding_bytes = opts.max_binding_bytes.unwrap_or(device_max).min(device_max) & !255;
+        let info = adapter.get_info();
+        let tuning = opts.tuning.unwrap_or(Tuning::for_device(info.device_type));
+        if !tuning.lanes.is_power_of_two()
+            || tuning.lanes > 64
+            || !(1..=4).contains(&tuning.rows_per_thread)
+        {
+            return Err(GpuError::Invalid(format!(
+                "invalid kernel tuning {tuning:?}"
+            )));
+        }
         Ok(Gpu {
             device,
             queue,
-            info: adapter.get_info(),
+            info,
             limits,
             max_binding_bytes,
+            tuning,
             pipelines: Mutex::new(HashMap::new()),
         })
     }

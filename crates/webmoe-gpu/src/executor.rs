@@ -453,11 +453,7 @@ impl Engine {
         for op in &self.embed {
             op.encode(pass, n, n_splits);
         }
-        let skip = std::env::var("WEBMOE_SKIP").unwrap_or_default();
         for l in &self.layers {
-            if skip == "layers" {
-                break;
-            }
             l.attn_norm.encode(pass, n, n_splits);
             lin(pass, &l.q);
             lin(pass, &l.k);
@@ -467,26 +463,20 @@ impl Engine {
             }
             l.rope.encode(pass, n, n_splits);
             l.kv_store.encode(pass, n, n_splits);
-            if skip != "attn" {
-                for op in &l.attn {
-                    op.encode(pass, n, n_splits);
-                }
+            for op in &l.attn {
+                op.encode(pass, n, n_splits);
             }
             lin(pass, &l.wo);
             l.ffn_norm.encode(pass, n, n_splits);
-            if skip != "ffn" {
-                lin(pass, &l.gate);
-                lin(pass, &l.up);
-                l.swiglu.encode(pass, n, n_splits);
-                lin(pass, &l.down);
-            }
+            lin(pass, &l.gate);
+            lin(pass, &l.up);
+            l.swiglu.encode(pass, n, n_splits);
+            lin(pass, &l.down);
         }
         if with_logits {
             self.final_norm.encode(pass, n, n_splits);
-            if skip != "head" {
-                for op in &self.lm_head.vec {
-                    op.encode(pass, 1, n_splits);
-                }
+            for op in &self.lm_head.vec {
+                op.encode(pass, 1, n_splits);
             }
         }
     }

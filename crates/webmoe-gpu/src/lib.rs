@@ -11,7 +11,7 @@ mod readback;
 mod shader;
 pub mod weights;
 
-pub use device::{Gpu, GpuOptions};
+pub use device::{Gpu, GpuOptions, Tuning};
 pub use executor::{Engine, EngineOptions, KvDtype};
 pub use op::{Grid, Op};
 pub use readback::read_buffer;

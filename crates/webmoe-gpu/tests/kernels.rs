@@ -83,6 +83,23 @@ fn linear_matches_cpu_for_every_type_and_shape() {
 }
 
 #[test]
+fn linear_matches_cpu_under_every_kernel_tuning() {
+    for gpu in all_tunings() {
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+            GgmlType::F16,
+        ] {
+            for rows in [1, 7, 130] {
+                check_linear(&gpu, ty, rows, 2, 1 << 20, rows == 7);
+            }
+        }
+    }
+}
+
+#[test]
 fn linear_split_across_bindings_matches_cpu() {
     // 4 KiB bindings: a 100-row Q8_0 matrix of 102-byte rows becomes three shards.
     let gpu = gpu_with(Some(4096));

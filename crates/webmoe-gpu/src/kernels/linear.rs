@@ -29,18 +29,6 @@ pub struct Linear {
     pub mat: Vec<Op>,
 }
 
-/// Threads cooperating on one row in the mat-vec kernel: CPU emulators prefer one long stream per
-/// thread, real GPUs many threads per row.
-pub fn lanes(gpu: &Gpu) -> u32 {
-    match gpu.info.device_type {
-        wgpu::DeviceType::Cpu => std::env::var("WEBMOE_LANES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4),
-        _ => 16,
-    }
-}
-
 /// Builds the launches for `w` reading `x` and writing `y`.
 ///
 /// # Errors
@@ -62,7 +50,7 @@ pub fn build(
     let n_out = w.n_rows() as u32;
     let acc = if l.accumulate { "1u" } else { "0u" };
     let (hdr, dq) = (hdr_name(w.ty), dq4_name(w.ty));
-    let lanes = lanes(gpu);
+    let (lanes, rpt) = (gpu.tuning.lanes, gpu.tuning.rows_per_thread);
     let pv = gpu.pipeline(
         "matvec.wgsl",
         "main",
@@ -71,6 +59,7 @@ pub fn build(
             ("DQ4", dq.clone()),
             ("ALIGNED", aligned(w.ty, w.row_bytes)),
             ("LANES", format!("{lanes}u")),
+            ("RPT", format!("{rpt}u")),
             ("ACCUMULATE", acc.into()),
         ],
     )?;
@@ -99,7 +88,7 @@ pub fn build(
         vec.push(Op {
             bind_group: gpu.bind(&pv, &[&s.buffer, x, y, &params]),
             pipeline: pv.clone(),
-            grid: Grid::Tokens(groups(s.n_rows, (64 / lanes) as u64)),
+            grid: Grid::Tokens(groups(s.n_rows, (64 / lanes * rpt) as u64)),
         });
         mat.push(Op {
             bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),

@@ -8,8 +8,29 @@ use webmoe_gpu::weights::WeightStore;
 use webmoe_gpu::{read_buffer, Gpu, GpuOptions};
 
 pub fn gpu_with(max_binding_bytes: Option<u64>) -> Gpu {
-    pollster::block_on(Gpu::new(GpuOptions { max_binding_bytes }))
-        .expect("a GPU adapter (lavapipe on CI)")
+    pollster::block_on(Gpu::new(GpuOptions {
+        max_binding_bytes,
+        tuning: None,
+    }))
+    .expect("a GPU adapter (lavapipe on CI)")
+}
+
+/// Every mat-vec shape the adapters use (CPU-style and GPU-style), whatever adapter runs the tests.
+pub fn all_tunings() -> Vec<Gpu> {
+    [(1, 1), (1, 2), (1, 3), (4, 4), (16, 1), (64, 2)]
+        .into_iter()
+        .map(|(lanes, rows_per_thread)| {
+            let tuning = Some(webmoe_gpu::Tuning {
+                lanes,
+                rows_per_thread,
+            });
+            pollster::block_on(Gpu::new(GpuOptions {
+                max_binding_bytes: None,
+                tuning,
+            }))
+            .unwrap()
+        })
+        .collect()
 }
 
 pub fn gpu() -> Gpu {
