@@ -2,14 +2,13 @@
 //! device's own copy bandwidth measured in the same run.
 
 use anyhow::Result;
-use std::path::Path;
 use std::time::Instant;
 use webmoe_core::sampling::SamplingParams;
 use webmoe_gpu::kernels::copy::copy_bandwidth;
 use webmoe_gpu::EngineOptions;
 
 pub fn run(
-    model: &Path,
+    model: &str,
     prompt_tokens: usize,
     gen_tokens: usize,
     json: bool,
@@ -45,7 +44,7 @@ pub fn run(
     let decode_tps = n as f64 / decode_s;
     let decode_gbs = bytes_per_token as f64 * decode_tps / 1e9;
     let v = serde_json::json!({
-        "model": model.display().to_string(),
+        "model": model,
         "adapter": m.engine.gpu.adapter_name(),
         "load_s": load_s,
         "prompt_tokens": prompt_tokens,

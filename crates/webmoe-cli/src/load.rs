@@ -2,19 +2,19 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::Path;
 use webmoe_core::gguf::GgufHeader;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::tokenizer::Tokenizer;
 use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
 use webmoe_loader::{
-    read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, FileSource, DEFAULT_CHUNK_BYTES,
+    read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, FileSource, HttpSource,
+    DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
 };
 
 /// A model file opened on the CPU side (no GPU yet).
 pub struct ModelFile {
-    /// The file.
-    pub src: FileSource,
+    /// Where the bytes come from (a local file or an HTTP URL).
+    pub src: Box<dyn ByteSource + Sync>,
     /// Its GGUF header.
     pub header: GgufHeader,
     /// The model it describes.
@@ -25,15 +25,20 @@ pub struct ModelFile {
 ///
 /// # Errors
 /// When the file cannot be read, is not a valid GGUF, or describes an unsupported model.
-pub fn open(path: &Path) -> Result<ModelFile> {
-    let src = FileSource::open(path)?;
-    let header = read_gguf_header(&src).with_context(|| format!("reading {}", path.display()))?;
+pub fn open(model: &str) -> Result<ModelFile> {
+    let src: Box<dyn ByteSource + Sync> =
+        if model.starts_with("http://") || model.starts_with("https://") {
+            Box::new(HttpSource::open(model)?)
+        } else {
+            Box::new(FileSource::open(std::path::Path::new(model))?)
+        };
+    let header = read_gguf_header(src.as_ref()).with_context(|| format!("reading {model}"))?;
     let rope_freqs = match header.tensor("rope_freqs.weight") {
-        Some(_) => Some(read_tensor_f32(&src, &header, "rope_freqs.weight")?),
+        Some(_) => Some(read_tensor_f32(src.as_ref(), &header, "rope_freqs.weight")?),
         None => None,
     };
-    let desc = ModelDesc::from_gguf(&header, rope_freqs)
-        .with_context(|| format!("model {}", path.display()))?;
+    let desc =
+        ModelDesc::from_gguf(&header, rope_freqs).with_context(|| format!("model {model}"))?;
     Ok(ModelFile { src, header, desc })
 }
 
@@ -47,13 +52,13 @@ pub struct Loaded {
     pub engine: Engine,
 }
 
-/// Opens `path`, creates the GPU engine and streams the weights in, with a progress bar on stderr
+/// Opens `model` (a path or an `http(s)://` URL), creates the GPU engine and streams the weights in, with a progress bar on stderr
 /// unless `quiet`.
 ///
 /// # Errors
 /// Everything [`open`] reports, tokenizer errors, no GPU, a model too large for the device, read errors.
-pub fn load(path: &Path, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
-    let file = open(path)?;
+pub fn load(model: &str, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
+    let file = open(model)?;
     let tokenizer = Tokenizer::from_gguf(&file.header).context("building the tokenizer")?;
     let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
     let mut engine = Engine::new(gpu, file.desc.clone(), &file.header, opts)?;
@@ -83,10 +88,11 @@ pub fn load(path: &Path, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
         .unwrap(),
     );
     stream_tensors(
-        &file.src,
+        file.src.as_ref(),
         &file.header,
         &indices,
         DEFAULT_CHUNK_BYTES,
+        DEFAULT_PARALLEL,
         engine.weights_mut(),
         &mut |done, total| {
             bar.set_length(total);

@@ -1,13 +1,13 @@
 //! `webmoe`: run Llama-family GGUF models on the GPU through wgpu.
 
 mod bench;
+mod serve;
 
 use webmoe_cli::{generate, load};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
-use std::path::PathBuf;
 use webmoe_core::chat::{encode_chat, Message};
 use webmoe_core::sampling::SamplingParams;
 use webmoe_gpu::{EngineOptions, KvDtype};
@@ -56,10 +56,14 @@ impl EngineArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Architecture, dimensions, quant types, tensors and the memory plan on this device.
-    Info { model: PathBuf },
+    Info {
+        /// GGUF file path or http(s):// URL.
+        model: String,
+    },
     /// Generate text from a prompt or a chat message.
     Run {
-        model: PathBuf,
+        /// GGUF file path or http(s):// URL.
+        model: String,
         /// Raw prompt (special-token strings in it are parsed).
         #[arg(long, conflicts_with = "chat")]
         prompt: Option<String>,
@@ -92,7 +96,8 @@ enum Cmd {
     },
     /// Logits of the last position after running the given token ids.
     Logits {
-        model: PathBuf,
+        /// GGUF file path or http(s):// URL.
+        model: String,
         /// Comma-separated token ids.
         #[arg(long, value_delimiter = ',', required = true)]
         ids: Vec<u32>,
@@ -104,9 +109,22 @@ enum Cmd {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Serve a folder (the demo page, model files) over HTTP on localhost, with Range support.
+    Serve {
+        /// Folder to serve.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Port (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
     /// Prefill and decode speed, and decode bandwidth against the device's own copy bandwidth.
     Bench {
-        model: PathBuf,
+        /// GGUF file path or http(s):// URL.
+        model: String,
         #[arg(long, default_value_t = 128)]
         prompt_tokens: usize,
         #[arg(long, default_value_t = 64)]
@@ -229,6 +247,7 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Serve { dir, port, host } => serve::run(&dir, &host, port),
         Cmd::Bench {
             model,
             prompt_tokens,
@@ -239,12 +258,12 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn info(model: &std::path::Path) -> Result<()> {
+fn info(model: &str) -> Result<()> {
     let f = load::open(model)?;
     let c = &f.desc.config;
     println!(
         "file: {} (GGUF v{}, {} tensors, {:.1} MiB)",
-        model.display(),
+        model,
         f.header.version,
         f.header.tensors.len(),
         f.header.file_size as f64 / 1048576.0

@@ -3,7 +3,12 @@
 //! reads; [`stream_tensors`] hands tensor data to a [`TensorSink`] chunk by chunk, so a model never sits
 //! whole in memory.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod http;
 mod source;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use http::HttpSource;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::FileSource;
@@ -29,6 +34,12 @@ pub enum LoadError {
     /// The file is not a valid GGUF.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The remote file changed while it was being read (validator or size differ).
+    #[error("{source_name} changed on the server during the download (its ETag/Last-Modified or size differ); load it again")]
+    Changed {
+        /// Which source.
+        source_name: String,
+    },
     /// The sink rejected data.
     #[error("storing tensor data: {0}")]
     Sink(String),
@@ -61,35 +72,94 @@ pub fn read_gguf_header(src: &dyn ByteSource) -> Result<GgufHeader, LoadError> {
     }
 }
 
+/// Default number of chunk reads in flight.
+pub const DEFAULT_PARALLEL: usize = 4;
+
 /// Streams the data of the tensors `indices` (into `header.tensors`) to `sink` in reads of at most
-/// `chunk_bytes`; `progress(done, total)` is called after each read.
+/// `chunk_bytes`, with up to `parallel` reads in flight (on threads; sources that prefer sequential
+/// access get one). Chunks reach the sink in file order, so at most `parallel` chunks are held in memory.
+/// `progress(done, total)` is called after each delivered chunk.
 ///
 /// # Errors
-/// [`LoadError::Io`] when a read fails or comes back short, [`LoadError::Sink`] when the sink fails.
+/// [`LoadError::Io`] when a read fails (after the source's own retries), [`LoadError::Changed`] when
+/// the file changed, [`LoadError::Sink`] when the sink fails.
 pub fn stream_tensors(
-    src: &dyn ByteSource,
+    src: &(dyn ByteSource + Sync),
     header: &GgufHeader,
     indices: &[usize],
     chunk_bytes: u64,
+    parallel: usize,
     sink: &mut dyn TensorSink,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), LoadError> {
-    let total: u64 = indices.iter().map(|&i| header.tensors[i].size_bytes).sum();
-    let mut done = 0;
-    for &i in indices {
+    // (tensor index, offset in tensor, absolute offset, length), in file order.
+    let mut order: Vec<usize> = indices.to_vec();
+    order.sort_by_key(|&i| header.tensors[i].offset);
+    let mut jobs = Vec::new();
+    for &i in &order {
         let t = &header.tensors[i];
         let (start, end) = header.tensor_range(t);
         let mut off = 0;
         while start + off < end {
-            let n = chunk_bytes.min(end - start - off);
-            let bytes = src.read_at(start + off, n)?;
-            sink.write(i, off, &bytes).map_err(LoadError::Sink)?;
+            let n = chunk_bytes.max(4).min(end - start - off);
+            jobs.push((i, off, start + off, n));
             off += n;
+        }
+    }
+    let total: u64 = jobs.iter().map(|j| j.3).sum();
+    let parallel = if src.prefers_sequential() {
+        1
+    } else {
+        parallel.max(1)
+    };
+    let mut done = 0;
+    if parallel == 1 {
+        for &(i, off, abs, n) in &jobs {
+            let bytes = src.read_at(abs, n)?;
+            sink.write(i, off, &bytes).map_err(LoadError::Sink)?;
             done += n;
             progress(done, total);
         }
+        return Ok(());
     }
-    Ok(())
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<usize>();
+    let (res_tx, res_rx) = std::sync::mpsc::channel::<(usize, Result<Vec<u8>, LoadError>)>();
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (jobs, job_rx) = (&jobs, &job_rx);
+    std::thread::scope(move |scope| {
+        for _ in 0..parallel {
+            let res_tx = res_tx.clone();
+            scope.spawn(move || loop {
+                let k = match job_rx.lock().unwrap().recv() {
+                    Ok(k) => k,
+                    Err(_) => return,
+                };
+                let (_, _, abs, n) = jobs[k];
+                if res_tx.send((k, src.read_at(abs, n))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(res_tx);
+        let mut ready = std::collections::BTreeMap::new();
+        let (mut sent, mut delivered) = (0, 0);
+        while delivered < jobs.len() {
+            while sent < jobs.len() && sent < delivered + parallel {
+                job_tx.send(sent).expect("workers alive");
+                sent += 1;
+            }
+            let (k, r) = res_rx.recv().expect("a worker result");
+            ready.insert(k, r?);
+            while let Some(bytes) = ready.remove(&delivered) {
+                let (i, off, _, n) = jobs[delivered];
+                sink.write(i, off, &bytes).map_err(LoadError::Sink)?;
+                done += n;
+                progress(done, total);
+                delivered += 1;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Reads one tensor whole and dequantizes it to f32 (for small tensors and the CPU reference).

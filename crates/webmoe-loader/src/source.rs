@@ -22,6 +22,10 @@ pub trait ByteSource {
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError>;
     /// A name for error messages (path or URL).
     fn name(&self) -> String;
+    /// Whether parallel or out-of-order reads are slow (a server without `Range` support).
+    fn prefers_sequential(&self) -> bool {
+        false
+    }
 }
 
 /// A local file.
