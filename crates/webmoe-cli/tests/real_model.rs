@@ -38,7 +38,7 @@ fn ids(v: &Value) -> Vec<u32> {
 
 fn model(kv: KvDtype) -> Loaded {
     load(
-        &model_path(),
+        model_path().to_str().unwrap(),
         EngineOptions {
             kv_dtype: kv,
             max_context: 1024,
@@ -192,7 +192,7 @@ fn gpu_forward_matches_cpu_reference_on_the_real_model() {
     let got = pollster::block_on(m.engine.logits()).unwrap();
     let f = &m.file;
     let cpu = CpuModel::new(f.desc.clone(), |name| {
-        webmoe_loader::read_tensor_f32(&f.src, &f.header, name)
+        webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.header, name)
     })
     .unwrap();
     let all = cpu.forward(&prompt);
