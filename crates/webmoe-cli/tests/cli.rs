@@ -1,0 +1,175 @@
+//! The `webmoe` command line as outside checks use it: JSON shapes, URLs, and clear errors (exit code 1,
+//! a message naming the cause, never a panic) for bad input.
+
+use std::process::Command;
+
+fn model() -> String {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    );
+    assert!(
+        std::path::Path::new(p).exists(),
+        "test model missing: run scripts/fetch-test-model.sh (cargo xtask test does)"
+    );
+    p.to_string()
+}
+
+fn webmoe(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webmoe"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn run_json_answers_a_chat_question() {
+    let (code, out, err) = webmoe(&[
+        "run",
+        &model(),
+        "--chat",
+        "What is the capital of France?",
+        "--max-tokens",
+        "24",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in [
+        "prompt_ids",
+        "ids",
+        "text",
+        "finish_reason",
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "adapter",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
+    assert_eq!(v["finish_reason"], "stop");
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let args = [
+        "run",
+        &model(),
+        "--prompt",
+        "Once upon a time",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "5",
+        "--json",
+    ];
+    let ids = |o: &str| serde_json::from_str::<serde_json::Value>(o.trim()).unwrap()["ids"].clone();
+    let (a, b) = (webmoe(&args), webmoe(&args));
+    assert_eq!(a.0, 0, "{}", a.2);
+    assert_eq!(ids(&a.1), ids(&b.1));
+}
+
+#[test]
+fn logits_json_lists_the_top_pairs() {
+    let (code, out, err) = webmoe(&[
+        "logits",
+        &model(),
+        "--ids",
+        "504,3575,282",
+        "--top",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    let vals: Vec<f64> = top.iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert!(vals.windows(2).all(|w| w[0] >= w[1]), "sorted: {vals:?}");
+    let (code, out, _) = webmoe(&["logits", &model(), "--ids", "504", "--top", "0", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["top"].as_array().unwrap().len(),
+        49152,
+        "--top 0 prints every logit"
+    );
+}
+
+#[test]
+fn bench_json_reports_bandwidth_ratio() {
+    let (code, out, err) = webmoe(&[
+        "bench",
+        &model(),
+        "--prompt-tokens",
+        "16",
+        "--gen-tokens",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in [
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "time_to_first_token_s",
+        "weight_bytes_per_token",
+        "copy_gb_per_s",
+        "decode_bandwidth_ratio",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+    }
+}
+
+fn expect_error(args: &[&str], needle: &str) {
+    let (code, _, err) = webmoe(args);
+    assert_eq!(code, 1, "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("webmoe-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_gguf = dir.join("not.gguf");
+    std::fs::write(&not_gguf, b"this is not a model file at all").unwrap();
+    let truncated = dir.join("truncated.gguf");
+    let full = std::fs::read(model()).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    expect_error(&["info", "/nonexistent/model.gguf"], "No such file");
+    expect_error(
+        &["run", not_gguf.to_str().unwrap(), "--prompt", "hi"],
+        "not a GGUF file",
+    );
+    expect_error(
+        &["run", truncated.to_str().unwrap(), "--prompt", "hi"],
+        "truncated",
+    );
+    expect_error(
+        &[
+            "run",
+            &model(),
+            "--prompt",
+            &"word ".repeat(40),
+            "--ctx",
+            "16",
+        ],
+        "do not fit",
+    );
+    expect_error(
+        &["logits", &model(), "--ids", "99999999"],
+        "outside the vocabulary",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
