@@ -119,15 +119,17 @@ pub fn encode_chat(
     // into segments can change BPE merges at segment borders, so only split where the content actually
     // contains a special-token string.
     let joined: String = segments.iter().map(|(s, _)| s.as_str()).collect();
+    // Templates that write `{{ bos_token }}` themselves must not get a second BOS.
+    let starts_with_bos = !bos.is_empty() && joined.starts_with(bos.as_str());
     let content_is_plain = segments
         .iter()
         .filter(|(_, u)| *u)
         .all(|(s, _)| tok.encode(s, true, false).ok() == tok.encode(s, false, false).ok());
     if content_is_plain {
-        return tok.encode(&joined, true, true);
+        return tok.encode(&joined, true, !starts_with_bos);
     }
     let mut ids = Vec::new();
-    if tok.special.add_bos {
+    if tok.special.add_bos && !starts_with_bos {
         ids.extend(tok.special.bos);
     }
     for (s, user) in &segments {

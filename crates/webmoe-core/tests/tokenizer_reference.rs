@@ -70,3 +70,22 @@ fn tokenizer_json_ids_equal_hugging_face() {
     assert_ne!(tok.encode("<|start|>", false, false).unwrap(), vec![1]);
     assert_eq!(tok.encode("<|start|>", true, false).unwrap(), vec![1]);
 }
+
+#[test]
+fn chat_template_that_writes_bos_gets_a_single_bos() {
+    use webmoe_core::chat::{encode_chat, Message};
+    let bytes = std::fs::read(fixture("spm_tiny.gguf")).unwrap();
+    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
+        panic!("header")
+    };
+    let mut tok = Tokenizer::from_gguf(&h).unwrap();
+    let msgs = [Message::new("user", "Hello world")];
+    tok.chat_template =
+        Some("{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}".into());
+    let with_bos_in_template = encode_chat(&tok, &msgs, true).unwrap();
+    tok.chat_template = Some("{% for m in messages %}{{ m['content'] }}{% endfor %}".into());
+    let without = encode_chat(&tok, &msgs, true).unwrap();
+    assert_eq!(with_bos_in_template.iter().filter(|&&i| i == 1).count(), 1);
+    assert_eq!(with_bos_in_template, without);
+    assert_eq!(without[0], 1);
+}
