@@ -21,7 +21,10 @@ fn main() {
         hidden,
         layers: n(4),
         heads: hidden / 64,
-        kv_heads: (hidden / 64 / 3).max(1),
+        kv_heads: (1..=(hidden / 64 / 3).max(1))
+            .rev()
+            .find(|k| (hidden / 64) % k == 0)
+            .unwrap(),
         ffn: n(5),
         ty,
         untied: false,
