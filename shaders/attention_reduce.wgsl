@@ -6,16 +6,7 @@
 
 #include "common/step.wgsl"
 
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    max_pos: u32,
-    scale: f32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
-}
+#include "common/attention_params.wgsl"
 
 @group(0) @binding(0) var<storage, read> part: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

@@ -11,16 +11,7 @@
 #include "common/dequant.wgsl"
 #include "common/step.wgsl"
 
-struct Params {
-    k: u32,
-    n_rows: u32,
-    row_bytes: u32,
-    out_row0: u32,
-    out_stride: u32,
-    x_stride: u32,
-    x_offset: u32,
-    y_offset: u32,
-}
+#include "common/linear_params.wgsl"
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // offsets and strides are multiples of 4

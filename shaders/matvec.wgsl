@@ -10,16 +10,7 @@
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
 
-struct Params {
-    k: u32,          // row length (elements)
-    n_rows: u32,     // rows in this shard
-    row_bytes: u32,  // bytes per row
-    out_row0: u32,   // first output row of this shard
-    out_stride: u32, // elements per output token row
-    x_stride: u32,   // elements per input token row
-    x_offset: u32,   // first input element
-    y_offset: u32,   // first output element
-}
+#include "common/linear_params.wgsl"
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // offsets and strides are multiples of 4

@@ -7,7 +7,6 @@
 
 use crate::error::TokenizerError;
 use crate::gguf::GgufHeader;
-use std::collections::HashMap;
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
@@ -122,7 +121,7 @@ impl Tokenizer {
                 .map(|v| v as u32)
                 .filter(|&v| (v as usize) < n)
         };
-        let vocab: HashMap<String, u32> = tokens
+        let vocab: tokenizers::models::bpe::Vocab = tokens
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
@@ -148,13 +147,7 @@ impl Tokenizer {
                     merges.push((a.to_string(), b.to_string()));
                 }
                 let bpe = BPE::builder()
-                    .vocab_and_merges(
-                        vocab
-                            .clone()
-                            .into_iter()
-                            .collect::<tokenizers::models::bpe::Vocab>(),
-                        merges,
-                    )
+                    .vocab_and_merges(vocab, merges)
                     .ignore_merges(ignore_merges)
                     .build()
                     .map_err(build_err)?;
@@ -198,13 +191,7 @@ impl Tokenizer {
                     .map(|i| tokens[i as usize].clone())
                     .unwrap_or_else(|| "<unk>".into());
                 let bpe = BPE::builder()
-                    .vocab_and_merges(
-                        vocab
-                            .clone()
-                            .into_iter()
-                            .collect::<tokenizers::models::bpe::Vocab>(),
-                        merges,
-                    )
+                    .vocab_and_merges(vocab, merges)
                     .unk_token(unk)
                     .fuse_unk(true)
                     .byte_fallback(true)
@@ -367,7 +354,7 @@ fn spm_merges(
     tokens: &[String],
     types: &[i64],
     scores: &[f64],
-    vocab: &HashMap<String, u32>,
+    vocab: &tokenizers::models::bpe::Vocab,
 ) -> Vec<(String, String)> {
     let normal = |s: &str| vocab.get(s).is_some_and(|&i| types[i as usize] == 1);
     let mut ranked: Vec<(f64, u32, String, String)> = Vec::new();

@@ -13,6 +13,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "common/bytes.wgsl",
     "common/dequant.wgsl",
     "common/step.wgsl",
+    "common/attention_params.wgsl",
+    "common/linear_params.wgsl",
     "matvec.wgsl",
     "matmul.wgsl",
     "embed.wgsl",
@@ -114,9 +116,73 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.matches("fn rw(").count(), 1);
-        assert!(s.contains("dq4_q8_0(row, g, i, h)"));
+        assert!(s.contains("dq4_q8_0(rows[0], g, i, h0)"));
         assert!(s.contains("64u / 8u"));
         assert!(!s.contains("#include"));
+    }
+
+    /// Every shader variant the launchers build parses and validates without any optional capability
+    /// (no shader-f16, no subgroups): the baseline runs on every WebGPU adapter.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn every_shader_variant_validates_without_optional_features() {
+        use webmoe_core::quant::GgmlType;
+        use wgpu::naga;
+        let check = |name: &str, defines: &[(&str, String)]| {
+            let src = preprocess(name, defines).unwrap();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{name} {defines:?}: {}", e.emit_to_string(&src)));
+            // unpack2x16float/pack2x16float are core WGSL; naga lists them as a capability only
+            // because some GL targets lack them. Nothing else (no f16 type, no subgroups) is allowed.
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name} {defines:?}: {e:?}"));
+        };
+        for ty in GgmlType::ALL {
+            let (h, d) = (crate::kernels::hdr_name(ty), crate::kernels::dq4_name(ty));
+            for aligned in ["0u", "1u"] {
+                for acc in ["0u", "1u"] {
+                    let base = [
+                        ("HDR", h.clone()),
+                        ("DQ4", d.clone()),
+                        ("ALIGNED", aligned.into()),
+                        ("ACCUMULATE", acc.into()),
+                    ];
+                    check("matmul.wgsl", &base);
+                    for (lanes, rpt) in [(1, 1), (1, 4), (16, 1)] {
+                        let mut v = base.to_vec();
+                        v.push(("LANES", format!("{lanes}u")));
+                        v.push(("RPT", format!("{rpt}u")));
+                        check("matvec.wgsl", &v);
+                    }
+                }
+                check(
+                    "embed.wgsl",
+                    &[
+                        ("HDR", h.clone()),
+                        ("DQ4", d.clone()),
+                        ("ALIGNED", aligned.into()),
+                    ],
+                );
+            }
+        }
+        for kv in ["0u", "1u"] {
+            check("kv_store.wgsl", &[("KV_F16", kv.into())]);
+            check("attention.wgsl", &[("KV_F16", kv.into())]);
+        }
+        for name in [
+            "attention_reduce.wgsl",
+            "rmsnorm.wgsl",
+            "rope.wgsl",
+            "elementwise.wgsl",
+            "sample.wgsl",
+            "copy.wgsl",
+        ] {
+            check(name, &[]);
+        }
     }
 
     #[test]

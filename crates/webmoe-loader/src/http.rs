@@ -129,6 +129,21 @@ impl HttpSource {
         Ok(())
     }
 
+    /// Reads `len` bytes (those at `offset` of the file) from `body`; a short body is an error.
+    fn read_exact(&self, body: &mut dyn Read, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
+        let mut buf = Vec::with_capacity(len as usize);
+        body.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(&self.url, e.to_string()))?;
+        if buf.len() as u64 != len {
+            return Err(io_err(
+                &self.url,
+                format!("short read: {} of {len} bytes at {offset}", buf.len()),
+            ));
+        }
+        Ok(buf)
+    }
+
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
         let r = self
             .agent
@@ -148,19 +163,7 @@ impl HttpSource {
                         format!("asked for bytes from {offset}, got from {start}"),
                     ));
                 }
-                let mut buf = Vec::with_capacity(len as usize);
-                r.into_body()
-                    .into_reader()
-                    .take(len)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| io_err(&self.url, e.to_string()))?;
-                if buf.len() as u64 != len {
-                    return Err(io_err(
-                        &self.url,
-                        format!("short read: {} of {len} bytes at {offset}", buf.len()),
-                    ));
-                }
-                Ok(buf)
+                self.read_exact(&mut r.into_body().into_reader(), offset, len)
             }
             200 => {
                 // The server stopped honouring Range: fall back to streaming.
@@ -182,17 +185,7 @@ impl HttpSource {
     ) -> Result<Vec<u8>, LoadError> {
         std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())
             .map_err(|e| io_err(&self.url, e.to_string()))?;
-        let mut buf = Vec::with_capacity(len as usize);
-        (&mut body)
-            .take(len)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_err(&self.url, e.to_string()))?;
-        if buf.len() as u64 != len {
-            return Err(io_err(
-                &self.url,
-                format!("short read: {} of {len} bytes at {offset}", buf.len()),
-            ));
-        }
+        let buf = self.read_exact(&mut body, offset, len)?;
         *self.stream.lock().unwrap() = Some((offset + len, body));
         Ok(buf)
     }
