@@ -75,7 +75,7 @@ pub fn generate(
     let decode_s = t1.elapsed().as_secs_f64();
     Ok(Generation {
         prompt_ids: prompt.to_vec(),
-        text: stream.text(tok)?,
+        text: stream.text().to_string(),
         ids,
         finish_reason: finish.into(),
         prefill_tokens_per_s: prompt.len() as f64 / prefill_s,

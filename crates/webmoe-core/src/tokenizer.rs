@@ -373,11 +373,16 @@ fn spm_merges(
     ranked.into_iter().map(|(_, _, a, b)| (a, b)).collect()
 }
 
-/// Incremental detokenizer: yields text only once it forms complete UTF-8 characters.
+/// Incremental detokenizer: yields text only once it forms complete UTF-8 characters, decoding a short
+/// window per token (as Hugging Face's `DecodeStream` does) instead of the whole sequence.
 #[derive(Default)]
 pub struct TextStream {
     ids: Vec<u32>,
-    emitted: usize,
+    /// Start of the decode window: a position where the text so far was complete.
+    prefix: usize,
+    /// Tokens up to here have been emitted.
+    read: usize,
+    text: String,
 }
 
 impl TextStream {
@@ -387,22 +392,25 @@ impl TextStream {
     /// [`TokenizerError::Encode`] if decoding fails.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<String, TokenizerError> {
         self.ids.push(id);
-        let text = tok.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}')
-            || text.len() < self.emitted
-            || !text.is_char_boundary(self.emitted)
+        // Decoding the same window start twice keeps decoder quirks at the start (e.g. SentencePiece's
+        // leading-space strip) out of the difference.
+        let before = tok.decode(&self.ids[self.prefix..self.read])?;
+        let now = tok.decode(&self.ids[self.prefix..])?;
+        if now.len() <= before.len()
+            || now.ends_with('\u{FFFD}')
+            || !now.is_char_boundary(before.len())
         {
             return Ok(String::new());
         }
-        let new = text[self.emitted..].to_string();
-        self.emitted = text.len();
+        let new = now[before.len()..].to_string();
+        self.prefix = self.read;
+        self.read = self.ids.len();
+        self.text.push_str(&new);
         Ok(new)
     }
-    /// All text decoded so far.
-    ///
-    /// # Errors
-    /// [`TokenizerError::Encode`] if decoding fails.
-    pub fn text(&self, tok: &Tokenizer) -> Result<String, TokenizerError> {
-        tok.decode(&self.ids)
+
+    /// All text emitted so far.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }

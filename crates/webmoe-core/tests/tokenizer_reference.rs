@@ -89,3 +89,25 @@ fn chat_template_that_writes_bos_gets_a_single_bos() {
     assert_eq!(with_bos_in_template, without);
     assert_eq!(without[0], 1);
 }
+
+#[test]
+fn streamed_text_equals_the_whole_decode() {
+    use webmoe_core::tokenizer::TextStream;
+    let bytes = std::fs::read(fixture("spm_tiny.gguf")).unwrap();
+    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
+        panic!("header")
+    };
+    let tok = Tokenizer::from_gguf(&h).unwrap();
+    // Byte-fallback pieces of multi-byte characters arrive one byte at a time.
+    let text = "two  spaces, unseen ÄÖÜ 漢字 🚀 and more words";
+    let ids = tok.encode(text, false, false).unwrap();
+    let mut stream = TextStream::default();
+    let mut pieces = String::new();
+    for &id in &ids {
+        let piece = stream.push(&tok, id).unwrap();
+        assert!(!piece.contains('\u{FFFD}'), "no half characters: {piece:?}");
+        pieces.push_str(&piece);
+    }
+    assert_eq!(pieces, tok.decode(&ids).unwrap());
+    assert_eq!(stream.text(), pieces);
+}
