@@ -61,7 +61,7 @@ pub fn load(model: &str, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
     let file = open(model)?;
     let tokenizer = Tokenizer::from_gguf(&file.header).context("building the tokenizer")?;
     let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
-    let mut engine = Engine::new(gpu, file.desc.clone(), &file.header, opts)?;
+    let mut engine = pollster::block_on(Engine::new(gpu, file.desc.clone(), &file.header, opts))?;
     let names: Vec<String> = file
         .desc
         .expected_tensors()

@@ -180,13 +180,38 @@ impl Engine {
     /// # Errors
     /// [`GpuError::TooLarge`] when the model does not fit the device, other [`GpuError`]s when a
     /// pipeline cannot be built.
-    pub fn new(
+    pub async fn new(
+        gpu: Gpu,
+        desc: ModelDesc,
+        h: &GgufHeader,
+        opts: EngineOptions,
+    ) -> Result<Self, GpuError> {
+        plan(&gpu, &desc, h, &opts)?;
+        // Allocation failures the plan cannot foresee (the device's total memory) come back as errors
+        // instead of the default handler's panic.
+        let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let engine = Self::build(gpu, desc, h, opts);
+        let (invalid, oom) = (invalid.pop().await, oom.pop().await);
+        if let Some(e) = oom {
+            return Err(GpuError::TooLarge(format!(
+                "the device ran out of memory while allocating the model: {e}"
+            )));
+        }
+        if let Some(e) = invalid {
+            return Err(GpuError::Device(format!(
+                "setting up the model failed: {e}"
+            )));
+        }
+        engine
+    }
+
+    fn build(
         gpu: Gpu,
         desc: ModelDesc,
         h: &GgufHeader,
         mut opts: EngineOptions,
     ) -> Result<Self, GpuError> {
-        plan(&gpu, &desc, h, &opts)?;
         let c = desc.config.clone();
         opts.max_context = opts.max_context.min(c.context_length).max(1);
         let (t, ctx) = (opts.prefill_chunk, opts.max_context);

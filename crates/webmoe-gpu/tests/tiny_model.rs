@@ -54,7 +54,8 @@ fn build(
         prefill_chunk: chunk,
         kv_dtype: kv,
     };
-    let mut engine = Engine::new(gpu_with(max_binding), desc, &h, opts).unwrap();
+    let mut engine =
+        pollster::block_on(Engine::new(gpu_with(max_binding), desc, &h, opts)).unwrap();
     for (i, t) in h.tensors.iter().enumerate() {
         let (_, b) = data(&t.name);
         for (j, c) in b.chunks(1001).enumerate() {
@@ -162,7 +163,7 @@ fn model_larger_than_the_device_allows_is_a_clear_error() {
     };
     let desc = ModelDesc::from_gguf(&h, None).unwrap();
     let gpu = gpu_with(Some(1024));
-    match Engine::new(gpu, desc, &h, EngineOptions::default()) {
+    match pollster::block_on(Engine::new(gpu, desc, &h, EngineOptions::default())) {
         Err(GpuError::TooLarge(msg)) => assert!(msg.contains("exceeds"), "{msg}"),
         Err(e) => panic!("expected TooLarge, got {e}"),
         Ok(_) => panic!("expected TooLarge, got an engine"),
