@@ -93,7 +93,7 @@ pub fn build(
         mat.push(Op {
             bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),
             pipeline: pm.clone(),
-            grid: Grid::TokenTiles(groups(s.n_rows, 64), 8),
+            grid: Grid::TokenTiles(groups(s.n_rows, 256), 4),
         });
     }
     Ok(Linear { vec, mat })
