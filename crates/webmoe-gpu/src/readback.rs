@@ -33,6 +33,8 @@ pub async fn map_and_read(
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
+    #[cfg(target_arch = "wasm32")]
+    let _ = gpu; // the browser resolves the map from its event loop
     #[cfg(not(target_arch = "wasm32"))]
     gpu.device
         .poll(wgpu::PollType::wait_indefinitely())
