@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use webmoe_core::chat::{encode_chat, Message};
 use webmoe_core::sampling::SamplingParams;
+use webmoe_core::tokenizer::Tokenizer;
 use webmoe_gpu::{EngineOptions, KvDtype};
 
 #[derive(Parser)]
@@ -91,6 +92,9 @@ enum Cmd {
         /// Print one JSON object at the end instead of streaming text.
         #[arg(long)]
         json: bool,
+        /// A Hugging Face tokenizer.json to use instead of the tokenizer in the GGUF metadata.
+        #[arg(long)]
+        tokenizer: Option<String>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -159,6 +163,7 @@ fn real_main() -> Result<()> {
             repeat_penalty,
             seed,
             json,
+            tokenizer,
             engine,
         } => {
             let params = SamplingParams {
@@ -171,6 +176,14 @@ fn real_main() -> Result<()> {
                 ..Default::default()
             };
             let mut m = load::load(&model, engine.options(), json)?;
+            if let Some(path) = tokenizer {
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                let t = &m.tokenizer;
+                m.tokenizer =
+                    Tokenizer::from_json(&text, t.special.clone(), t.chat_template.clone())
+                        .with_context(|| format!("tokenizer {path}"))?;
+            }
             let prompt_ids = match (prompt, chat) {
                 (Some(p), None) => m.tokenizer.encode(&p, true, true)?,
                 (None, Some(c)) => {

@@ -173,3 +173,28 @@ fn bad_input_gives_clear_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_tokenizer_json_can_replace_the_gguf_tokenizer() {
+    let f = webmoe_cli::load::open(&model()).unwrap();
+    let tok = webmoe_core::tokenizer::Tokenizer::from_gguf(&f.header).unwrap();
+    let path = std::env::temp_dir().join(format!("webmoe-tokenizer-{}.json", std::process::id()));
+    std::fs::write(&path, tok.to_json().unwrap()).unwrap();
+    let prompt = "Hello, wörld! 12345 <|im_start|>";
+    let m = model();
+    let ids = |extra: &[&str]| {
+        let mut args = vec!["run", &m, "--prompt", prompt, "--max-tokens", "1", "--json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = webmoe(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["prompt_ids"].clone()
+    };
+    let p = path.to_str().unwrap();
+    assert_eq!(ids(&["--tokenizer", p]), ids(&[]));
+    std::fs::write(&path, "{ not json").unwrap();
+    expect_error(
+        &["run", &model(), "--prompt", "hi", "--tokenizer", p],
+        "tokenizer",
+    );
+    std::fs::remove_file(&path).unwrap();
+}

@@ -285,6 +285,14 @@ impl Tokenizer {
         Ok(Self::from_parts(tok, special, chat_template))
     }
 
+    /// The tokenizer as Hugging Face `tokenizer.json` text.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Build`] if serialization fails.
+    pub fn to_json(&self) -> Result<String, TokenizerError> {
+        self.with_special.to_string(false).map_err(build_err)
+    }
+
     fn from_parts(
         tok: tokenizers::Tokenizer,
         special: SpecialTokens,
