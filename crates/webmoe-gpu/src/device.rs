@@ -3,7 +3,7 @@
 use crate::shader::preprocess;
 use crate::GpuError;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Options for [`Gpu::new`].
@@ -57,6 +57,9 @@ pub struct Gpu {
     /// Kernel shape parameters.
     pub tuning: Tuning,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    /// The first error the device reported outside an error scope (validation, out of memory, device
+    /// lost); [`Gpu::check`] turns it into a [`GpuError`] instead of wgpu's default panic.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -102,7 +105,19 @@ impl Gpu {
                 "invalid kernel tuning {tuning:?}"
             )));
         }
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = failure.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            slot.lock().unwrap().get_or_insert_with(|| e.to_string());
+        }));
+        let slot = failure.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            slot.lock()
+                .unwrap()
+                .get_or_insert_with(|| format!("the GPU device was lost ({reason:?}): {msg}"));
+        });
         Ok(Gpu {
+            failure,
             device,
             queue,
             info,
@@ -111,6 +126,17 @@ impl Gpu {
             tuning,
             pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Returns the first error the device reported since it was created, if any.
+    ///
+    /// # Errors
+    /// [`GpuError::Device`] naming the failure (a lost device, an out-of-memory or validation error).
+    pub fn check(&self) -> Result<(), GpuError> {
+        match self.failure.lock().unwrap().as_ref() {
+            Some(e) => Err(GpuError::Device(e.clone())),
+            None => Ok(()),
+        }
     }
 
     /// One line describing the adapter.

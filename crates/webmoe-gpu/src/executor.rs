@@ -454,9 +454,11 @@ impl Engine {
             self.gpu.queue.submit([enc.finish()]);
             self.pos += chunk.len();
         }
+        self.gpu.check()?;
         match sample {
             Some(_) => {
                 let b = map_and_read(&self.gpu, &self.s.token_staging, 4).await?;
+                self.gpu.check()?;
                 Ok(Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
             None => Ok(None),

@@ -49,5 +49,6 @@ pub async fn map_and_read(
         view[..bytes as usize].to_vec()
     };
     staging.unmap();
+    gpu.check()?;
     Ok(out)
 }

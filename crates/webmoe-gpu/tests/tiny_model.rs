@@ -169,3 +169,16 @@ fn model_larger_than_the_device_allows_is_a_clear_error() {
         Ok(_) => panic!("expected TooLarge, got an engine"),
     }
 }
+
+#[test]
+fn a_device_error_becomes_an_error_not_a_panic() {
+    let (mut engine, _) = build(GgmlType::Q8_0, false, None, KvDtype::F16, 16);
+    assert!(pollster::block_on(engine.forward(&[1, 2, 3], None)).is_ok());
+    // Provoke a validation error outside any error scope: a write past the end of a buffer.
+    let small = engine.gpu.storage("small", 4);
+    engine.gpu.queue.write_buffer(&small, 0, &[0u8; 64]);
+    match pollster::block_on(engine.forward(&[4], None)) {
+        Err(GpuError::Device(msg)) => assert!(!msg.is_empty()),
+        other => panic!("expected a device error, got {other:?}"),
+    }
+}
