@@ -34,6 +34,21 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// `cargo run --release` of the `webmoe` CLI with `subcommand`.
+fn webmoe(subcommand: &str) -> Command {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "webmoe-cli",
+        "--",
+        subcommand,
+    ]);
+    c
+}
+
 /// Mesa prints warnings without a runtime dir; give it a private one.
 fn gpu_env() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
@@ -75,34 +90,11 @@ fn main() -> Result<()> {
                     "What is the capital of France? Answer in one sentence.",
                 ]
             };
-            sh(cargo()
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "webmoe-cli",
-                    "--",
-                    "run",
-                    MODEL,
-                ])
-                .args(extra))
+            sh(webmoe("run").arg(MODEL).args(extra))
         }
         "bench" => {
             fetch_model()?;
-            sh(cargo()
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "webmoe-cli",
-                    "--",
-                    "bench",
-                    MODEL,
-                    "--json",
-                ])
-                .args(&args[1..]))
+            sh(webmoe("bench").args([MODEL, "--json"]).args(&args[1..]))
         }
         "check" => {
             sh(cargo().args(["fmt", "--all", "--", "--check"]))?;

@@ -10,24 +10,40 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-#[test]
-fn sentencepiece_ids_equal_llama_cpp() {
+/// The tokenizer of the tiny SentencePiece GGUF fixture.
+fn spm_tokenizer() -> Tokenizer {
     let bytes = std::fs::read(fixture("spm_tiny.gguf")).unwrap();
     let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
         panic!("header")
     };
-    let tok = Tokenizer::from_gguf(&h).unwrap();
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("spm_tiny_ref.json")).unwrap())
-            .unwrap();
-    for case in refs["cases"].as_array().unwrap() {
-        let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"]
+    Tokenizer::from_gguf(&h).unwrap()
+}
+
+/// (text, reference ids) pairs of a reference file.
+fn cases(name: &str) -> Vec<(String, Vec<u32>)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap();
+    let ids = |c: &serde_json::Value| {
+        c["ids"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+            .collect()
+    };
+    v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["text"].as_str().unwrap().to_string(), ids(c)))
+        .collect()
+}
+
+#[test]
+fn sentencepiece_ids_equal_llama_cpp() {
+    let tok = spm_tokenizer();
+    for (text, want) in cases("spm_tiny_ref.json") {
+        let text = text.as_str();
         let got = tok.encode(text, false, true).unwrap();
         assert_eq!(got, want, "{text:?}");
         if !text.is_empty() {
@@ -52,17 +68,8 @@ fn tokenizer_json_ids_equal_hugging_face() {
         eos_text: "<|end|>".into(),
     };
     let tok = Tokenizer::from_json(&json, special, None).unwrap();
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("tiny_tokenizer_ref.json")).unwrap())
-            .unwrap();
-    for case in refs["cases"].as_array().unwrap() {
-        let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+    for (text, want) in cases("tiny_tokenizer_ref.json") {
+        let text = text.as_str();
         assert_eq!(tok.encode(text, true, true).unwrap(), want, "{text:?}");
         assert_eq!(tok.decode(&want).unwrap(), text);
     }
@@ -74,11 +81,7 @@ fn tokenizer_json_ids_equal_hugging_face() {
 #[test]
 fn chat_template_that_writes_bos_gets_a_single_bos() {
     use webmoe_core::chat::{encode_chat, Message};
-    let bytes = std::fs::read(fixture("spm_tiny.gguf")).unwrap();
-    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
-        panic!("header")
-    };
-    let mut tok = Tokenizer::from_gguf(&h).unwrap();
+    let mut tok = spm_tokenizer();
     let msgs = [Message::new("user", "Hello world")];
     tok.chat_template =
         Some("{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}".into());
@@ -93,11 +96,7 @@ fn chat_template_that_writes_bos_gets_a_single_bos() {
 #[test]
 fn streamed_text_equals_the_whole_decode() {
     use webmoe_core::tokenizer::TextStream;
-    let bytes = std::fs::read(fixture("spm_tiny.gguf")).unwrap();
-    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
-        panic!("header")
-    };
-    let tok = Tokenizer::from_gguf(&h).unwrap();
+    let tok = spm_tokenizer();
     // Byte-fallback pieces of multi-byte characters arrive one byte at a time.
     let text = "two  spaces, unseen ÄÖÜ 漢字 🚀 and more words";
     let ids = tok.encode(text, false, false).unwrap();

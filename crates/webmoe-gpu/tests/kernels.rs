@@ -169,40 +169,26 @@ fn rmsnorm_matches_cpu() {
         let yb = gpu.storage("y", (n * t * 4) as u64);
         let step = gpu.uniform(&[t as u32, 0, 1, 0]);
         let want = reference::rms_norm(&x, &w, 1e-5);
+        let rms = norm::Rms {
+            n: n as u32,
+            eps: 1e-5,
+            last_only: false,
+        };
         run(
             &gpu,
-            &[&norm::build(
-                &gpu,
-                &xb,
-                &wb,
-                &yb,
-                &step,
-                norm::Rms {
-                    n: n as u32,
-                    eps: 1e-5,
-                    last_only: false,
-                },
-            )
-            .unwrap()],
+            &[&norm::build(&gpu, &xb, &wb, &yb, &step, rms).unwrap()],
             t as u32,
             1,
         );
         assert!(nmse(&read_f32(&gpu, &yb, n * t), &want) < F32_NMSE);
+        let rms = norm::Rms {
+            n: n as u32,
+            eps: 1e-5,
+            last_only: true,
+        };
         run(
             &gpu,
-            &[&norm::build(
-                &gpu,
-                &xb,
-                &wb,
-                &yb,
-                &step,
-                norm::Rms {
-                    n: n as u32,
-                    eps: 1e-5,
-                    last_only: true,
-                },
-            )
-            .unwrap()],
+            &[&norm::build(&gpu, &xb, &wb, &yb, &step, rms).unwrap()],
             t as u32,
             1,
         );
