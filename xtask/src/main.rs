@@ -1,12 +1,20 @@
-//! Build and test orchestration: `cargo xtask test | run | bench | check`.
+//! Build and test orchestration: `cargo xtask demo | test | run | bench | bench-web | web | check`.
+
+mod web;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-const USAGE: &str = "usage: cargo xtask <test|run|bench|check>
-  test   fetch the test model and run every test (native, on the default wgpu adapter)
+const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check>
+  demo   build the web package, fetch the default model and serve the demo page on 127.0.0.1
+         (extra args go to `webmoe serve`, e.g. --port 9000)
+  test   fetch the test model and run every test: native (on the default wgpu adapter), then the
+         browser end-to-end suite in headless Chromium
+  web    build the web package (web/pkg) with the settings in wasm-pack.toml
+  bench-web  load the test model in headless Chromium and print load time, prefill and decode speed
+         as JSON, beside llama.cpp's WebAssembly build (wllama) on the same model
   run    fetch the test model and chat with it through the CLI (extra args go to `webmoe run`)
   bench  fetch the test model and print `webmoe bench --json`
   check  rustfmt --check, clippy with warnings denied, wasm32 build of the library crates";
@@ -63,6 +71,29 @@ fn gpu_env() {
     }
 }
 
+/// Installs the browser test tools (playwright-core, wllama) from npm into web/node_modules.
+fn npm_install() -> Result<()> {
+    sh(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix", "web"])
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+}
+
+/// Builds the release CLI (the browser tests compare against it) and returns its path.
+fn release_cli() -> Result<PathBuf> {
+    sh(cargo().args(["build", "--release", "-q", "-p", "webmoe-cli"]))?;
+    Ok(root().join("target/release/webmoe"))
+}
+
+/// Runs a Node script of the browser suite with the test model and the CLI.
+fn node(script: &str, extra: &[String]) -> Result<()> {
+    let cli = release_cli()?;
+    sh(Command::new("node")
+        .arg(script)
+        .args(extra)
+        .env("WEBMOE_CLI", cli)
+        .env("WEBMOE_MODEL", root().join(MODEL)))
+}
+
 fn fetch_model() -> Result<()> {
     sh(Command::new("bash").arg("scripts/fetch-test-model.sh"))
 }
@@ -78,7 +109,24 @@ fn main() -> Result<()> {
             fetch_model()?;
             sh(cargo()
                 .args(["test", "--workspace", "--no-fail-fast"])
+                .args(&args[1..]))?;
+            web::build()?;
+            npm_install()?;
+            node("web/tests/e2e.mjs", &[])
+        }
+        "web" => web::build(),
+        "demo" => {
+            web::build()?;
+            fetch_model()?;
+            sh(webmoe("serve")
+                .args(["--dir", "web", "--models", "models"])
                 .args(&args[1..]))
+        }
+        "bench-web" => {
+            fetch_model()?;
+            web::build()?;
+            npm_install()?;
+            node("web/tests/bench.mjs", &args[1..])
         }
         "run" => {
             fetch_model()?;
@@ -116,6 +164,8 @@ fn main() -> Result<()> {
                 "webmoe-gpu",
                 "-p",
                 "webmoe-loader",
+                "-p",
+                "webmoe-web",
             ]))
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),

@@ -95,6 +95,9 @@ enum Cmd {
         /// A Hugging Face tokenizer.json to use instead of the tokenizer in the GGUF metadata.
         #[arg(long)]
         tokenizer: Option<String>,
+        /// Stop string: generation ends before it (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -124,6 +127,9 @@ enum Cmd {
         /// Address to bind.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// A folder of model files to serve under /models/ as well.
+        #[arg(long)]
+        models: Option<std::path::PathBuf>,
     },
     /// Prefill and decode speed, and decode bandwidth against the device's own copy bandwidth.
     Bench {
@@ -164,6 +170,7 @@ fn real_main() -> Result<()> {
             seed,
             json,
             tokenizer,
+            stop,
             engine,
         } => {
             let params = SamplingParams {
@@ -197,20 +204,19 @@ fn real_main() -> Result<()> {
                 _ => bail!("give --prompt TEXT or --chat TEXT"),
             };
             let stdout = std::io::stdout();
-            let g = generate::generate(
-                &mut m.engine,
-                &m.tokenizer,
-                &prompt_ids,
-                &params,
+            let req = webmoe_gpu::generate::Request {
+                prompt: &prompt_ids,
+                params: &params,
                 max_tokens,
-                |t| {
-                    if !json {
-                        let mut o = stdout.lock();
-                        let _ = o.write_all(t.as_bytes());
-                        let _ = o.flush();
-                    }
-                },
-            )?;
+                stop: &stop,
+            };
+            let g = generate::generate(&mut m.engine, &m.tokenizer, req, |t| {
+                if !json {
+                    let mut o = stdout.lock();
+                    let _ = o.write_all(t.as_bytes());
+                    let _ = o.flush();
+                }
+            })?;
             if json {
                 let mut v = serde_json::to_value(&g)?;
                 v["adapter"] = m.engine.gpu.adapter_name().into();
@@ -223,7 +229,7 @@ fn real_main() -> Result<()> {
                     g.prefill_tokens_per_s,
                     g.ids.len(),
                     g.decode_tokens_per_s,
-                    g.finish_reason
+                    serde_json::to_value(g.finish_reason)?
                 );
             }
             Ok(())
@@ -260,7 +266,12 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Serve { dir, port, host } => serve::run(&dir, &host, port),
+        Cmd::Serve {
+            dir,
+            port,
+            host,
+            models,
+        } => serve::run(&dir, models.as_deref(), &host, port),
         Cmd::Bench {
             model,
             prompt_tokens,

@@ -10,6 +10,7 @@ pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampling;
+pub mod stop;
 pub mod synthetic;
 pub mod tokenizer;
 

@@ -5,6 +5,7 @@
 
 mod device;
 pub mod executor;
+pub mod generate;
 pub mod kernels;
 mod op;
 mod readback;

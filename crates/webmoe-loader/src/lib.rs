@@ -5,11 +5,13 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
+mod plan;
 mod source;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::HttpSource;
 
+pub use plan::{Chunk, ChunkPlan};
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::FileSource;
 pub use source::{ByteSource, MemorySource};
@@ -75,10 +77,10 @@ pub fn read_gguf_header(src: &dyn ByteSource) -> Result<GgufHeader, LoadError> {
 /// Default number of chunk reads in flight.
 pub const DEFAULT_PARALLEL: usize = 4;
 
-/// Streams the data of the tensors `indices` (into `header.tensors`) to `sink` in reads of at most
-/// `chunk_bytes`, with up to `parallel` reads in flight (on threads; sources that prefer sequential
-/// access get one). Chunks reach the sink in file order, so at most `parallel` chunks are held in memory.
-/// `progress(done, total)` is called after each delivered chunk.
+/// Streams the data of the tensors `indices` (into `header.tensors`) to `sink` in the reads of a
+/// [`ChunkPlan`] of `chunk_bytes`, with up to `parallel` reads in flight (on threads; sources that prefer
+/// sequential access get one). Chunks reach the sink in file order, so at most `parallel` chunks are held
+/// in memory. `progress(done, total)` is called after each delivered chunk.
 ///
 /// # Errors
 /// [`LoadError::Io`] when a read fails (after the source's own retries), [`LoadError::Changed`] when
@@ -92,21 +94,9 @@ pub fn stream_tensors(
     sink: &mut dyn TensorSink,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), LoadError> {
-    // (tensor index, offset in tensor, absolute offset, length), in file order.
-    let mut order: Vec<usize> = indices.to_vec();
-    order.sort_by_key(|&i| header.tensors[i].offset);
-    let mut jobs = Vec::new();
-    for &i in &order {
-        let t = &header.tensors[i];
-        let (start, end) = header.tensor_range(t);
-        let mut off = 0;
-        while start + off < end {
-            let n = chunk_bytes.max(4).min(end - start - off);
-            jobs.push((i, off, start + off, n));
-            off += n;
-        }
-    }
-    let total: u64 = jobs.iter().map(|j| j.3).sum();
+    let plan = ChunkPlan::new(header, indices, chunk_bytes);
+    let jobs = &plan.chunks;
+    let total = plan.total_bytes();
     let parallel = if src.prefers_sequential() {
         1
     } else {
@@ -114,10 +104,10 @@ pub fn stream_tensors(
     };
     let mut done = 0;
     if parallel == 1 {
-        for &(i, off, abs, n) in &jobs {
-            let bytes = src.read_at(abs, n)?;
-            sink.write(i, off, &bytes).map_err(LoadError::Sink)?;
-            done += n;
+        for (k, c) in jobs.iter().enumerate() {
+            let bytes = src.read_at(c.offset, c.len)?;
+            plan.deliver(k, &bytes, sink)?;
+            done += c.len;
             progress(done, total);
         }
         return Ok(());
@@ -125,7 +115,7 @@ pub fn stream_tensors(
     let (job_tx, job_rx) = std::sync::mpsc::channel::<usize>();
     let (res_tx, res_rx) = std::sync::mpsc::channel::<(usize, Result<Vec<u8>, LoadError>)>();
     let job_rx = std::sync::Mutex::new(job_rx);
-    let (jobs, job_rx) = (&jobs, &job_rx);
+    let (plan, job_rx) = (&plan, &job_rx);
     std::thread::scope(move |scope| {
         for _ in 0..parallel {
             let res_tx = res_tx.clone();
@@ -134,8 +124,8 @@ pub fn stream_tensors(
                     Ok(k) => k,
                     Err(_) => return,
                 };
-                let (_, _, abs, n) = jobs[k];
-                if res_tx.send((k, src.read_at(abs, n))).is_err() {
+                let c = plan.chunks[k];
+                if res_tx.send((k, src.read_at(c.offset, c.len))).is_err() {
                     return;
                 }
             });
@@ -151,9 +141,8 @@ pub fn stream_tensors(
             let (k, r) = res_rx.recv().expect("a worker result");
             ready.insert(k, r?);
             while let Some(bytes) = ready.remove(&delivered) {
-                let (i, off, _, n) = jobs[delivered];
-                sink.write(i, off, &bytes).map_err(LoadError::Sink)?;
-                done += n;
+                plan.deliver(delivered, &bytes, sink)?;
+                done += jobs[delivered].len;
                 progress(done, total);
                 delivered += 1;
             }

@@ -1,0 +1,153 @@
+//! The generation loop shared by the CLI and the browser: prefill, GPU sampling, decode, incremental
+//! detokenization, and the stop conditions (end-of-generation token, stop strings, max tokens, full
+//! context, an interrupt from the caller). It is async and takes its clock from the caller, so the
+//! same code runs under `pollster` natively and on the browser's event loop.
+
+use crate::{Engine, GpuError};
+use serde::Serialize;
+use thiserror::Error;
+use webmoe_core::sampling::SamplingParams;
+use webmoe_core::stop::StopMatcher;
+use webmoe_core::tokenizer::{TextStream, Tokenizer};
+use webmoe_core::TokenizerError;
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The context is full.
+    Context,
+    /// The caller asked to stop.
+    Abort,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// Prompt token ids (already templated and tokenized).
+    pub prompt: &'a [u32],
+    /// Sampling settings.
+    pub params: &'a SamplingParams,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Stop strings (not included in the text).
+    pub stop: &'a [String],
+}
+
+/// What a generation produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    /// Prompt token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Generated token ids (without an end-of-generation token).
+    pub ids: Vec<u32>,
+    /// Generated text (without a stop string).
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: Finish,
+    /// Prompt tokens per second (includes the first sampling).
+    pub prefill_tokens_per_s: f64,
+    /// Generated tokens per second after the first.
+    pub decode_tokens_per_s: f64,
+    /// Seconds from start to the first generated token.
+    pub time_to_first_token_s: f64,
+}
+
+/// Errors of a generation.
+#[derive(Debug, Error)]
+pub enum GenerateError {
+    /// The device failed or the request does not fit.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// Detokenization failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// Generates from `req.prompt` (the KV cache is reset first). `on_text` gets each piece of text that is
+/// safe to show and returns `false` to stop (finish reason [`Finish::Abort`]). `now` is a clock in
+/// seconds.
+///
+/// # Errors
+/// A prompt that does not fit the context, device failures, detokenization errors.
+pub async fn generate(
+    engine: &mut Engine,
+    tok: &Tokenizer,
+    req: Request<'_>,
+    now: &dyn Fn() -> f64,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation, GenerateError> {
+    engine.reset();
+    let params = req.params;
+    let mut history: Vec<u32> = req.prompt.to_vec();
+    let mut ids = Vec::new();
+    let mut stream = TextStream::default();
+    let mut stops = StopMatcher::new(req.stop);
+    let mut text = String::new();
+    let mut finish = Finish::Length;
+    let t0 = now();
+    let mut next = if req.max_tokens > 0 {
+        engine
+            .forward(req.prompt, Some((params, &history, 0)))
+            .await?
+    } else {
+        None
+    };
+    let t1 = now();
+    let mut decoded = 0usize;
+    while let Some(id) = next {
+        if tok.is_eog(id) {
+            finish = Finish::Stop;
+            break;
+        }
+        ids.push(id);
+        history.push(id);
+        let check = stops.push(&stream.push(tok, id)?);
+        text += &check.emit;
+        let go_on = check.emit.is_empty() || on_text(&check.emit);
+        if check.stopped {
+            finish = Finish::Stop;
+            break;
+        }
+        if !go_on {
+            finish = Finish::Abort;
+            break;
+        }
+        if ids.len() >= req.max_tokens {
+            break;
+        }
+        if engine.pos >= engine.opts.max_context {
+            finish = Finish::Context;
+            break;
+        }
+        next = engine
+            .forward(&[id], Some((params, &history, ids.len() as u32)))
+            .await?;
+        decoded += 1;
+    }
+    if finish != Finish::Stop {
+        let rest = stops.flush();
+        if !rest.is_empty() {
+            on_text(&rest);
+            text += &rest;
+        }
+    }
+    let t2 = now();
+    Ok(Generation {
+        prompt_ids: req.prompt.to_vec(),
+        text,
+        ids,
+        finish_reason: finish,
+        prefill_tokens_per_s: req.prompt.len() as f64 / (t1 - t0).max(1e-9),
+        decode_tokens_per_s: if decoded > 0 {
+            decoded as f64 / (t2 - t1).max(1e-9)
+        } else {
+            0.0
+        },
+        time_to_first_token_s: t1 - t0,
+    })
+}

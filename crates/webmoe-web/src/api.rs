@@ -1,0 +1,325 @@
+//! The functions JavaScript calls (the worker in `web/src/worker.js`; see `web/src/webmoe.d.ts` for the
+//! public API built on them). One model per WebAssembly instance (one per worker).
+
+use crate::error::WebError;
+use crate::js::{call1, heap_bytes, now_s, to_js};
+use crate::load::{load as load_model, LoadReport, LoadSpec, Loaded};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+use wasm_bindgen::prelude::*;
+use webmoe_core::chat::{encode_chat, Message};
+use webmoe_core::sampling::SamplingParams;
+use webmoe_gpu::generate::{generate as run_generation, Finish, Request};
+use webmoe_gpu::{EngineOptions, KvDtype};
+use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
+
+thread_local! {
+    /// The loaded model; taken out while a generation runs.
+    static MODEL: RefCell<Option<Loaded>> = const { RefCell::new(None) };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    static LAST_SPEED: Cell<(f64, f64)> = const { Cell::new((0.0, 0.0)) };
+    static STATIC_STATS: RefCell<Option<StaticStats>> = const { RefCell::new(None) };
+}
+
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StaticStats {
+    model: ModelInfo,
+    adapter: String,
+    backend: String,
+    device_type: String,
+    features_used: Vec<&'static str>,
+    gpu_bytes_planned: u64,
+    kv_dtype: &'static str,
+    context_size: usize,
+    load: LoadReport,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelInfo {
+    architecture: String,
+    name: Option<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    layers: usize,
+    context_length: usize,
+    has_chat_template: bool,
+}
+
+fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>, JsValue> {
+    let v = js_sys::Reflect::get(o, &key.into())?;
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    serde_wasm_bindgen::from_value(v)
+        .map(Some)
+        .map_err(|e| WebError::Invalid(format!("option {key}: {e}")).into())
+}
+
+/// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
+/// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number }`. `onProgress` gets
+/// `{ phase, loadedBytes, totalBytes, cachedBytes, bytesPerSecond, fromCache, heapBytes, warning? }`.
+/// Resolves to `stats()`.
+///
+/// # Errors
+/// An `Error` with a `code` (see `WebError::code`) and a message that names the cause.
+#[wasm_bindgen]
+pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsValue, JsValue> {
+    if BUSY.get() {
+        return Err(WebError::Invalid("a generation is running; interrupt it first".into()).into());
+    }
+    MODEL.with(|m| m.borrow_mut().take());
+    STATIC_STATS.with(|s| s.borrow_mut().take());
+    let file = js_sys::Reflect::get(&options, &"file".into())?;
+    let blob = crate::source::as_blob(&file);
+    let kv = match opt::<String>(&options, "kvDtype")?.as_deref() {
+        None | Some("f16") => KvDtype::F16,
+        Some("f32") => KvDtype::F32,
+        Some(other) => {
+            return Err(WebError::Invalid(format!(
+                "kvDtype must be \"f16\" or \"f32\", not {other:?}"
+            ))
+            .into())
+        }
+    };
+    let mut engine = EngineOptions {
+        kv_dtype: kv,
+        ..Default::default()
+    };
+    if let Some(ctx) = opt::<usize>(&options, "contextSize")? {
+        engine.max_context = ctx.max(1);
+    }
+    let chunk_bytes = opt::<f64>(&options, "chunkSize")?
+        .map(|v| v as u64)
+        .unwrap_or(DEFAULT_CHUNK_BYTES);
+    if chunk_bytes < 4096 {
+        return Err(
+            WebError::Invalid(format!("chunkSize {chunk_bytes} is below 4096 bytes")).into(),
+        );
+    }
+    let spec = LoadSpec {
+        url: opt::<String>(&options, "url")?,
+        blob,
+        chunk_bytes,
+        parallel: opt::<usize>(&options, "parallel")?
+            .unwrap_or(DEFAULT_PARALLEL)
+            .clamp(1, 16),
+        use_cache: opt::<bool>(&options, "cache")?.unwrap_or(true),
+        engine,
+    };
+    let loaded = load_model(spec, &on_progress).await?;
+    let e = &loaded.engine;
+    let c = &e.desc.config;
+    let info = &e.gpu.info;
+    let snapshot = StaticStats {
+        model: ModelInfo {
+            architecture: c.arch.clone(),
+            name: None,
+            vocab_size: c.vocab_size,
+            hidden_size: c.hidden,
+            layers: c.n_layers,
+            context_length: c.context_length,
+            has_chat_template: loaded.tokenizer.chat_template.is_some(),
+        },
+        adapter: e.gpu.adapter_name(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        // The baseline kernels need no optional WebGPU feature (f16 is packed in u32).
+        features_used: Vec::new(),
+        gpu_bytes_planned: loaded.gpu_bytes,
+        kv_dtype: if kv == KvDtype::F16 { "f16" } else { "f32" },
+        context_size: e.opts.max_context,
+        load: loaded.report.clone(),
+    };
+    STATIC_STATS.with(|s| *s.borrow_mut() = Some(snapshot));
+    LAST_SPEED.set((0.0, 0.0));
+    MODEL.with(|m| *m.borrow_mut() = Some(loaded));
+    stats()
+}
+
+/// A chat message from JavaScript.
+#[derive(Deserialize)]
+struct JsMessage {
+    role: String,
+    content: String,
+}
+
+/// `stop` may be a string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A generation request (OpenAI-shaped field names).
+#[derive(Deserialize)]
+struct GenRequest {
+    messages: Option<Vec<JsMessage>>,
+    prompt: Option<String>,
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    seed: Option<f64>,
+    stop: Option<Stop>,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+}
+
+#[derive(Serialize)]
+struct GenResult {
+    text: String,
+    finish_reason: &'static str,
+    usage: Usage,
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+    time_to_first_token_s: f64,
+}
+
+/// Restores the model when a generation ends, however it ends.
+struct Checkout(Option<Loaded>);
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            MODEL.with(|slot| *slot.borrow_mut() = Some(m));
+        }
+        BUSY.set(false);
+    }
+}
+
+/// Generates for `request` (`{ messages } | { prompt }` plus `max_tokens, temperature, top_p, top_k,
+/// min_p, repeat_penalty, seed, stop`), calling `onText(piece)` as text is produced. Resolves to
+/// `{ text, finish_reason, usage, prompt_ids, ids, prefill_tokens_per_s, decode_tokens_per_s,
+/// time_to_first_token_s }`; `finish_reason` is `stop`, `length` or `abort` (after `interrupt()`).
+///
+/// # Errors
+/// No model loaded, a generation already running, bad arguments, a prompt longer than the context, a
+/// lost device.
+#[wasm_bindgen]
+pub async fn generate(request: JsValue, on_text: js_sys::Function) -> Result<JsValue, JsValue> {
+    let req: GenRequest = serde_wasm_bindgen::from_value(request)
+        .map_err(|e| WebError::Invalid(format!("bad request: {e}")))?;
+    if BUSY.get() {
+        return Err(WebError::Invalid("a generation is already running".into()).into());
+    }
+    let Some(model) = MODEL.with(|m| m.borrow_mut().take()) else {
+        return Err(WebError::Invalid("no model is loaded".into()).into());
+    };
+    BUSY.set(true);
+    INTERRUPT.store(false, Ordering::SeqCst);
+    let mut checkout = Checkout(Some(model));
+    let m = checkout.0.as_mut().expect("just set");
+    let prompt_ids = match (&req.messages, &req.prompt) {
+        (Some(msgs), None) => {
+            let msgs: Vec<Message> = msgs
+                .iter()
+                .map(|x| Message::new(&x.role, &x.content))
+                .collect();
+            encode_chat(&m.tokenizer, &msgs, true)
+        }
+        (None, Some(p)) => m.tokenizer.encode(p, true, true),
+        _ => {
+            return Err(WebError::Invalid("give either messages or prompt".into()).into());
+        }
+    }
+    .map_err(|e| WebError::Invalid(e.to_string()))?;
+    let params = SamplingParams {
+        temperature: req.temperature.unwrap_or(0.8),
+        top_k: req.top_k.unwrap_or(40),
+        top_p: req.top_p.unwrap_or(0.95),
+        min_p: req.min_p.unwrap_or(0.05),
+        repeat_penalty: req.repeat_penalty.unwrap_or(1.0),
+        seed: req
+            .seed
+            .map(|s| s as u64)
+            .unwrap_or_else(|| (js_sys::Math::random() * 4294967296.0) as u64),
+        ..Default::default()
+    };
+    let stop = match req.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    let room = m.engine.opts.max_context.saturating_sub(prompt_ids.len());
+    let r = Request {
+        prompt: &prompt_ids,
+        params: &params,
+        max_tokens: req.max_tokens.unwrap_or(room).min(room),
+        stop: &stop,
+    };
+    let g = run_generation(&mut m.engine, &m.tokenizer, r, &now_s, &mut |piece| {
+        call1(&on_text, &JsValue::from_str(piece));
+        !INTERRUPT.load(Ordering::SeqCst)
+    })
+    .await
+    .map_err(WebError::from)?;
+    LAST_SPEED.set((g.prefill_tokens_per_s, g.decode_tokens_per_s));
+    let out = GenResult {
+        finish_reason: match g.finish_reason {
+            Finish::Stop => "stop",
+            Finish::Length | Finish::Context => "length",
+            Finish::Abort => "abort",
+        },
+        usage: Usage {
+            prompt_tokens: g.prompt_ids.len(),
+            completion_tokens: g.ids.len(),
+            total_tokens: g.prompt_ids.len() + g.ids.len(),
+        },
+        text: g.text,
+        prompt_ids: g.prompt_ids,
+        ids: g.ids,
+        prefill_tokens_per_s: g.prefill_tokens_per_s,
+        decode_tokens_per_s: g.decode_tokens_per_s,
+        time_to_first_token_s: g.time_to_first_token_s,
+    };
+    drop(checkout);
+    to_js(&out)
+}
+
+/// Asks a running generation to stop after the current token (its `finish_reason` is `abort`).
+#[wasm_bindgen]
+pub fn interrupt() {
+    INTERRUPT.store(true, Ordering::SeqCst);
+}
+
+/// Frees the model and its GPU buffers.
+#[wasm_bindgen]
+pub fn unload() {
+    INTERRUPT.store(true, Ordering::SeqCst);
+    MODEL.with(|m| m.borrow_mut().take());
+    STATIC_STATS.with(|s| s.borrow_mut().take());
+}
+
+/// Engine statistics: model, adapter, features used, GPU memory planned, heap size, load report and
+/// the last generation's prefill/decode tokens per second. `null` before a model is loaded.
+///
+/// # Errors
+/// Only if serialization fails.
+#[wasm_bindgen]
+pub fn stats() -> Result<JsValue, JsValue> {
+    let Some(s) = STATIC_STATS.with(|s| s.borrow().clone()) else {
+        return Ok(JsValue::NULL);
+    };
+    let (prefill, decode) = LAST_SPEED.get();
+    let mut v = serde_json::to_value(&s).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    v["prefillTokensPerSecond"] = prefill.into();
+    v["decodeTokensPerSecond"] = decode.into();
+    v["heapBytes"] = heap_bytes().into();
+    v["busy"] = BUSY.get().into();
+    to_js(&v)
+}

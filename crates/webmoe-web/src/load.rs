@@ -1,0 +1,301 @@
+//! Loading a model in the browser: header with a few small reads, model description and memory plan
+//! (refuse before downloading when it cannot fit), then tensor data in the chunks of a
+//! [`ChunkPlan`] with several reads in flight, each chunk taken from the cache or the network, copied into
+//! one reused buffer, written to its GPU buffers and dropped.
+
+use crate::cache::{ChunkCache, Manifest};
+use crate::error::WebError;
+use crate::js::{call1, heap_bytes, now_s, to_js};
+use crate::source::{open_url, Source};
+use futures_util::stream::{self, StreamExt};
+use js_sys::Uint8Array;
+use serde::Serialize;
+use std::cell::RefCell;
+use webmoe_core::gguf::{parse_header, GgufHeader, HeaderParse};
+use webmoe_core::model::ModelDesc;
+use webmoe_core::quant::dequantize;
+use webmoe_core::tokenizer::Tokenizer;
+use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
+use webmoe_loader::{ChunkPlan, LoadError};
+
+/// First header read; the parser asks for more when the tokenizer is large.
+const FIRST_HEADER_READ: u64 = 1 << 20;
+
+/// Load settings from JavaScript.
+pub struct LoadSpec {
+    /// URL, or `None` with a `blob`.
+    pub url: Option<String>,
+    /// A local `File`/`Blob`.
+    pub blob: Option<web_sys::Blob>,
+    /// Chunk size in bytes.
+    pub chunk_bytes: u64,
+    /// Reads in flight.
+    pub parallel: usize,
+    /// Keep chunks in the Cache API.
+    pub use_cache: bool,
+    /// Engine settings.
+    pub engine: EngineOptions,
+}
+
+/// Facts about the finished load (part of `stats()`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReport {
+    /// URL or "the local file".
+    pub source: String,
+    /// Tensor bytes read.
+    pub total_bytes: u64,
+    /// Of those, from the cache.
+    pub cached_bytes: u64,
+    /// Seconds from start to ready.
+    pub load_seconds: f64,
+    /// Heap size before loading.
+    pub heap_before_bytes: f64,
+    /// Largest heap size seen during the load.
+    pub heap_peak_bytes: f64,
+    /// Why caching was switched off during the load (quota), if it was.
+    pub cache_warning: Option<String>,
+    /// The server ignored `Range` requests.
+    pub streamed_without_range: bool,
+    /// File offset where tensor data starts (requests below it read only the header).
+    pub data_start: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Progress<'a> {
+    phase: &'a str,
+    loaded_bytes: u64,
+    total_bytes: u64,
+    cached_bytes: u64,
+    bytes_per_second: f64,
+    from_cache: bool,
+    heap_bytes: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'a str>,
+}
+
+/// A loaded model.
+pub struct Loaded {
+    /// The GPU engine.
+    pub engine: Engine,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// How the load went.
+    pub report: LoadReport,
+    /// GPU memory planned, bytes.
+    pub gpu_bytes: u64,
+}
+
+async fn read_header(src: &Source, first: Vec<u8>) -> Result<GgufHeader, LoadError> {
+    let size = src.size();
+    let mut buf = first;
+    loop {
+        match parse_header(&buf, size)? {
+            HeaderParse::Done(h) => return Ok(*h),
+            HeaderParse::NeedBytes(n) => {
+                let have = buf.len() as u64;
+                // Grow geometrically so a big tokenizer costs a few requests, not many.
+                let want = n.max(have * 2).min(size);
+                let more = src.read(have, want - have).await?;
+                buf.extend_from_slice(&more.to_vec());
+            }
+        }
+    }
+}
+
+async fn read_f32_tensor(src: &Source, h: &GgufHeader, name: &str) -> Result<Vec<f32>, LoadError> {
+    let t = h
+        .tensor(name)
+        .ok_or_else(|| LoadError::MissingTensor(name.into()))?;
+    let (start, _) = h.tensor_range(t);
+    let bytes = src.read(start, t.size_bytes).await?.to_vec();
+    let mut out = vec![0f32; t.n_elements() as usize];
+    dequantize(t.ggml_type, &bytes, &mut out);
+    Ok(out)
+}
+
+/// Loads a model, reporting progress to `on_progress`.
+///
+/// # Errors
+/// [`WebError`] naming the cause: download, changed file, invalid model, no WebGPU, too large, device.
+pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Loaded, WebError> {
+    let t0 = now_s();
+    let heap_before = heap_bytes();
+    let mut heap_peak = heap_before;
+    let progress = |p: &Progress| {
+        if let Ok(v) = to_js(p) {
+            call1(on_progress, &v);
+        }
+    };
+    let header_progress = |phase| Progress {
+        phase,
+        loaded_bytes: 0,
+        total_bytes: 0,
+        cached_bytes: 0,
+        bytes_per_second: 0.0,
+        from_cache: false,
+        heap_bytes: heap_bytes(),
+        warning: None,
+    };
+    progress(&header_progress("header"));
+    let (src, first) = match (&spec.url, &spec.blob) {
+        (_, Some(b)) => {
+            let src = Source::Blob(b.clone());
+            let first = src.read(0, FIRST_HEADER_READ.min(src.size())).await?;
+            (src, first)
+        }
+        (Some(url), None) => open_url(url, FIRST_HEADER_READ).await?,
+        (None, None) => return Err(WebError::Invalid("no model given (a URL or a File)".into())),
+    };
+    let header = read_header(&src, first.to_vec()).await?;
+    drop(first);
+    let rope_freqs = match header.tensor("rope_freqs.weight") {
+        Some(_) => Some(read_f32_tensor(&src, &header, "rope_freqs.weight").await?),
+        None => None,
+    };
+    let desc = ModelDesc::from_gguf(&header, rope_freqs)
+        .map_err(|e| WebError::InvalidModel(format!("{}: {e}", src.name())))?;
+    let tokenizer = Tokenizer::from_gguf(&header)
+        .map_err(|e| WebError::InvalidModel(format!("{}: tokenizer: {e}", src.name())))?;
+    progress(&header_progress("gpu"));
+    let gpu = Gpu::new(GpuOptions::default()).await?;
+    // Refuse before downloading when it cannot fit.
+    let plan = webmoe_gpu::executor::plan(&gpu, &desc, &header, &spec.engine)?;
+    let mut engine = Engine::new(gpu, desc.clone(), &header, spec.engine.clone()).await?;
+
+    let names: Vec<String> = desc
+        .expected_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let indices: Vec<usize> = (0..header.tensors.len())
+        .filter(|&i| names.contains(&header.tensors[i].name))
+        .collect();
+    let chunks = ChunkPlan::new(&header, &indices, spec.chunk_bytes);
+    let total = chunks.total_bytes();
+
+    let remote = src.remote();
+    let cache = match (&remote, spec.use_cache) {
+        (Some(_), true) => ChunkCache::open().await,
+        _ => None,
+    };
+    if let (Some(c), Some(r)) = (&cache, &remote) {
+        let stale = c
+            .manifest(&r.url)
+            .await
+            .is_some_and(|m| m.validator != r.validator || m.size != r.size);
+        if stale {
+            let _ = c.remove(&r.url, true).await;
+        }
+    }
+    let parallel = if src.parallel_ok() {
+        spec.parallel.max(1)
+    } else {
+        1
+    };
+    // Cleared when the browser refuses a write (quota): the load goes on without caching.
+    let cache_warning: RefCell<Option<String>> = RefCell::new(None);
+    let (src_ref, cache_ref, remote_ref, warn_ref) = (&src, &cache, &remote, &cache_warning);
+    // Each read yields (bytes in JS memory, came from the cache, is in the cache now).
+    let mut reads = stream::iter(chunks.chunks.iter().copied())
+        .map(|c| async move {
+            let (Some(cache), Some(r)) = (cache_ref, remote_ref) else {
+                return Ok::<_, LoadError>((src_ref.read(c.offset, c.len).await?, false, false));
+            };
+            if let Some(b) = cache.get(r, c.offset, c.len).await {
+                return Ok((b, true, true));
+            }
+            let bytes = src_ref.read(c.offset, c.len).await?;
+            let mut stored = false;
+            if warn_ref.borrow().is_none() {
+                match cache.put(r, c.offset, &bytes).await {
+                    Ok(()) => stored = true,
+                    Err(e) => {
+                        warn_ref.borrow_mut().get_or_insert(format!(
+                            "the browser refused to store more of the model ({e}); it still loads, but a reload downloads it again"
+                        ));
+                    }
+                }
+            }
+            Ok((bytes, false, stored))
+        })
+        .buffered(parallel);
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut done, mut hits, mut stored_bytes) = (0u64, 0u64, 0u64);
+    let t_data = now_s();
+    let mut manifest = remote.as_ref().map(|r| Manifest {
+        url: r.url.clone(),
+        validator: r.validator.clone(),
+        size: r.size,
+        cached_bytes: 0,
+        total_bytes: total,
+        complete: false,
+    });
+    let mut k = 0;
+    while let Some(r) = reads.next().await {
+        let (bytes, hit, stored): (Uint8Array, bool, bool) = r?;
+        let c = chunks.chunks[k];
+        buf.resize(c.len as usize, 0);
+        bytes.copy_to(&mut buf);
+        drop(bytes);
+        chunks.deliver(k, &buf, engine.weights_mut())?;
+        done += c.len;
+        hits += if hit { c.len } else { 0 };
+        stored_bytes += if stored { c.len } else { 0 };
+        heap_peak = heap_peak.max(heap_bytes());
+        // Keep the manifest current every few chunks so an interrupted load is listed.
+        if let (Some(cc), Some(m)) = (&cache, &mut manifest) {
+            if k % 8 == 7 || k + 1 == chunks.chunks.len() {
+                m.cached_bytes = stored_bytes;
+                m.complete = stored_bytes == total;
+                let _ = cc.set_manifest(m).await;
+            }
+        }
+        let secs = (now_s() - t_data).max(1e-3);
+        let warning = cache_warning.borrow().clone();
+        progress(&Progress {
+            phase: "weights",
+            loaded_bytes: done,
+            total_bytes: total,
+            cached_bytes: hits,
+            bytes_per_second: done as f64 / secs,
+            from_cache: hit,
+            heap_bytes: heap_bytes(),
+            warning: warning.as_deref(),
+        });
+        k += 1;
+    }
+    drop(reads);
+    drop(buf);
+    engine.finish_upload()?;
+    engine.gpu.check()?;
+    let streamed = !src.parallel_ok();
+    let report = LoadReport {
+        source: src.name(),
+        total_bytes: total,
+        cached_bytes: hits,
+        load_seconds: now_s() - t0,
+        heap_before_bytes: heap_before,
+        heap_peak_bytes: heap_peak.max(heap_bytes()),
+        cache_warning: cache_warning.into_inner(),
+        streamed_without_range: streamed,
+        data_start: header.data_start,
+    };
+    progress(&Progress {
+        phase: "ready",
+        loaded_bytes: total,
+        total_bytes: total,
+        cached_bytes: 0,
+        bytes_per_second: 0.0,
+        from_cache: false,
+        heap_bytes: heap_bytes(),
+        warning: None,
+    });
+    Ok(Loaded {
+        engine,
+        tokenizer,
+        report,
+        gpu_bytes: plan.total(),
+    })
+}

@@ -1,0 +1,130 @@
+//! `cargo xtask web`: the browser package. cargo builds the `webmoe-web` crate for wasm32, wasm-bindgen
+//! writes the ES module and its TypeScript types, and the JS API, worker and types from `web/src` are
+//! copied beside them, so `web/pkg` is a complete ES-module package. Settings come from `wasm-pack.toml`.
+
+use crate::{cargo, root, sh};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Deserialize)]
+struct File {
+    build: Build,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Build {
+    #[serde(rename = "crate")]
+    krate: String,
+    target: String,
+    out_dir: String,
+    features: Vec<String>,
+    profile: String,
+    wasm_opt: toml::Value,
+}
+
+/// The wasm-bindgen version in Cargo.lock (the CLI must match it exactly).
+fn bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))?;
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}
+
+/// Makes sure `wasm-bindgen` at the locked version is on PATH (installs it from crates.io if not).
+fn ensure_bindgen() -> Result<()> {
+    let want = bindgen_version()?;
+    let have = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if have.as_deref() == Some(&format!("wasm-bindgen {want}")) {
+        return Ok(());
+    }
+    eprintln!("installing wasm-bindgen-cli {want} from crates.io (a few minutes, once)");
+    // No --locked: its lock file pins a webpki-roots release some registry mirrors lack.
+    sh(cargo().args(["install", "wasm-bindgen-cli", "--version", &want]))
+}
+
+/// Builds the web package.
+pub fn build() -> Result<()> {
+    let root = root();
+    let cfg: File = toml::from_str(&std::fs::read_to_string(root.join("wasm-pack.toml"))?)
+        .context("reading wasm-pack.toml")?;
+    let b = cfg.build;
+    ensure_bindgen()?;
+    let pkg_name = Path::new(&b.krate)
+        .file_name()
+        .context("crate path")?
+        .to_string_lossy()
+        .to_string();
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        &b.profile,
+        "-p",
+        &pkg_name,
+    ]);
+    if !b.features.is_empty() {
+        c.args(["--features", &b.features.join(",")]);
+    }
+    sh(&mut c)?;
+    let wasm = root
+        .join("target/wasm32-unknown-unknown")
+        .join(&b.profile)
+        .join(format!("{}.wasm", pkg_name.replace('-', "_")));
+    let out = root.join(&b.out_dir);
+    let _ = std::fs::remove_dir_all(&out);
+    sh(Command::new("wasm-bindgen")
+        .args(["--target", &b.target, "--out-dir"])
+        .arg(&out)
+        .arg(&wasm))?;
+    match &b.wasm_opt {
+        toml::Value::Boolean(false) => {}
+        toml::Value::String(path) => {
+            let bg = out.join(format!("{}_bg.wasm", pkg_name.replace('-', "_")));
+            sh(Command::new(root.join(path))
+                .args(["-Os", "--enable-reference-types", "--enable-bulk-memory"])
+                .arg("--enable-nontrapping-float-to-int")
+                .arg(&bg)
+                .arg("-o")
+                .arg(&bg))?;
+        }
+        other => bail!("wasm-opt in wasm-pack.toml must be false or a path, not {other}"),
+    }
+    for f in std::fs::read_dir(root.join("web/src"))? {
+        let f = f?;
+        std::fs::copy(f.path(), out.join(f.file_name()))?;
+    }
+    std::fs::write(
+        out.join("package.json"),
+        format!(
+            r#"{{
+  "name": "webmoe",
+  "version": "{}",
+  "description": "Llama-family and Mixture-of-Experts language models in the browser on WebGPU",
+  "type": "module",
+  "main": "webmoe.js",
+  "types": "webmoe.d.ts",
+  "files": ["*.js", "*.d.ts", "*.wasm"],
+  "license": "MIT OR Apache-2.0"
+}}
+"#,
+            env!("CARGO_PKG_VERSION")
+        ),
+    )?;
+    eprintln!("web package in {}", out.display());
+    Ok(())
+}
