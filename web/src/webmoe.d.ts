@@ -46,6 +46,8 @@ export interface EngineOptions {
   contextSize?: number;
   /** Keep downloaded chunks in the Cache API (default true). */
   cache?: boolean;
+  /** Mat-vec kernel shape [threads per row, rows per thread] (default: chosen for the adapter type). */
+  tuning?: [number, number];
   /** Run the engine in a Web Worker (default true). */
   worker?: boolean;
 }

@@ -196,9 +196,9 @@ export class Engine {
  * @returns {Promise<Engine>}
  */
 export async function createEngine(options) {
-  const { model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, worker = true } = options ?? {};
+  const { model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true } = options ?? {};
   requireWebGpu();
-  const args = { chunkSize, parallel, kvDtype, contextSize, cache };
+  const args = { chunkSize, parallel, kvDtype, contextSize, cache, tuning };
   let name;
   if (typeof model === 'string' || model instanceof URL) {
     args.url = new URL(model, globalThis.location?.href).href;

@@ -87,7 +87,6 @@ const tests = [];
 const test = (name, fn) => tests.push({ name, fn });
 
 test('chunked HTTP load: greedy tokens equal the native CLI; heap growth stays bounded', async () => {
-  await page.evaluate(() => window.webmoe.deleteCachedModel(location.origin + '/models/' + 'x').catch(() => {}));
   await resetLog();
   const chunk = 4 * MiB, parallel = 4;
   const r = await loadInPage(modelUrl(), { chunkSize: chunk, parallel, cache: false });
@@ -106,13 +105,170 @@ test('chunked HTTP load: greedy tokens equal the native CLI; heap growth stays b
   await checkGreedy(PROMPTS);
 });
 
-test('default settings: heap growth below chunk x parallel + 32 MiB', async () => {
-  const r = await loadInPage(modelUrl(), { cache: false });
-  assert(r.ok, `load failed: ${r.code} ${r.message}`);
-  const l = r.info.load;
-  const growth = l.heapPeakBytes - l.heapBeforeBytes;
-  console.log(`  load ${l.loadSeconds.toFixed(2)} s, heap growth ${(growth / MiB).toFixed(1)} MiB`);
-  assert(growth < 16 * MiB * 4 + 32 * MiB, `heap grew by ${growth} bytes`);
+test('reload: the second load is served from the cache with no weight requests', async () => {
+  const url = new URL(modelUrl(), server.base).href;
+  await page.evaluate((u) => window.webmoe.deleteCachedModel(u), url);
+  await resetLog();
+  const first = await loadInPage(modelUrl(), { chunkSize: 8 * MiB });
+  assert(first.ok, `first load failed: ${first.code} ${first.message}`);
+  const firstData = (await (await fetch(`${server.base}/__log`)).json()).filter((e) => e.start >= dataStart);
+  assert(firstData.length > 0 && first.info.load.cachedBytes === 0, 'the first load downloads the weights');
+  const listed = await page.evaluate(() => window.webmoe.listCachedModels());
+  const entry = listed.find((m) => m.url === url);
+  assert(entry && entry.complete && entry.cachedBytes === first.info.load.totalBytes, `listCachedModels shows the model: ${JSON.stringify(listed)}`);
+  await resetLog();
+  const second = await loadInPage(modelUrl(), { chunkSize: 8 * MiB });
+  assert(second.ok, `second load failed: ${second.code} ${second.message}`);
+  const secondData = (await (await fetch(`${server.base}/__log`)).json()).filter((e) => e.start >= dataStart);
+  console.log(`  first load ${first.info.load.loadSeconds.toFixed(2)} s (${firstData.length} weight requests), reload ${second.info.load.loadSeconds.toFixed(2)} s (${secondData.length} weight requests, ${(second.info.load.cachedBytes / MiB).toFixed(1)} MiB from cache)`);
+  assert(secondData.length === 0, `the reload made ${secondData.length} weight requests`);
+  assert(second.info.load.cachedBytes === second.info.load.totalBytes, 'every byte came from the cache');
+  await checkGreedy(PROMPTS.slice(0, 1));
+});
+
+test('resume: an interrupted download continues from the first missing chunk', async () => {
+  const url = new URL(modelUrl(), server.base).href;
+  await page.evaluate((u) => window.webmoe.deleteCachedModel(u), url);
+  // Interrupt the first load after a few chunks by terminating its worker.
+  const partial = await page.evaluate(async (u) => {
+    let engineDone = false;
+    const stop = new Promise((resolve) => {
+      const p = window.webmoe.createEngine({ model: u, chunkSize: 4 << 20, parallel: 1, onProgress: (x) => {
+        if (x.phase === 'weights' && x.loadedBytes >= (40 << 20) && !engineDone) { engineDone = true; resolve(x.loadedBytes); }
+      } });
+      window.__abandoned = p;
+    });
+    return stop;
+  }, url);
+  await page.reload();
+  await page.waitForFunction(() => window.harnessReady === true);
+  const listed = await page.evaluate(() => window.webmoe.listCachedModels());
+  const entry = listed.find((m) => m.url === url);
+  assert(entry && !entry.complete && entry.cachedBytes > 0, `a partial entry is listed: ${JSON.stringify(listed)}`);
+  await resetLog();
+  const r = await loadInPage(modelUrl(), { chunkSize: 4 * MiB, parallel: 1 });
+  assert(r.ok, `resumed load failed: ${r.code} ${r.message}`);
+  const data = (await (await fetch(`${server.base}/__log`)).json()).filter((e) => e.start >= dataStart);
+  const firstFetched = Math.min(...data.map((e) => e.start));
+  console.log(`  abandoned at ${(partial / MiB).toFixed(0)} MiB; ${(entry.cachedBytes / MiB).toFixed(0)} MiB cached; resumed load fetched ${data.length} chunks from offset ${(firstFetched / MiB).toFixed(1)} MiB, ${(r.info.load.cachedBytes / MiB).toFixed(0)} MiB from cache`);
+  assert(r.info.load.cachedBytes >= entry.cachedBytes, 'the cached chunks were used');
+  assert(firstFetched >= dataStart + entry.cachedBytes - 4 * MiB, 'no chunk before the first missing one was downloaded again');
+  await checkGreedy(PROMPTS.slice(0, 1));
+});
+
+for (const [scenario, what] of [['fail2', 'a chunk fails twice, then succeeds'], ['drop', 'the connection drops in the middle of a chunk'], ['norange', 'the server ignores Range']]) {
+  test(`fault: ${what} -> a working engine with the right weights`, async () => {
+    await resetLog();
+    const r = await loadInPage(modelUrl(scenario), { chunkSize: 4 * MiB, cache: false });
+    assert(r.ok, `load failed: ${r.code} ${r.message}`);
+    const log = await (await fetch(`${server.base}/__log`)).json();
+    if (scenario === 'fail2') assert(log.filter((e) => e.status === 500).length === 2, 'two injected failures were served');
+    if (scenario === 'norange') assert(r.info.load.streamedWithoutRange, 'the load streamed the body');
+    await checkGreedy(PROMPTS.slice(0, 1));
+  });
+}
+
+test('fault: the model URL is a 404 -> a clear download error', async () => {
+  const r = await loadInPage(modelUrl('missing'));
+  assert(!r.ok && r.name === 'WebmoeError' && r.code === 'download-failed' && /404/.test(r.message), `got ${JSON.stringify(r)}`);
+  console.log(`  error: ${r.message}`);
+});
+
+test('fault: the file changes during the download -> a clear error, never mixed weights', async () => {
+  await resetLog();
+  const r = await loadInPage(modelUrl('change'), { chunkSize: 4 * MiB, cache: false });
+  assert(!r.ok && r.code === 'model-changed', `got ${JSON.stringify(r)}`);
+  console.log(`  error: ${r.message}`);
+});
+
+test('not a model: a clear invalid-model error', async () => {
+  const r = await loadInPage('/tests/harness.html');
+  assert(!r.ok && r.code === 'invalid-model', `got ${JSON.stringify(r)}`);
+  console.log(`  error: ${r.message}`);
+});
+
+test('streaming chat: deltas add up to the text, usage at the end, interrupt stops it', async () => {
+  const r0 = await loadInPage(modelUrl());
+  assert(r0.ok, `load failed: ${r0.message}`);
+  const r = await page.evaluate(async () => {
+    const chunks = [];
+    for await (const c of window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], stream: true, temperature: 0, max_tokens: 40 })) chunks.push(c);
+    const whole = await window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], temperature: 0, max_tokens: 40 });
+    const it = window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Count from one to one hundred in words.' }], stream: true, temperature: 0, max_tokens: 200 });
+    let n = 0, last = null;
+    for await (const c of it) {
+      n++;
+      if (n === 5) await window.engine.interrupt();
+      last = c;
+    }
+    const stats = await window.engine.stats();
+    return { chunks, whole, n, last, stats };
+  });
+  const text = r.chunks.map((c) => c.choices[0].delta.content ?? '').join('');
+  const last = r.chunks[r.chunks.length - 1];
+  assert(r.chunks[0].object === 'chat.completion.chunk' && r.chunks[0].choices[0].delta.role === 'assistant', 'first chunk has the role');
+  assert(text === r.whole.choices[0].message.content, `streamed text ${JSON.stringify(text)} differs from ${JSON.stringify(r.whole.choices[0].message.content)}`);
+  assert(last.choices[0].finish_reason === r.whole.choices[0].finish_reason && last.usage.completion_tokens === r.whole.usage.completion_tokens, 'last chunk carries finish_reason and usage');
+  assert(r.last.choices[0].finish_reason === 'abort' && r.last.usage.completion_tokens < 200, `interrupt ends the stream: ${JSON.stringify(r.last)}`);
+  assert(r.stats.decodeTokensPerSecond > 0 && r.stats.heapBytes > 0 && r.stats.gpuBytesPlanned > 0, 'stats report speed, heap and GPU memory');
+  console.log(`  ${r.chunks.length} chunks; interrupted after ${r.last.usage.completion_tokens} tokens; decode ${r.stats.decodeTokensPerSecond.toFixed(1)} tok/s, prefill ${r.stats.prefillTokensPerSecond.toFixed(1)} tok/s`);
+});
+
+test('over-long prompt: a clear invalid-request error, and the engine still works', async () => {
+  const r0 = await loadInPage(modelUrl(), { contextSize: 64 });
+  assert(r0.ok, `load failed: ${r0.message}`);
+  const r = await page.evaluate(async () => {
+    try { await window.engine.completions.create({ prompt: 'word '.repeat(200), max_tokens: 4 }); return { ok: true }; } catch (e) { return { ok: false, code: e.code, message: e.message }; }
+  });
+  assert(!r.ok && r.code === 'invalid-request' && /context/.test(r.message), `got ${JSON.stringify(r)}`);
+  const again = await page.evaluate(async () => (await window.engine.completions.create({ prompt: 'Hello', max_tokens: 2, temperature: 0 })).usage.completion_tokens);
+  assert(again === 2, 'the engine still generates');
+});
+
+test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error for a bad URL', async () => {
+  const { page: demo, context } = await openPage(browser, `${server.base}/index.html`);
+  try {
+    await demo.fill('#model-url', modelUrl().slice(1));
+    await demo.click('#load-button');
+    await demo.waitForSelector('#chat-panel:not([hidden])', { timeout: 120000 });
+    const progress = await demo.textContent('#progress-text');
+    const adapter = await demo.textContent('#adapter');
+    assert(/ready: [\d.]+ MB/.test(progress), `progress says ready: ${progress}`);
+    assert(/swiftshader|Adapter: \S/.test(adapter), `adapter shown: ${adapter}`);
+    // A short answer runs to its end.
+    await demo.click('#settings summary');
+    await demo.fill('#max-tokens', '12');
+    await demo.fill('#temperature', '0');
+    await demo.fill('#prompt', 'What is the capital of France?');
+    await demo.click('#send-button');
+    await demo.waitForSelector('.msg.assistant[data-state="stop"], .msg.assistant[data-state="length"]', { timeout: 120000 });
+    const first = await demo.textContent('.msg.assistant');
+    assert(/Paris/.test(first), `the answer mentions Paris: ${JSON.stringify(first)}`);
+    // A long answer is stopped while it streams.
+    await demo.fill('#max-tokens', '400');
+    await demo.fill('#prompt', 'Write a long story about a dragon who learns to sing.');
+    await demo.click('#send-button');
+    await demo.waitForFunction(() => {
+      const all = document.querySelectorAll('.msg.assistant');
+      return all.length === 2 && all[1].textContent.length > 20;
+    }, null, { timeout: 120000 });
+    await demo.click('#stop-button');
+    await demo.waitForSelector('.msg.assistant[data-state="abort"]', { timeout: 60000 });
+    const speed = await demo.textContent('#speed');
+    assert(/decode [\d.]+ tok\/s/.test(speed), `speed shown: ${speed}`);
+    assert(!(await demo.isDisabled('#send-button')), 'Send is enabled again');
+    fs.mkdirSync(artifacts, { recursive: true });
+    await demo.screenshot({ path: path.join(artifacts, 'demo-chat.png'), fullPage: true });
+    // A bad URL is a clear error in the page.
+    await demo.fill('#model-url', 'models/does-not-exist.gguf');
+    await demo.click('#load-button');
+    await demo.waitForSelector('#load-error:not([hidden])', { timeout: 60000 });
+    const err = await demo.textContent('#load-error');
+    assert(/404/.test(err) && /download-failed/.test(err), `error shown: ${err}`);
+    console.log(`  answer: ${JSON.stringify(first.slice(0, 60))}; ${speed}; error shown: ${err.slice(0, 90)}…`);
+  } finally {
+    await context.close();
+  }
 });
 
 const failures = [];

@@ -106,7 +106,7 @@ export function startServer({ webRoot, modelPath, extraRoots = {} }) {
     if (file.endsWith('/')) file += 'index.html';
     fs.readFile(file, (err, data) => {
       if (err) { res.writeHead(404); return res.end('not found'); }
-      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': String(data.length) });
       res.end(data);
     });
   });

@@ -82,6 +82,15 @@ pub async fn generate(
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation, GenerateError> {
     engine.reset();
+    if req.prompt.len() >= engine.opts.max_context {
+        return Err(GpuError::Invalid(format!(
+            "the prompt has {} tokens; the context holds {} (prompt + answer). Shorten it or load with a larger context size (up to the model's {})",
+            req.prompt.len(),
+            engine.opts.max_context,
+            engine.desc.config.context_length
+        ))
+        .into());
+    }
     let params = req.params;
     let mut history: Vec<u32> = req.prompt.to_vec();
     let mut ids = Vec::new();

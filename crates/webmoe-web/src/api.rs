@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use webmoe_core::chat::{encode_chat, Message};
 use webmoe_core::sampling::SamplingParams;
 use webmoe_gpu::generate::{generate as run_generation, Finish, Request};
-use webmoe_gpu::{EngineOptions, KvDtype};
+use webmoe_gpu::{EngineOptions, GpuOptions, KvDtype, Tuning};
 use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
 
 thread_local! {
@@ -61,7 +61,7 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 }
 
 /// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
-/// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number }`. `onProgress` gets
+/// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread] }`. `onProgress` gets
 /// `{ phase, loadedBytes, totalBytes, cachedBytes, bytesPerSecond, fromCache, heapBytes, warning? }`.
 /// Resolves to `stats()`.
 ///
@@ -110,6 +110,13 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             .clamp(1, 16),
         use_cache: opt::<bool>(&options, "cache")?.unwrap_or(true),
         engine,
+        gpu: GpuOptions {
+            tuning: opt::<[u32; 2]>(&options, "tuning")?.map(|[lanes, rows_per_thread]| Tuning {
+                lanes,
+                rows_per_thread,
+            }),
+            ..Default::default()
+        },
     };
     let loaded = load_model(spec, &on_progress).await?;
     let e = &loaded.engine;

@@ -35,6 +35,8 @@ pub struct LoadSpec {
     pub use_cache: bool,
     /// Engine settings.
     pub engine: EngineOptions,
+    /// Device settings (kernel tuning).
+    pub gpu: GpuOptions,
 }
 
 /// Facts about the finished load (part of `stats()`).
@@ -159,7 +161,7 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
     let tokenizer = Tokenizer::from_gguf(&header)
         .map_err(|e| WebError::InvalidModel(format!("{}: tokenizer: {e}", src.name())))?;
     progress(&header_progress("gpu"));
-    let gpu = Gpu::new(GpuOptions::default()).await?;
+    let gpu = Gpu::new(spec.gpu.clone()).await?;
     // Refuse before downloading when it cannot fit.
     let plan = webmoe_gpu::executor::plan(&gpu, &desc, &header, &spec.engine)?;
     let mut engine = Engine::new(gpu, desc.clone(), &header, spec.engine.clone()).await?;
@@ -246,7 +248,7 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         heap_peak = heap_peak.max(heap_bytes());
         // Keep the manifest current every few chunks so an interrupted load is listed.
         if let (Some(cc), Some(m)) = (&cache, &mut manifest) {
-            if k % 8 == 7 || k + 1 == chunks.chunks.len() {
+            if (stored && k % 4 == 0) || k + 1 == chunks.chunks.len() {
                 m.cached_bytes = stored_bytes;
                 m.complete = stored_bytes == total;
                 let _ = cc.set_manifest(m).await;
