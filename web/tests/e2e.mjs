@@ -192,8 +192,8 @@ test('streaming chat: deltas add up to the text, usage at the end, interrupt sto
   assert(r0.ok, `load failed: ${r0.message}`);
   const r = await page.evaluate(async () => {
     const chunks = [];
-    for await (const c of window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], stream: true, temperature: 0, max_tokens: 40 })) chunks.push(c);
-    const whole = await window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], temperature: 0, max_tokens: 40 });
+    for await (const c of window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], stream: true, temperature: 0, max_tokens: 24 })) chunks.push(c);
+    const whole = await window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], temperature: 0, max_tokens: 24 });
     const it = window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Count from one to one hundred in words.' }], stream: true, temperature: 0, max_tokens: 200 });
     let n = 0, last = null;
     for await (const c of it) {

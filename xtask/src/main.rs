@@ -78,15 +78,16 @@ fn npm_install() -> Result<()> {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
-/// Builds the release CLI (the browser tests compare against it) and returns its path.
-fn release_cli() -> Result<PathBuf> {
-    sh(cargo().args(["build", "--release", "-q", "-p", "webmoe-cli"]))?;
-    Ok(root().join("target/release/webmoe"))
+/// Builds the CLI (the browser tests compare against it; the test build is already there) and returns
+/// its path.
+fn test_cli() -> Result<PathBuf> {
+    sh(cargo().args(["build", "-q", "-p", "webmoe-cli"]))?;
+    Ok(root().join("target/debug/webmoe"))
 }
 
 /// Runs a Node script of the browser suite with the test model and the CLI.
 fn node(script: &str, extra: &[String]) -> Result<()> {
-    let cli = release_cli()?;
+    let cli = test_cli()?;
     sh(Command::new("node")
         .arg(script)
         .args(extra)
@@ -126,7 +127,10 @@ fn main() -> Result<()> {
             fetch_model()?;
             web::build()?;
             npm_install()?;
-            node("web/tests/bench.mjs", &args[1..])
+            sh(Command::new("node")
+                .arg("web/tests/bench.mjs")
+                .args(&args[1..])
+                .env("WEBMOE_MODEL", root().join(MODEL)))
         }
         "run" => {
             fetch_model()?;

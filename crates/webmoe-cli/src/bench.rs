@@ -12,6 +12,7 @@ pub fn run(
     prompt_tokens: usize,
     gen_tokens: usize,
     json: bool,
+    profile: bool,
     opts: EngineOptions,
 ) -> Result<()> {
     let t_load = Instant::now();
@@ -43,7 +44,7 @@ pub fn run(
     let bytes_per_token = m.engine.weight_bytes_per_token();
     let decode_tps = n as f64 / decode_s;
     let decode_gbs = bytes_per_token as f64 * decode_tps / 1e9;
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "model": model,
         "adapter": m.engine.gpu.adapter_name(),
         "load_s": load_s,
@@ -57,6 +58,14 @@ pub fn run(
         "copy_gb_per_s": copy_gbs,
         "decode_bandwidth_ratio": decode_gbs / copy_gbs,
     });
+    if profile {
+        let p = m.engine.profile_decode(next, 20);
+        v["decode_profile_ms"] = p
+            .iter()
+            .map(|(k, ms)| ((*k).to_string(), (*ms).into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     if json {
         println!("{v}");
     } else {

@@ -141,6 +141,9 @@ enum Cmd {
         gen_tokens: usize,
         #[arg(long)]
         json: bool,
+        /// Also time each kind of kernel launch of one decode step (milliseconds per step).
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -277,8 +280,16 @@ fn real_main() -> Result<()> {
             prompt_tokens,
             gen_tokens,
             json,
+            profile,
             engine,
-        } => bench::run(&model, prompt_tokens, gen_tokens, json, engine.options()),
+        } => bench::run(
+            &model,
+            prompt_tokens,
+            gen_tokens,
+            json,
+            profile,
+            engine.options(),
+        ),
     }
 }
 

@@ -2,6 +2,9 @@
 //! decode calls. A call writes the token ids and one small "step" uniform, encodes the prepared launches
 //! in one compute pass, and (when sampling) reads back only the chosen token id.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod profile;
+
 use crate::kernels::attention::{self, Shape};
 use crate::kernels::elementwise::{self, Kind};
 use crate::kernels::kv::{self, LayerCache};

@@ -9,8 +9,8 @@
 //! - [`Source::Blob`]: a `File`/`Blob` from a file picker or drag-and-drop, read by slices.
 
 use crate::js::{describe, global_fetch, sleep_ms};
+use futures_util::lock::Mutex;
 use js_sys::{Reflect, Uint8Array};
-use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use webmoe_loader::LoadError;
@@ -23,7 +23,7 @@ pub enum Source {
     /// HTTP with `Range` support.
     Ranged(Remote),
     /// HTTP without `Range` support: one body read in order.
-    Stream(RefCell<BodyStream>),
+    Stream(Remote, Mutex<BodyStream>),
     /// A local file.
     Blob(web_sys::Blob),
 }
@@ -210,7 +210,10 @@ pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array
             .read_here(0, first_bytes.min(size))
             .await
             .map_err(Failure::Retry)?;
-        Ok((Source::Stream(RefCell::new(stream)), first))
+        Ok((
+            Source::Stream(stream.remote.clone(), Mutex::new(stream)),
+            first,
+        ))
     })
     .await?;
     Ok(opened)
@@ -306,7 +309,7 @@ impl Source {
     pub fn size(&self) -> u64 {
         match self {
             Source::Ranged(r) => r.size,
-            Source::Stream(s) => s.borrow().remote.size,
+            Source::Stream(r, _) => r.size,
             Source::Blob(b) => b.size() as u64,
         }
     }
@@ -315,14 +318,14 @@ impl Source {
     pub fn remote(&self) -> Option<Remote> {
         match self {
             Source::Ranged(r) => Some(r.clone()),
-            Source::Stream(s) => Some(s.borrow().remote.clone()),
+            Source::Stream(r, _) => Some(r.clone()),
             Source::Blob(_) => None,
         }
     }
 
     /// Whether reads may run in parallel and out of order.
     pub fn parallel_ok(&self) -> bool {
-        !matches!(self, Source::Stream(_))
+        !matches!(self, Source::Stream(..))
     }
 
     /// A name for messages.
@@ -378,10 +381,10 @@ impl Source {
                 })
                 .await
             }
-            Source::Stream(s) => {
+            Source::Stream(_, s) => {
                 // Attempts run one after another on the one body, so they are written out here
                 // rather than through `with_retries`.
-                let s = &mut *s.borrow_mut();
+                let mut s = s.lock().await;
                 let mut last = String::new();
                 for attempt in 0..ATTEMPTS {
                     if attempt > 0 {
