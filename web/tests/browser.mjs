@@ -9,11 +9,13 @@ const FLAGS = [
   '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader',
 ];
 
-export async function launch() {
+/** Launches Chromium; `webgpu: false` gives a browser without WebGPU (for the error-path tests). */
+export async function launch({ webgpu = true } = {}) {
   const executablePath = process.env.CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome']
     .find((p) => fs.existsSync(p));
   if (!executablePath) throw new Error('no Chromium found: apt-get install chromium, or set CHROMIUM');
-  return chromium.launch({ executablePath, args: FLAGS, headless: true });
+  const args = webgpu ? FLAGS : ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-webgpu', '--disable-gpu'];
+  return chromium.launch({ executablePath, args, headless: true });
 }
 
 /** Opens `url` in a fresh context and forwards the page's console errors to stderr. */

@@ -225,6 +225,63 @@ test('over-long prompt: a clear invalid-request error, and the engine still work
   assert(again === 2, 'the engine still generates');
 });
 
+test('local file: a File/Blob is read by slices and gives the native tokens', async () => {
+  const r = await page.evaluate(async (url) => {
+    if (window.engine) { await window.engine.unload(); window.engine = null; }
+    const blob = await (await fetch(url)).blob();
+    const file = new File([blob], 'model.gguf');
+    window.engine = await window.webmoe.createEngine({ model: file, chunkSize: 8 << 20 });
+    return window.engine.info.load;
+  }, modelUrl());
+  assert(r.source === 'the local file' && r.cachedBytes === 0, `loaded from the file: ${JSON.stringify(r)}`);
+  await checkGreedy(PROMPTS.slice(1, 2));
+});
+
+test('quota: when the browser refuses to cache, the load goes on and says so', async () => {
+  const url = new URL(modelUrl(), server.base).href;
+  await page.evaluate((u) => window.webmoe.deleteCachedModel(u), url);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.base, quotaSize: 20 * MiB });
+  try {
+    const r = await page.evaluate(async (u) => {
+      if (window.engine) { await window.engine.unload(); window.engine = null; }
+      const warnings = [];
+      window.engine = await window.webmoe.createEngine({ model: u, chunkSize: 4 << 20, onProgress: (p) => { if (p.warning) warnings.push(p.warning); } });
+      return { load: window.engine.info.load, warnings: warnings.length, cached: await window.webmoe.listCachedModels() };
+    }, url);
+    console.log(`  warning: ${r.load.cacheWarning}`);
+    assert(r.load.cacheWarning && /refused|quota/i.test(r.load.cacheWarning) && r.warnings > 0, `a clear warning: ${JSON.stringify(r.load)}`);
+    const entry = r.cached.find((m) => m.url === url);
+    assert(!entry || !entry.complete, 'the model is not listed as completely cached');
+    await checkGreedy(PROMPTS.slice(0, 1));
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.base });
+    await page.evaluate((u) => window.webmoe.deleteCachedModel(u), url);
+  }
+});
+
+test('no WebGPU: a clear webgpu-unavailable error from the API and help on the demo page', async () => {
+  const plain = await launch({ webgpu: false });
+  try {
+    const ctx = await plain.newContext();
+    const p = await ctx.newPage();
+    await p.goto(`${server.base}/tests/harness.html`);
+    await p.waitForFunction(() => window.harnessReady === true);
+    const r = await p.evaluate(async (u) => {
+      try { await window.webmoe.createEngine({ model: u }); return { ok: true }; } catch (e) { return { ok: false, code: e.code, message: e.message }; }
+    }, modelUrl());
+    assert(!r.ok && r.code === 'webgpu-unavailable' && /WebGPU/.test(r.message), `got ${JSON.stringify(r)}`);
+    await p.goto(`${server.base}/index.html`);
+    await p.click('#load-button').catch(() => {});
+    await p.waitForSelector('#no-webgpu:not([hidden])', { timeout: 60000 });
+    const help = await p.textContent('#no-webgpu');
+    assert(/chrome:\/\/flags/.test(help), 'the page explains what to do');
+    console.log(`  error: ${r.message.slice(0, 100)}…`);
+  } finally {
+    await plain.close();
+  }
+});
+
 test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error for a bad URL', async () => {
   const { page: demo, context } = await openPage(browser, `${server.base}/index.html`);
   try {
