@@ -84,7 +84,7 @@ pub async fn generate(
     engine.reset();
     if req.prompt.len() >= engine.opts.max_context {
         return Err(GpuError::Invalid(format!(
-            "the prompt has {} tokens; the context holds {} (prompt + answer). Shorten it or load with a larger context size (up to the model's {})",
+            "{} prompt tokens do not fit: the context holds {} positions (prompt + answer); shorten the prompt or raise the context size (up to the model's {})",
             req.prompt.len(),
             engine.opts.max_context,
             engine.desc.config.context_length
