@@ -7,6 +7,7 @@ pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod model;
+pub mod moe;
 pub mod quant;
 pub mod reference;
 pub mod sampling;

@@ -14,6 +14,8 @@ pub enum Grid {
     TokenTiles(u32, u32),
     /// `(n_tokens * heads, n_splits, 1)`.
     Attention(u32),
+    /// `(x, y, n_tokens)`.
+    TokensZ(u32, u32),
 }
 
 impl Grid {
@@ -25,6 +27,7 @@ impl Grid {
             Grid::PerToken => [n_tokens, 1, 1],
             Grid::TokenTiles(x, tile) => [x, n_tokens.div_ceil(tile), 1],
             Grid::Attention(heads) => [n_tokens * heads, n_splits, 1],
+            Grid::TokensZ(x, y) => [x, y, n_tokens],
         }
     }
 }

@@ -26,6 +26,9 @@ const SOURCES: &[(&str, &str)] = sources![
     "elementwise.wgsl",
     "sample.wgsl",
     "copy.wgsl",
+    "moe_route.wgsl",
+    "matvec_experts.wgsl",
+    "moe_combine.wgsl",
 ];
 
 fn source(name: &str) -> Result<&'static str, GpuError> {
@@ -159,6 +162,17 @@ mod tests {
                         check("matvec.wgsl", &v);
                     }
                 }
+                for per_slot in ["0u", "1u"] {
+                    check(
+                        "matvec_experts.wgsl",
+                        &[
+                            ("HDR", h.clone()),
+                            ("DQ4", d.clone()),
+                            ("ALIGNED", aligned.into()),
+                            ("X_PER_SLOT", per_slot.into()),
+                        ],
+                    );
+                }
                 check(
                     "embed.wgsl",
                     &[
@@ -180,6 +194,8 @@ mod tests {
             "elementwise.wgsl",
             "sample.wgsl",
             "copy.wgsl",
+            "moe_route.wgsl",
+            "moe_combine.wgsl",
         ] {
             check(name, &[]);
         }

@@ -1,0 +1,157 @@
+//! Mixture-of-Experts launches: router top-k (`shaders/moe_route.wgsl`), expert mat-vecs that read the
+//! chosen expert ids from a GPU buffer (`shaders/matvec_experts.wgsl`), and the input scaling / weighted
+//! combine at the ends of the layer (`shaders/moe_combine.wgsl`). Nothing is read back: a layer is
+//! route → (scale input) → gate, up → SwiGLU → down → combine, all on the GPU.
+
+use super::{aligned, dq4_name, groups, hdr_name};
+use crate::op::{Grid, Op};
+use crate::weights::GpuTensor;
+use crate::{Gpu, GpuError};
+use webmoe_core::moe::Routing;
+
+/// Most experts the router kernel handles.
+pub const MAX_EXPERTS: usize = 256;
+/// Most experts per token the router kernel handles.
+pub const MAX_USED: usize = 8;
+
+/// The routing buffers every launch of a MoE layer shares.
+#[derive(Clone, Copy)]
+pub struct Routed<'a> {
+    /// Chosen expert ids, u32 `[T, k]`.
+    pub ids: &'a wgpu::Buffer,
+    /// Their weights, f32 `[T, k]`.
+    pub weights: &'a wgpu::Buffer,
+    /// The step uniform (token count).
+    pub step: &'a wgpu::Buffer,
+    /// Experts per token k.
+    pub k: usize,
+}
+
+/// The router top-k launch: `logits` `[T, n_experts]` → `r.ids`, `r.weights` `[T, k]`.
+///
+/// # Errors
+/// [`GpuError::Invalid`] for more than [`MAX_EXPERTS`] experts, `k` of 0, above [`MAX_USED`] or above
+/// the expert count; pipeline errors.
+pub fn route(
+    gpu: &Gpu,
+    logits: &wgpu::Buffer,
+    r: Routed,
+    n_experts: usize,
+    routing: Routing,
+) -> Result<Op, GpuError> {
+    let k = r.k;
+    if n_experts == 0 || n_experts > MAX_EXPERTS || k == 0 || k > MAX_USED || k > n_experts {
+        return Err(GpuError::Invalid(format!(
+            "{k} experts per token of {n_experts}: the router supports 1..={MAX_USED} of at most {MAX_EXPERTS}, and no more than there are"
+        )));
+    }
+    let (mode, renorm) = match routing {
+        Routing::Softmax { renorm } => (0, u32::from(renorm)),
+        Routing::SigmoidInput => (1, 0),
+    };
+    let p = gpu.pipeline("moe_route.wgsl", "main", &[])?;
+    let params = gpu.uniform(&[n_experts as u32, k as u32, mode, renorm]);
+    Ok(Op {
+        bind_group: gpu.bind(&p, &[logits, r.ids, r.weights, &params, r.step]),
+        pipeline: p,
+        grid: Grid::PerToken,
+    })
+}
+
+/// The expert mat-vec launches (one per shard of `w`) for the experts in `r.ids`, with `w` the stacked
+/// `[E * rows_per_expert, k]` tensor. `x_per_slot`: `x` holds one row per (token, slot) instead of one per token.
+///
+/// # Errors
+/// [`GpuError::Invalid`] when the row length is not a multiple of 32 or the rows do not divide into
+/// experts; pipeline errors.
+pub fn experts(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    rows_per_expert: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    r: Routed,
+    x_per_slot: bool,
+) -> Result<Vec<Op>, GpuError> {
+    let k = w.row_len() as u32;
+    if !k.is_multiple_of(32)
+        || rows_per_expert == 0
+        || !w.n_rows().is_multiple_of(rows_per_expert as u64)
+    {
+        return Err(GpuError::Invalid(format!(
+            "expert tensor of {} rows × {k} does not hold whole experts of {rows_per_expert} rows with rows a multiple of 32 long",
+            w.n_rows()
+        )));
+    }
+    let pipeline = gpu.pipeline(
+        "matvec_experts.wgsl",
+        "main",
+        &[
+            ("HDR", hdr_name(w.ty)),
+            ("DQ4", dq4_name(w.ty)),
+            ("ALIGNED", aligned(w.ty, w.row_bytes)),
+            ("X_PER_SLOT", if x_per_slot { "1u" } else { "0u" }.into()),
+        ],
+    )?;
+    Ok(w.shards
+        .iter()
+        .map(|s| {
+            let params = gpu.uniform(&[
+                k,
+                rows_per_expert as u32,
+                w.row_bytes as u32,
+                s.row0 as u32,
+                s.n_rows as u32,
+                r.k as u32,
+                k,
+                0,
+            ]);
+            Op {
+                bind_group: gpu.bind(&pipeline, &[&s.buffer, x, y, r.ids, &params, r.step]),
+                pipeline: pipeline.clone(),
+                grid: Grid::TokensZ(groups(rows_per_expert as u64, 64), r.k as u32),
+            }
+        })
+        .collect())
+}
+
+/// `xs[t, j] = r.weights[t, j] · x[t]` over rows of `n` (Llama 4 weights the expert input).
+///
+/// # Errors
+/// Pipeline errors.
+pub fn scale_input(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    xs: &wgpu::Buffer,
+    r: Routed,
+    n: usize,
+) -> Result<Op, GpuError> {
+    let p = gpu.pipeline("moe_combine.wgsl", "scale_input", &[])?;
+    let params = gpu.uniform(&[n as u32, r.k as u32, 1, 0]);
+    Ok(Op {
+        bind_group: gpu.bind(&p, &[x, xs, r.weights, &params, r.step]),
+        pipeline: p,
+        grid: Grid::TokensZ(groups(n as u64, 64), r.k as u32),
+    })
+}
+
+/// `y[t] += Σ_j c_j · o[t, j]` over rows of `n`, `c_j` the routing weight when `use_weights` (else 1).
+///
+/// # Errors
+/// Pipeline errors.
+pub fn combine(
+    gpu: &Gpu,
+    o: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    r: Routed,
+    n: usize,
+    use_weights: bool,
+) -> Result<Op, GpuError> {
+    let p = gpu.pipeline("moe_combine.wgsl", "combine", &[])?;
+    let params = gpu.uniform(&[n as u32, r.k as u32, u32::from(use_weights), 0]);
+    Ok(Op {
+        bind_group: gpu.bind(&p, &[o, y, r.weights, &params, r.step]),
+        pipeline: p,
+        grid: Grid::Tokens(groups(n as u64, 64)),
+    })
+}

@@ -1,0 +1,55 @@
+// op: expert mat-vec of a Mixture-of-Experts layer. For token t and routing slot j the expert is
+// e = ids[t*K + j]; each of its R rows r gives y[(t*K + j)*R + r] = Σ_k x[xrow, k] · W[e*R + r, k], with
+// xrow = t (X_PER_SLOT = 0: gate/up read the token's hidden state) or t*K + j (X_PER_SLOT = 1: down reads
+// the slot's SwiGLU output, Llama 4 gate/up read the slot's weighted input). Only the selected experts'
+// rows are read. W is the stacked [E*R, k] expert tensor (GGUF `ffn_*_exps`); a tensor split across
+// bindings gets one launch per shard, and each launch skips rows outside its shard.
+// bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read, vec4), 2 y (storage, read_write),
+//           3 ids (storage, read, u32 [T, K]), 4 params (uniform), 5 step (uniform).
+// dispatch: (ceil(R / 64), K, n_tokens); one row per invocation.
+// defines: HDR, DQ4, ALIGNED (as matvec.wgsl), X_PER_SLOT (0/1).
+
+#include "common/bytes.wgsl"
+#include "common/dequant.wgsl"
+#include "common/step.wgsl"
+
+struct Params {
+    k: u32,               // row length (elements)
+    rows_per_expert: u32, // R
+    row_bytes: u32,
+    shard_row0: u32,      // first stacked row in this shard
+    shard_rows: u32,
+    n_used: u32,          // K
+    x_stride: u32,        // elements per x row
+    pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> ids: array<u32>;
+@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> step: Step;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    let j = gid.y;
+    let t = gid.z;
+    if (r >= p.rows_per_expert || t >= step.n_tokens) { return; }
+    let slot = t * p.n_used + j;
+    let stacked = ids[slot] * p.rows_per_expert + r;
+    if (stacked < p.shard_row0 || stacked >= p.shard_row0 + p.shard_rows) { return; }
+    let row = (stacked - p.shard_row0) * p.row_bytes;
+    var xrow = t;
+    if (X_PER_SLOT == 1u) { xrow = slot; }
+    let xb = xrow * p.x_stride / 4u;
+    var acc = 0.0;
+    for (var g = 0u; g < p.k / 32u; g++) {
+        let h = HDR(row, g);
+        for (var i = 0u; i < 8u; i++) {
+            acc += dot(DQ4(row, g, i, h), x[xb + g * 8u + i]);
+        }
+    }
+    y[slot * p.rows_per_expert + r] = acc;
+}
