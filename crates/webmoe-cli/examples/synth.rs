@@ -30,6 +30,7 @@ fn main() {
         untied: false,
         context: 4096,
         seed: 1,
+        experts: None,
     };
     std::fs::write(&a[1], spec.writer().to_bytes()).expect("write");
 }

@@ -5,6 +5,7 @@
 
 use crate::error::ModelError;
 use crate::gguf::{GgufHeader, TensorInfo};
+use crate::moe::Routing;
 use crate::quant::GgmlType;
 
 /// How RoPE pairs dimensions.
@@ -51,6 +52,21 @@ pub struct ModelConfig {
     pub tied_output: bool,
     /// q/k/v projections have biases.
     pub qkv_bias: bool,
+    /// Mixture-of-Experts settings (`None`: dense).
+    pub moe: Option<MoeConfig>,
+}
+
+/// Mixture-of-Experts settings of a model whose feed-forward blocks are routed experts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoeConfig {
+    /// Experts per MoE layer (E).
+    pub n_experts: usize,
+    /// Experts per token (k).
+    pub n_used: usize,
+    /// SwiGLU width of one expert (I).
+    pub expert_ffn_dim: usize,
+    /// How router logits become weights.
+    pub routing: Routing,
 }
 
 /// Names of one block's tensors.
@@ -70,16 +86,18 @@ pub struct LayerNames {
     pub bias: Option<[String; 3]>,
     /// `ffn_norm` weight.
     pub ffn_norm: String,
-    /// SwiGLU gate.
+    /// SwiGLU gate (a MoE layer: the stacked experts' gates, `[E * I, H]`).
     pub gate: String,
-    /// SwiGLU up.
+    /// SwiGLU up (stacked for MoE, `[E * I, H]`).
     pub up: String,
-    /// SwiGLU down.
+    /// SwiGLU down (stacked for MoE, `[E * H, I]`).
     pub down: String,
+    /// The router `[E, H]` of a MoE layer (`None`: dense feed-forward).
+    pub router: Option<String>,
 }
 
 impl LayerNames {
-    fn new(i: usize, qkv_bias: bool) -> Self {
+    fn new(i: usize, qkv_bias: bool, moe: bool) -> Self {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
         let b = |s: &str| format!("blk.{i}.{s}.bias");
         LayerNames {
@@ -90,9 +108,10 @@ impl LayerNames {
             wo: n("attn_output"),
             bias: qkv_bias.then(|| [b("attn_q"), b("attn_k"), b("attn_v")]),
             ffn_norm: n("ffn_norm"),
-            gate: n("ffn_gate"),
-            up: n("ffn_up"),
-            down: n("ffn_down"),
+            gate: n(if moe { "ffn_gate_exps" } else { "ffn_gate" }),
+            up: n(if moe { "ffn_up_exps" } else { "ffn_up" }),
+            down: n(if moe { "ffn_down_exps" } else { "ffn_down" }),
+            router: moe.then(|| n("ffn_gate_inp")),
         }
     }
 }
@@ -143,16 +162,11 @@ impl ModelDesc {
         if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
             return Err(ModelError::UnknownArchitecture(arch));
         }
-        if h.get(&format!("{arch}.expert_count"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-            > 0
-        {
-            return Err(ModelError::UnknownArchitecture(format!(
-                "{arch} with experts (Mixture-of-Experts is not supported yet)"
-            )));
-        }
         let k = |s: &str| format!("{arch}.{s}");
+        let n_experts = h
+            .get(&k("expert_count"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as usize;
         let hidden = get_u(h, &k("embedding_length"))?;
         let n_layers = get_u(h, &k("block_count"))?;
         let n_heads = get_u(h, &k("attention.head_count"))?;
@@ -224,6 +238,34 @@ impl ModelDesc {
         }
         let qkv_bias = h.tensor("blk.0.attn_q.bias").is_some();
         let tied_output = h.tensor("output.weight").is_none();
+        let ffn_dim = match get_u(h, &k("feed_forward_length"))? {
+            f if f > 0 && f <= 1 << 22 => f,
+            f => {
+                return Err(ModelError::Inconsistent(format!(
+                    "feed_forward_length {f} is outside 1..=4194304"
+                )))
+            }
+        };
+        // Mixtral: GGUF arch `llama` with experts; softmax routing renormalized over the k.
+        let moe = if n_experts > 0 {
+            let n_used = get_u(h, &k("expert_used_count"))?;
+            if n_experts > 256 || n_used == 0 || n_used > 8 || n_used > n_experts {
+                return Err(ModelError::Inconsistent(format!(
+                    "{n_used} experts per token of {n_experts}: supported are 1..=8 of at most 256, and no more than there are"
+                )));
+            }
+            Some(MoeConfig {
+                n_experts,
+                n_used,
+                expert_ffn_dim: h
+                    .get(&k("expert_feed_forward_length"))
+                    .and_then(|v| v.as_u64())
+                    .map_or(ffn_dim, |v| v as usize),
+                routing: Routing::Softmax { renorm: true },
+            })
+        } else {
+            None
+        };
         let config = ModelConfig {
             vocab_size,
             hidden,
@@ -231,14 +273,7 @@ impl ModelDesc {
             n_heads,
             n_kv_heads,
             head_dim,
-            ffn_dim: match get_u(h, &k("feed_forward_length"))? {
-                f if f > 0 && f <= 1 << 22 => f,
-                f => {
-                    return Err(ModelError::Inconsistent(format!(
-                        "feed_forward_length {f} is outside 1..=4194304"
-                    )))
-                }
-            },
+            ffn_dim,
             rms_eps: get_f(h, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             rope_base: get_f(h, &k("rope.freq_base")).unwrap_or(10000.0) as f32,
             rope_dim,
@@ -247,6 +282,7 @@ impl ModelDesc {
             context_length: get_u(h, &k("context_length")).unwrap_or(2048),
             tied_output,
             qkv_bias,
+            moe,
             arch,
         };
         let desc = ModelDesc {
@@ -258,7 +294,7 @@ impl ModelDesc {
                 "output.weight".into()
             },
             layers: (0..n_layers)
-                .map(|i| LayerNames::new(i, qkv_bias))
+                .map(|i| LayerNames::new(i, qkv_bias, moe.is_some()))
                 .collect(),
             config,
         };
@@ -294,9 +330,20 @@ impl ModelDesc {
                 v.push((bv.clone(), vec![kv]));
             }
             v.push((l.ffn_norm.clone(), vec![hd]));
-            v.push((l.gate.clone(), vec![hd, f]));
-            v.push((l.up.clone(), vec![hd, f]));
-            v.push((l.down.clone(), vec![f, hd]));
+            match (&l.router, &c.moe) {
+                (Some(router), Some(m)) => {
+                    let (e, i) = (m.n_experts as u64, m.expert_ffn_dim as u64);
+                    v.push((router.clone(), vec![hd, e]));
+                    v.push((l.gate.clone(), vec![hd, i, e]));
+                    v.push((l.up.clone(), vec![hd, i, e]));
+                    v.push((l.down.clone(), vec![i, hd, e]));
+                }
+                _ => {
+                    v.push((l.gate.clone(), vec![hd, f]));
+                    v.push((l.up.clone(), vec![hd, f]));
+                    v.push((l.down.clone(), vec![f, hd]));
+                }
+            }
         }
         v
     }

@@ -164,9 +164,25 @@ impl CpuModel {
             let o = matmul(&att, self.w(&l.wo), nh * hd);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let m = rms_norm(&x, self.w(&l.ffn_norm), c.rms_eps);
-            let g = matmul(&m, self.w(&l.gate), h);
-            let u = matmul(&m, self.w(&l.up), h);
-            let d = matmul(&swiglu(&g, &u), self.w(&l.down), c.ffn_dim);
+            let d = match (&l.router, &c.moe) {
+                (Some(router), Some(moe)) => {
+                    let experts = crate::moe::ExpertWeights {
+                        router: self.w(router),
+                        gate: self.w(&l.gate),
+                        up: self.w(&l.up),
+                        down: self.w(&l.down),
+                        n_experts: moe.n_experts,
+                        k: moe.n_used,
+                        width: moe.expert_ffn_dim,
+                    };
+                    crate::moe::moe_ffn(&m, h, &experts, moe.routing)
+                }
+                _ => {
+                    let g = matmul(&m, self.w(&l.gate), h);
+                    let u = matmul(&m, self.w(&l.up), h);
+                    matmul(&swiglu(&g, &u), self.w(&l.down), c.ffn_dim)
+                }
+            };
             x.iter_mut().zip(&d).for_each(|(x, d)| *x += d);
         }
         let n = rms_norm(&x, self.w(&self.desc.output_norm), c.rms_eps);

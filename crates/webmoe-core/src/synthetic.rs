@@ -27,6 +27,9 @@ pub struct SyntheticLlama {
     pub context: u64,
     /// RNG seed.
     pub seed: u64,
+    /// Mixture-of-Experts feed-forward blocks: `(experts, experts per token)`, each expert `ffn` wide
+    /// (Mixtral layout: `llama` with stacked `ffn_*_exps` and a router `ffn_gate_inp`).
+    pub experts: Option<(u64, u64)>,
 }
 
 impl SyntheticLlama {
@@ -58,6 +61,10 @@ impl SyntheticLlama {
             )
             .kv("llama.rope.freq_base", GgufValue::F64(10000.0))
             .kv("llama.context_length", u(self.context));
+        if let Some((e, k)) = self.experts {
+            w.kv("llama.expert_count", u(e))
+                .kv("llama.expert_used_count", u(k));
+        }
         // A byte-level vocabulary (GPT-2's byte-to-character map) with no merges, so that text can be
         // tokenized; the last id is an end-of-sequence control token.
         let byte_chars: Vec<String> = {
@@ -99,18 +106,15 @@ impl SyntheticLlama {
             .kv("tokenizer.ggml.merges", GgufValue::StrArray(Vec::new()))
             .kv("tokenizer.ggml.eos_token_id", u(self.vocab - 1));
         let hd = self.hidden / self.heads;
-        let mut mat = |w: &mut GgufWriter, name: &str, cols: u64, rows: u64| {
-            let n_blocks = (cols * rows / self.ty.block_elems()) as usize;
-            w.tensor(
-                name,
-                &[cols, rows],
-                self.ty,
-                random_blocks(self.ty, n_blocks, &mut next),
-            );
+        let mut tensor = |w: &mut GgufWriter, name: &str, dims: &[u64], ty: GgmlType| {
+            let n_blocks = (dims.iter().product::<u64>() / ty.block_elems()) as usize;
+            w.tensor(name, dims, ty, random_blocks(ty, n_blocks, &mut next));
         };
-        mat(&mut w, "token_embd.weight", self.hidden, self.vocab);
+        let ty = self.ty;
+        let mut mat = |w: &mut GgufWriter, name: &str, dims: &[u64]| tensor(w, name, dims, ty);
+        mat(&mut w, "token_embd.weight", &[self.hidden, self.vocab]);
         if self.untied {
-            mat(&mut w, "output.weight", self.hidden, self.vocab);
+            mat(&mut w, "output.weight", &[self.hidden, self.vocab]);
         }
         let norm = |w: &mut GgufWriter, name: &str, n: u64| {
             let v: Vec<u8> = (0..n)
@@ -123,13 +127,33 @@ impl SyntheticLlama {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
             norm(&mut w, &n("attn_norm"), self.hidden);
             norm(&mut w, &n("ffn_norm"), self.hidden);
-            mat(&mut w, &n("attn_q"), self.hidden, self.heads * hd);
-            mat(&mut w, &n("attn_k"), self.hidden, self.kv_heads * hd);
-            mat(&mut w, &n("attn_v"), self.hidden, self.kv_heads * hd);
-            mat(&mut w, &n("attn_output"), self.heads * hd, self.hidden);
-            mat(&mut w, &n("ffn_gate"), self.hidden, self.ffn);
-            mat(&mut w, &n("ffn_up"), self.hidden, self.ffn);
-            mat(&mut w, &n("ffn_down"), self.ffn, self.hidden);
+            mat(&mut w, &n("attn_q"), &[self.hidden, self.heads * hd]);
+            mat(&mut w, &n("attn_k"), &[self.hidden, self.kv_heads * hd]);
+            mat(&mut w, &n("attn_v"), &[self.hidden, self.kv_heads * hd]);
+            mat(&mut w, &n("attn_output"), &[self.heads * hd, self.hidden]);
+            match self.experts {
+                Some((e, _)) => {
+                    // The router stays F32, as llama.cpp's quantizer leaves it.
+                    w.tensor(
+                        &n("ffn_gate_inp"),
+                        &[self.hidden, e],
+                        GgmlType::F32,
+                        (0..self.hidden * e)
+                            .flat_map(|i| {
+                                (((i * 7919 + l * 31) % 2001) as f32 / 1000.0 - 1.0).to_le_bytes()
+                            })
+                            .collect(),
+                    );
+                    mat(&mut w, &n("ffn_gate_exps"), &[self.hidden, self.ffn, e]);
+                    mat(&mut w, &n("ffn_up_exps"), &[self.hidden, self.ffn, e]);
+                    mat(&mut w, &n("ffn_down_exps"), &[self.ffn, self.hidden, e]);
+                }
+                None => {
+                    mat(&mut w, &n("ffn_gate"), &[self.hidden, self.ffn]);
+                    mat(&mut w, &n("ffn_up"), &[self.hidden, self.ffn]);
+                    mat(&mut w, &n("ffn_down"), &[self.ffn, self.hidden]);
+                }
+            }
         }
         w
     }

@@ -9,6 +9,7 @@ use crate::kernels::attention::{self, Shape};
 use crate::kernels::elementwise::{self, Kind};
 use crate::kernels::kv::{self, LayerCache};
 use crate::kernels::linear::{self, Layout, Linear};
+use crate::kernels::moe::{self, Routed};
 use crate::kernels::sampler::Sampler;
 use crate::kernels::{embed, norm, rope};
 use crate::op::{encode_ops, Op};
@@ -83,6 +84,14 @@ struct Scratch {
     ids: wgpu::Buffer,
     step: wgpu::Buffer,
     token_staging: wgpu::Buffer,
+    moe: Option<MoeScratch>,
+}
+
+/// Elements per token of the SwiGLU scratch: the dense width, or k expert widths.
+fn ffn_scratch(c: &webmoe_core::model::ModelConfig) -> usize {
+    c.moe
+        .map_or(c.ffn_dim, |m| m.n_used * m.expert_ffn_dim)
+        .max(c.ffn_dim)
 }
 
 struct LayerOps {
@@ -96,10 +105,23 @@ struct LayerOps {
     attn: [Op; 2],
     wo: Linear,
     ffn_norm: Op,
+    /// MoE layers: the router mat-vec and the top-k launch.
+    router: Option<(Linear, Op)>,
+    /// Dense: the SwiGLU projections. MoE: the expert launches (the same ops serve decode and prefill).
     gate: Linear,
     up: Linear,
     swiglu: Op,
     down: Linear,
+    /// MoE layers: the weighted sum of the expert outputs into the residual stream.
+    combine: Option<Op>,
+}
+
+/// Scratch of the MoE layers.
+struct MoeScratch {
+    logits: wgpu::Buffer,
+    ids: wgpu::Buffer,
+    weights: wgpu::Buffer,
+    out: wgpu::Buffer,
 }
 
 /// A loaded model on the GPU with its KV cache.
@@ -143,14 +165,24 @@ pub fn plan(
     let t = opts.prefill_chunk;
     let f16 = opts.kv_dtype == KvDtype::F16;
     let layer_kv = kv::layer_bytes(c.n_kv_heads, c.head_dim, ctx, f16);
-    let scratch = [
-        f32s(t * c.hidden) * 2,
-        f32s(t * c.n_heads * c.head_dim) * 2,
-        f32s(t * c.n_kv_heads * c.head_dim) * 2,
-        f32s(t * c.ffn_dim) * 2,
-        f32s(attention::partial_len(t, c.n_heads, c.head_dim)),
-        f32s(c.vocab_size) * 2,
-    ];
+    // (bytes of one buffer, how many such buffers)
+    let scratch: Vec<(u64, u64)> = [
+        (f32s(t * c.hidden), 2),
+        (f32s(t * c.n_heads * c.head_dim), 2),
+        (f32s(t * c.n_kv_heads * c.head_dim), 2),
+        (f32s(t * ffn_scratch(c)), 2),
+        (f32s(attention::partial_len(t, c.n_heads, c.head_dim)), 1),
+        (f32s(c.vocab_size), 2),
+    ]
+    .into_iter()
+    .chain(c.moe.iter().flat_map(|m| {
+        [
+            (f32s(t * m.n_experts), 1),
+            (f32s(t * m.n_used), 2),
+            (f32s(t * m.n_used * c.hidden), 1),
+        ]
+    }))
+    .collect();
     let mut largest = layer_kv;
     for (name, _) in desc.expected_tensors() {
         if let Some(ti) = h.tensor(&name) {
@@ -159,7 +191,7 @@ pub fn plan(
             largest = largest.max(per * ti.row_bytes());
         }
     }
-    largest = largest.max(*scratch.iter().max().unwrap());
+    largest = largest.max(scratch.iter().map(|b| b.0).max().unwrap_or(0));
     let limit = gpu.max_binding_bytes;
     if largest > limit {
         return Err(GpuError::TooLarge(format!(
@@ -171,7 +203,7 @@ pub fn plan(
     Ok(MemoryPlan {
         weights: desc.weight_bytes(h),
         kv_cache: layer_kv * 2 * c.n_layers as u64,
-        scratch: scratch.iter().sum(),
+        scratch: scratch.iter().map(|(b, n)| b * n).sum(),
         largest_buffer: largest,
     })
 }
@@ -240,8 +272,8 @@ impl Engine {
             k: gpu.storage("k", f32s(t * kvd)),
             v: gpu.storage("v", f32s(t * kvd)),
             att: gpu.storage("att", f32s(t * qd)),
-            gate: gpu.storage("gate", f32s(t * c.ffn_dim)),
-            up: gpu.storage("up", f32s(t * c.ffn_dim)),
+            gate: gpu.storage("gate", f32s(t * ffn_scratch(&c))),
+            up: gpu.storage("up", f32s(t * ffn_scratch(&c))),
             part: gpu.storage(
                 "attention partials",
                 f32s(attention::partial_len(t, c.n_heads, c.head_dim)),
@@ -254,6 +286,12 @@ impl Engine {
                 size: 4,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
+            }),
+            moe: c.moe.map(|m| MoeScratch {
+                logits: gpu.storage("router logits", f32s(t * m.n_experts)),
+                ids: gpu.storage("expert ids", (t * m.n_used * 4) as u64),
+                weights: gpu.storage("expert weights", f32s(t * m.n_used)),
+                out: gpu.storage("expert outputs", f32s(t * m.n_used * c.hidden)),
             }),
         };
         let kv_caches: Vec<LayerCache> = (0..c.n_layers)
@@ -295,6 +333,62 @@ impl Engine {
                     )?);
                 }
             }
+            let (router, gate, up, swiglu, down, combine) = match (&l.router, &c.moe, &s.moe) {
+                (Some(rname), Some(m), Some(ms)) => {
+                    let r = Routed {
+                        ids: &ms.ids,
+                        weights: &ms.weights,
+                        step: &s.step,
+                        k: m.n_used,
+                    };
+                    let router_lin =
+                        linear::build(g, w(rname)?, &s.xn, &ms.logits, &s.step, plain)?;
+                    let route = moe::route(g, &ms.logits, r, m.n_experts, m.routing)?;
+                    let both = |ops: Vec<Op>| Linear {
+                        vec: ops.clone(),
+                        mat: ops,
+                    };
+                    let i = m.expert_ffn_dim;
+                    let per_slot = m.routing.weights_input();
+                    if per_slot {
+                        return Err(GpuError::Invalid(
+                            "input-weighted routing (Llama 4) is not wired into the executor yet"
+                                .into(),
+                        ));
+                    }
+                    (
+                        Some((router_lin, route)),
+                        both(moe::experts(g, w(&l.gate)?, i, &s.xn, &s.gate, r, false)?),
+                        both(moe::experts(g, w(&l.up)?, i, &s.xn, &s.up, r, false)?),
+                        elementwise::build(
+                            g,
+                            Kind::SwiGlu,
+                            &s.gate,
+                            &s.up,
+                            &s.step,
+                            (m.n_used * i) as u32,
+                        )?,
+                        both(moe::experts(
+                            g,
+                            w(&l.down)?,
+                            c.hidden,
+                            &s.gate,
+                            &ms.out,
+                            r,
+                            true,
+                        )?),
+                        Some(moe::combine(g, &ms.out, &s.x, r, c.hidden, true)?),
+                    )
+                }
+                _ => (
+                    None,
+                    linear::build(g, w(&l.gate)?, &s.xn, &s.gate, &s.step, plain)?,
+                    linear::build(g, w(&l.up)?, &s.xn, &s.up, &s.step, plain)?,
+                    elementwise::build(g, Kind::SwiGlu, &s.gate, &s.up, &s.step, c.ffn_dim as u32)?,
+                    linear::build(g, w(&l.down)?, &s.gate, &s.x, &s.step, residual)?,
+                    None,
+                ),
+            };
             layers.push(LayerOps {
                 attn_norm: norm::build(
                     g,
@@ -320,17 +414,12 @@ impl Engine {
                     &s.step,
                     rms,
                 )?,
-                gate: linear::build(g, w(&l.gate)?, &s.xn, &s.gate, &s.step, plain)?,
-                up: linear::build(g, w(&l.up)?, &s.xn, &s.up, &s.step, plain)?,
-                swiglu: elementwise::build(
-                    g,
-                    Kind::SwiGlu,
-                    &s.gate,
-                    &s.up,
-                    &s.step,
-                    c.ffn_dim as u32,
-                )?,
-                down: linear::build(g, w(&l.down)?, &s.gate, &s.x, &s.step, residual)?,
+                router,
+                gate,
+                up,
+                swiglu,
+                down,
+                combine,
             });
         }
         let embed = embed::build(g, weights.get(&desc.token_embd)?, &s.ids, &s.x, &s.step)?;
@@ -498,10 +587,17 @@ impl Engine {
             }
             lin(pass, &l.wo);
             l.ffn_norm.encode(pass, n, n_splits);
+            if let Some((router, route)) = &l.router {
+                lin(pass, router);
+                route.encode(pass, n, n_splits);
+            }
             lin(pass, &l.gate);
             lin(pass, &l.up);
             l.swiglu.encode(pass, n, n_splits);
             lin(pass, &l.down);
+            if let Some(op) = &l.combine {
+                op.encode(pass, n, n_splits);
+            }
         }
         if with_logits {
             self.final_norm.encode(pass, n, n_splits);

@@ -222,6 +222,7 @@ fn rope_matches_cpu_in_both_conventions() {
                 context_length: 2048,
                 tied_output: true,
                 qkv_bias: false,
+                moe: None,
             };
             let t = 5;
             let q = rng.vec(t * 4 * 64);

@@ -143,6 +143,7 @@ mod tests {
             untied: true,
             context: 64,
             seed: 9,
+            experts: None,
         }
         .writer()
         .to_bytes();

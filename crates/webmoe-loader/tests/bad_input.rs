@@ -19,6 +19,7 @@ fn tiny() -> SyntheticLlama {
         untied: false,
         context: 128,
         seed: 1,
+        experts: None,
     }
 }
 
@@ -205,4 +206,45 @@ fn random_corruption_never_panics() {
             let _ = ModelDesc::from_gguf(&h, None);
         }
     }
+}
+
+fn moe_desc(
+    edit: impl FnOnce(&mut webmoe_core::gguf::writer::GgufWriter),
+) -> Result<ModelDesc, ModelError> {
+    let mut w = SyntheticLlama {
+        experts: Some((8, 2)),
+        ..tiny()
+    }
+    .writer();
+    edit(&mut w);
+    let h = read_gguf_header(&MemorySource(w.to_bytes())).unwrap();
+    ModelDesc::from_gguf(&h, None)
+}
+
+#[test]
+fn moe_files_with_missing_or_inconsistent_experts_are_clear_errors() {
+    let m = moe_desc(|_| {}).unwrap().config.moe.unwrap();
+    assert_eq!((m.n_experts, m.n_used, m.expert_ffn_dim), (8, 2, 96));
+    // More experts per token than experts.
+    let e = moe_desc(|w| {
+        w.kv("llama.expert_used_count", GgufValue::U64(9));
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, ModelError::Inconsistent(_))
+            && e.to_string().contains("9 experts per token of 8"),
+        "{e}"
+    );
+    // A missing stacked expert tensor.
+    let e = moe_desc(|w| w.tensors.retain(|t| t.0 != "blk.0.ffn_up_exps.weight")).unwrap_err();
+    assert!(
+        matches!(e, ModelError::MissingTensor(ref n) if n == "blk.0.ffn_up_exps.weight"),
+        "{e}"
+    );
+    // Tensors holding another expert count than the metadata says.
+    let e = moe_desc(|w| {
+        w.kv("llama.expert_count", GgufValue::U64(4));
+    })
+    .unwrap_err();
+    assert!(matches!(e, ModelError::BadShape { .. }), "{e}");
 }

@@ -108,6 +108,7 @@ fn model_bytes() -> Vec<u8> {
         untied: false,
         context: 64,
         seed: 4,
+        experts: None,
     }
     .writer()
     .to_bytes()

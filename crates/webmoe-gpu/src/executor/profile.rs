@@ -32,10 +32,15 @@ impl Engine {
             ops.extend(l.attn.iter().map(|o| ("attention", o)));
             ops.extend(l.wo.vec.iter().map(|o| ("o", o)));
             ops.push(("rmsnorm", &l.ffn_norm));
+            if let Some((router, route)) = &l.router {
+                ops.extend(router.vec.iter().map(|o| ("router", o)));
+                ops.push(("route", route));
+            }
             ops.extend(l.gate.vec.iter().map(|o| ("gate", o)));
             ops.extend(l.up.vec.iter().map(|o| ("up", o)));
             ops.push(("swiglu", &l.swiglu));
             ops.extend(l.down.vec.iter().map(|o| ("down", o)));
+            ops.extend(l.combine.iter().map(|o| ("combine", o)));
         }
         ops.push(("rmsnorm", &self.final_norm));
         ops.extend(self.lm_head.vec.iter().map(|o| ("lm_head", o)));
