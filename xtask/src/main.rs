@@ -12,6 +12,8 @@ const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check
          (extra args go to `webmoe serve`, e.g. --port 9000)
   test   fetch the test model and run every test: native (on the default wgpu adapter), then the
          browser end-to-end suite in headless Chromium
+  bench-moe  synthetic MoE (128 experts, 8 per token, Q4_0) against the dense model with the same
+         active parameters per token: `webmoe bench` on both and the MoE/dense ratios
   web    build the web package (web/pkg) with the settings in wasm-pack.toml
   bench-web  load the test model in headless Chromium and print load time, prefill and decode speed
          as JSON, beside llama.cpp's WebAssembly build (wllama) on the same model
@@ -95,6 +97,62 @@ fn node(script: &str, extra: &[String]) -> Result<()> {
         .env("WEBMOE_MODEL", root().join(MODEL)))
 }
 
+/// `cargo xtask bench-moe`: generates the pair with the committed generator and benchmarks both.
+fn bench_moe() -> Result<()> {
+    let dir = root().join("target/bench-models");
+    std::fs::create_dir_all(&dir)?;
+    let (hidden, layers, width, vocab, experts, used) = (512, 4, 128, 4096, 128, 8);
+    let models = [
+        ("moe", vec![width, vocab, experts, used]),
+        ("dense", vec![width * used, vocab]),
+    ];
+    let mut results = Vec::new();
+    for (name, dims) in models {
+        let path = dir.join(format!("synthetic-{name}.gguf"));
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "webmoe-cli",
+            "--example",
+            "synth",
+            "--",
+        ])
+        .arg(&path)
+        .args(["Q4_0", &hidden.to_string(), &layers.to_string()])
+        .args(dims.iter().map(|d| d.to_string()));
+        sh(&mut c)?;
+        let out = webmoe("bench")
+            .arg(&path)
+            .args(["--prompt-tokens", "256", "--gen-tokens", "64", "--json"])
+            .current_dir(root())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "bench {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout)?;
+        println!("{name}: {}", line.trim());
+        results.push(line);
+    }
+    let num = |s: &str, key: &str| -> f64 {
+        s.split(&format!("\"{key}\":"))
+            .nth(1)
+            .and_then(|r| r.split([',', '}']).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "{{\"moe_over_dense_decode\":{:.3},\"moe_over_dense_prefill\":{:.3}}}",
+        num(&results[0], "decode_tokens_per_s") / num(&results[1], "decode_tokens_per_s"),
+        num(&results[0], "prefill_tokens_per_s") / num(&results[1], "prefill_tokens_per_s")
+    );
+    Ok(())
+}
+
 fn fetch_model() -> Result<()> {
     sh(Command::new("bash").arg("scripts/fetch-test-model.sh"))
 }
@@ -116,6 +174,7 @@ fn main() -> Result<()> {
             node("web/tests/e2e.mjs", &[])
         }
         "web" => web::build(),
+        "bench-moe" => bench_moe(),
         "demo" => {
             web::build()?;
             fetch_model()?;

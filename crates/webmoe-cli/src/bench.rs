@@ -54,6 +54,8 @@ pub fn run(
         "time_to_first_token_s": prefill_s,
         "decode_tokens_per_s": decode_tps,
         "weight_bytes_per_token": bytes_per_token,
+        "expert_bytes_total": m.engine.expert_bytes().0,
+        "expert_bytes_per_token": m.engine.expert_bytes().1,
         "decode_weight_gb_per_s": decode_gbs,
         "copy_gb_per_s": copy_gbs,
         "decode_bandwidth_ratio": decode_gbs / copy_gbs,

@@ -616,9 +616,28 @@ impl Engine {
         Ok(bytemuck::cast_slice(&b).to_vec())
     }
 
-    /// Weight bytes read per decode token (every weight except the embedding table, which decode reads
-    /// one row of).
+    /// Bytes of the stacked expert tensors, and the share of them one decode token reads (k of E
+    /// experts: the expert kernels address only the chosen experts' rows).
+    pub fn expert_bytes(&self) -> (u64, u64) {
+        let Some(m) = self.desc.config.moe else {
+            return (0, 0);
+        };
+        let all: u64 = self
+            .desc
+            .layers
+            .iter()
+            .filter(|l| l.router.is_some())
+            .flat_map(|l| [&l.gate, &l.up, &l.down])
+            .filter_map(|n| self.weights.get(n).ok())
+            .map(|t| t.row_bytes * t.n_rows())
+            .sum();
+        (all, all * m.n_used as u64 / m.n_experts as u64)
+    }
+
+    /// Weight bytes read per decode token: every weight except the embedding table (decode reads one
+    /// row of it), and of the experts only the k chosen per MoE layer.
     pub fn weight_bytes_per_token(&self) -> u64 {
+        let (all_experts, used_experts) = self.expert_bytes();
         let embd = self
             .weights
             .get(&self.desc.token_embd)
@@ -629,6 +648,6 @@ impl Engine {
         } else {
             0
         };
-        self.weights.total_bytes() - embd + tied_extra
+        self.weights.total_bytes() - embd + tied_extra - all_experts + used_experts
     }
 }

@@ -1,0 +1,135 @@
+//! Tiny random Mixture-of-Experts models against Hugging Face transformers (f32): GGUF files made by
+//! llama.cpp's converter from the transformers model, references recorded by
+//! tests/fixtures/moe/make_moe_fixtures.py (run by hand; outputs committed beside it).
+
+use serde_json::Value;
+use std::path::PathBuf;
+use webmoe_cli::load::load;
+use webmoe_core::sampling::SamplingParams;
+use webmoe_gpu::{EngineOptions, KvDtype};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/moe")
+        .join(name)
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+struct Outcome {
+    argmax_agree: f64,
+    last_max_diff: f32,
+    prefill_last_max_diff: f32,
+    greedy: Vec<u32>,
+}
+
+/// Runs the reference input one token at a time (every position's argmax), then again as one
+/// multi-chunk prefill (last logits), then 16 greedy tokens sampled on the GPU.
+fn run(family: &str, quant: &str) -> (Value, Outcome) {
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(&format!("{family}.ref.json"))).unwrap(),
+    )
+    .unwrap();
+    let ids = u32s(&r["ids"]);
+    let want_last: Vec<f32> = r["last_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let opts = EngineOptions {
+        max_context: 256,
+        prefill_chunk: 16,
+        kv_dtype: KvDtype::F32,
+    };
+    let path = fixture(&format!("{family}.{quant}.gguf"));
+    let mut m = load(path.to_str().unwrap(), opts, true).unwrap();
+    let e = &mut m.engine;
+    let want_argmax = u32s(&r["argmax"]);
+    let mut agree = 0;
+    let mut last = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        pollster::block_on(e.forward(&[id], None)).unwrap();
+        last = pollster::block_on(e.logits()).unwrap();
+        agree += usize::from(argmax(&last) == want_argmax[i]);
+    }
+    let diff = |a: &[f32]| {
+        a.iter()
+            .zip(&want_last)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let last_max_diff = diff(&last);
+    e.reset();
+    let greedy_params = SamplingParams::default();
+    let mut next = pollster::block_on(e.forward(&ids, Some((&greedy_params, &[], 0))))
+        .unwrap()
+        .unwrap();
+    let prefill_last_max_diff = diff(&pollster::block_on(e.logits()).unwrap());
+    let mut greedy = vec![next];
+    while greedy.len() < 16 {
+        next = pollster::block_on(e.forward(&[next], Some((&greedy_params, &[], 0))))
+            .unwrap()
+            .unwrap();
+        greedy.push(next);
+    }
+    eprintln!(
+        "{family} {quant}: argmax agreement {:.3}, last logits max |diff| {:.2e} (decode) {:.2e} (prefill)",
+        agree as f64 / ids.len() as f64,
+        last_max_diff,
+        prefill_last_max_diff
+    );
+    let out = Outcome {
+        argmax_agree: agree as f64 / ids.len() as f64,
+        last_max_diff,
+        prefill_last_max_diff,
+        greedy,
+    };
+    (r, out)
+}
+
+#[test]
+fn mixtral_f32_gguf_matches_transformers() {
+    let (r, o) = run("mixtral", "f32");
+    assert!(
+        o.last_max_diff < 1e-3,
+        "decode last logits differ by {}",
+        o.last_max_diff
+    );
+    assert!(
+        o.prefill_last_max_diff < 1e-3,
+        "prefill last logits differ by {}",
+        o.prefill_last_max_diff
+    );
+    assert_eq!(
+        o.argmax_agree, 1.0,
+        "every position's argmax equals transformers'"
+    );
+    assert_eq!(o.greedy, u32s(&r["greedy"]), "greedy tokens");
+}
+
+#[test]
+fn mixtral_q8_0_gguf_stays_within_quantization_noise() {
+    let (_, o) = run("mixtral", "q8_0");
+    assert!(
+        o.argmax_agree >= 0.85,
+        "argmax agreement {}",
+        o.argmax_agree
+    );
+}
