@@ -80,11 +80,14 @@ fn npm_install() -> Result<()> {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
-/// Builds the CLI (the browser tests compare against it; the test build is already there) and returns
-/// its path.
+/// The CLI the browser tests compare against: the one `cargo test --workspace` just built (building
+/// it alone would resolve features differently and rebuild every dependency).
 fn test_cli() -> Result<PathBuf> {
-    sh(cargo().args(["build", "-q", "-p", "webmoe-cli"]))?;
-    Ok(root().join("target/debug/webmoe"))
+    let cli = root().join("target/debug/webmoe");
+    if !cli.exists() {
+        sh(cargo().args(["build", "-q", "--workspace", "--bins"]))?;
+    }
+    Ok(cli)
 }
 
 /// Runs a Node script of the browser suite with the test model and the CLI.
