@@ -6,7 +6,7 @@
 // bindings gets one launch per shard, and each launch skips rows outside its shard.
 // bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read, vec4), 2 y (storage, read_write),
 //           3 ids (storage, read, u32 [T, K]), 4 params (uniform), 5 step (uniform).
-// dispatch: (ceil(R / 64), K, n_tokens); one row per invocation.
+// dispatch: (ceil(R / 128), K, n_tokens); two rows per invocation share the activation loads.
 // defines: HDR, DQ4, ALIGNED (as matvec.wgsl), X_PER_SLOT (0/1).
 
 #include "common/bytes.wgsl"
@@ -33,23 +33,41 @@ struct Params {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r = gid.x;
+    let r = gid.x * 2u;
     let j = gid.y;
     let t = gid.z;
     if (r >= p.rows_per_expert || t >= step.n_tokens) { return; }
     let slot = t * p.n_used + j;
-    let stacked = ids[slot] * p.rows_per_expert + r;
-    if (stacked < p.shard_row0 || stacked >= p.shard_row0 + p.shard_rows) { return; }
-    let row = (stacked - p.shard_row0) * p.row_bytes;
+    let first = ids[slot] * p.rows_per_expert;
+    // A second row past the expert's end repeats the first (its result is discarded).
+    let r1 = min(r + 1u, p.rows_per_expert - 1u);
+    let s0 = first + r;
+    let s1 = first + r1;
+    let in0 = s0 >= p.shard_row0 && s0 < p.shard_row0 + p.shard_rows;
+    let in1 = s1 >= p.shard_row0 && s1 < p.shard_row0 + p.shard_rows;
+    if (!in0 && !in1) { return; }
+    // Rows outside this shard read a row inside it instead; their results are not written.
+    var l0 = s0 - p.shard_row0;
+    var l1 = s1 - p.shard_row0;
+    if (!in0) { l0 = l1; }
+    if (!in1) { l1 = l0; }
+    let row0 = l0 * p.row_bytes;
+    let row1 = l1 * p.row_bytes;
     var xrow = t;
     if (X_PER_SLOT == 1u) { xrow = slot; }
     let xb = xrow * p.x_stride / 4u;
-    var acc = 0.0;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
     for (var g = 0u; g < p.k / 32u; g++) {
-        let h = HDR(row, g);
+        let h0 = HDR(row0, g);
+        let h1 = HDR(row1, g);
         for (var i = 0u; i < 8u; i++) {
-            acc += dot(DQ4(row, g, i, h), x[xb + g * 8u + i]);
+            let xv = x[xb + g * 8u + i];
+            acc0 += dot(DQ4(row0, g, i, h0), xv);
+            acc1 += dot(DQ4(row1, g, i, h1), xv);
         }
     }
-    y[slot * p.rows_per_expert + r] = acc;
+    let o = slot * p.rows_per_expert;
+    if (in0) { y[o + r] = acc0; }
+    if (in1 && r + 1u < p.rows_per_expert) { y[o + r + 1u] = acc1; }
 }

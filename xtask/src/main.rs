@@ -105,9 +105,9 @@ fn node(script: &str, extra: &[String]) -> Result<()> {
 fn bench_moe() -> Result<()> {
     let dir = root().join("target/bench-models");
     std::fs::create_dir_all(&dir)?;
-    // The dense model's weights (about 50 MB) must not fit the CPU's last-level cache, or the dense
+    // The dense model's weights (about 85 MB) must not fit the CPU's last-level cache, or the dense
     // baseline would be measured from cache while the MoE reads its experts from memory.
-    let (hidden, layers, width, vocab, experts, used) = (1024, 8, 256, 8192, 128, 8);
+    let (hidden, layers, width, vocab, experts, used) = (1024, 16, 256, 8192, 128, 8);
     let models = [
         ("moe", vec![width, vocab, experts, used]),
         ("dense", vec![width * used, vocab]),

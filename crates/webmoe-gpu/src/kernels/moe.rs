@@ -109,7 +109,7 @@ pub fn experts(
             Op {
                 bind_group: gpu.bind(&pipeline, &[&s.buffer, x, y, r.ids, &params, r.step]),
                 pipeline: pipeline.clone(),
-                grid: Grid::TokensZ(groups(rows_per_expert as u64, 64), r.k as u32),
+                grid: Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32),
             }
         })
         .collect())
