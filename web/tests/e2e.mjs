@@ -24,8 +24,8 @@ const PROMPTS = [
   { chat: 'Name three colors of the rainbow.' },
 ];
 
-function nativeIds(p) {
-  const args = ['run', MODEL, '--json', '--temperature', '0', '--max-tokens', String(GEN)];
+function nativeIds(p, model = MODEL) {
+  const args = ['run', model, '--json', '--temperature', '0', '--max-tokens', String(GEN)];
   if (p.prompt) args.push('--prompt', p.prompt); else args.push('--chat', p.chat);
   const out = JSON.parse(execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
   return { prompt_ids: out.prompt_ids, ids: out.ids, text: out.text };
@@ -34,7 +34,8 @@ function nativeIds(p) {
 function assert(cond, msg) { if (!cond) throw new Error(msg); }
 function sameIds(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
 
-const server = await startServer({ webRoot, modelPath: MODEL });
+const MOE_FIXTURE = path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', 'mixtral.f32.gguf');
+const server = await startServer({ webRoot, modelPath: MODEL, extraModels: { 'mixtral.f32.gguf': MOE_FIXTURE } });
 const modelUrl = (scenario = null) => scenario ? `/faulty/${scenario}/${server.model.name}` : `/models/${server.model.name}`;
 const browser = await launch();
 const { page } = await openPage(browser, `${server.base}/tests/harness.html`);
@@ -280,6 +281,17 @@ test('no WebGPU: a clear webgpu-unavailable error from the API and help on the d
   } finally {
     await plain.close();
   }
+});
+
+test('MoE: the Mixtral fixture gives the native tokens in the browser', async () => {
+  const r = await loadInPage('/models/mixtral.f32.gguf', { cache: false });
+  assert(r.ok, `load failed: ${r.code} ${r.message}`);
+  const p = { prompt: 'The quick brown fox 7 jumps over' };
+  const want = nativeIds(p, MOE_FIXTURE);
+  const got = await greedyInPage(p);
+  assert(sameIds(got.prompt_ids, want.prompt_ids), `prompt ids ${got.prompt_ids} vs ${want.prompt_ids}`);
+  assert(sameIds(got.ids, want.ids), `greedy ids differ:\n  browser ${got.ids}\n  native  ${want.ids}`);
+  console.log(`  ${got.ids.length} tokens equal (${r.info.model.architecture}, ${r.info.model.layers} layers)`);
 });
 
 test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error for a bad URL', async () => {

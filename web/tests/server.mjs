@@ -5,6 +5,7 @@
 //   /faulty/norange/<name>  Range is ignored: 200 with the whole file
 //   /faulty/missing/<name>  404
 //   /faulty/change/<name>   after the first data request the ETag changes (the file "was replaced")
+// Other model files (`extraModels`: name → path) are served at /models/<name> with Range support.
 // GET /__log returns every model request as { path, start, end, status }; POST /__reset clears it;
 // POST /__config?dataStart=N tells the server where tensor data starts. Headers for cross-origin
 // isolation are sent so that the multi-threaded wllama build can run in the benchmark.
@@ -18,7 +19,7 @@ const TYPES = {
   '.gguf': 'application/octet-stream',
 };
 
-export function startServer({ webRoot, modelPath, extraRoots = {} }) {
+export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels = {} }) {
   const log = [];
   const state = { dataStart: 8 << 20, fails: new Map(), dropped: false, changedAfter: false };
   const model = { name: path.basename(modelPath), size: fs.statSync(modelPath).size, mtime: fs.statSync(modelPath).mtime };
@@ -95,6 +96,16 @@ export function startServer({ webRoot, modelPath, extraRoots = {} }) {
       res.writeHead(204); return res.end();
     }
     if (url.pathname === `/models/${model.name}`) return serveModel(req, res, 'ok');
+    const extra = url.pathname.startsWith('/models/') && extraModels[url.pathname.slice('/models/'.length)];
+    if (extra) {
+      const data = fs.readFileSync(extra);
+      const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      if (!m) { res.writeHead(200, { 'content-length': String(data.length), 'etag': `"x${data.length}"` }); return res.end(data); }
+      const start = Number(m[1]);
+      const end = m[2] === '' ? data.length - 1 : Math.min(Number(m[2]), data.length - 1);
+      res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${data.length}`, 'content-length': String(end - start + 1), 'etag': `"x${data.length}"` });
+      return res.end(data.subarray(start, end + 1));
+    }
     const f = /^\/faulty\/(\w+)\/(.+)$/.exec(url.pathname);
     if (f && f[2] === model.name) return serveModel(req, res, f[1]);
     if (url.pathname === '/favicon.ico') { res.writeHead(204); return res.end(); }

@@ -42,7 +42,6 @@ struct StaticStats {
 #[serde(rename_all = "camelCase")]
 struct ModelInfo {
     architecture: String,
-    name: Option<String>,
     vocab_size: usize,
     hidden_size: usize,
     layers: usize,
@@ -125,7 +124,6 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
     let snapshot = StaticStats {
         model: ModelInfo {
             architecture: c.arch.clone(),
-            name: None,
             vocab_size: c.vocab_size,
             hidden_size: c.hidden,
             layers: c.n_layers,
