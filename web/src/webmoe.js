@@ -103,8 +103,9 @@ export class Engine {
   /** What the load reported (model, adapter, load time, bytes from cache...). */
   get info() { return this.#info; }
 
-  #create(req, kind) {
-    const args = requestArgs(req ?? {}, kind);
+  #create(request, kind) {
+    const req = request ?? {};
+    const args = requestArgs(req, kind);
     const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
     const created = Math.floor(Date.now() / 1000);
     const model = this.#model;
