@@ -68,8 +68,8 @@ pub enum GenerateError {
     Tokenizer(#[from] TokenizerError),
 }
 
-/// Generates from `req.prompt` (the KV cache is reset first). `on_text` gets each piece of text that is
-/// safe to show and returns `false` to stop (finish reason [`Finish::Abort`]). `now` is a clock in
+/// Generates from `req.prompt` (the KV cache is reset first). `on_text` is called after every token with
+/// the text that became safe to show (possibly empty) and returns `false` to stop (finish reason [`Finish::Abort`]). `now` is a clock in
 /// seconds.
 ///
 /// # Errors
@@ -117,7 +117,8 @@ pub async fn generate(
         history.push(id);
         let check = stops.push(&stream.push(tok, id)?);
         text += &check.emit;
-        let go_on = check.emit.is_empty() || on_text(&check.emit);
+        // Called every token (with "" while text is held back) so a stop request is seen at once.
+        let go_on = on_text(&check.emit);
         if check.stopped {
             finish = Finish::Stop;
             break;

@@ -268,7 +268,9 @@ pub async fn generate(request: JsValue, on_text: js_sys::Function) -> Result<JsV
         stop: &stop,
     };
     let g = run_generation(&mut m.engine, &m.tokenizer, r, &now_s, &mut |piece| {
-        call1(&on_text, &JsValue::from_str(piece));
+        if !piece.is_empty() {
+            call1(&on_text, &JsValue::from_str(piece));
+        }
         !INTERRUPT.load(Ordering::SeqCst)
     })
     .await
