@@ -6,12 +6,14 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod plan;
+mod sink;
 mod source;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::HttpSource;
 
 pub use plan::{Chunk, ChunkPlan};
+pub use sink::MemorySink;
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::FileSource;
 pub use source::{ByteSource, MemorySource};

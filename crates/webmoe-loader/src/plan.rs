@@ -114,21 +114,9 @@ impl ChunkPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use webmoe_core::gguf::{parse_header, HeaderParse};
     use webmoe_core::quant::GgmlType;
     use webmoe_core::synthetic::SyntheticLlama;
-
-    #[derive(Default)]
-    struct Collect(HashMap<usize, Vec<u8>>);
-    impl TensorSink for Collect {
-        fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<(), String> {
-            let v = self.0.entry(index).or_default();
-            assert_eq!(v.len() as u64, offset, "pieces of a tensor arrive in order");
-            v.extend_from_slice(bytes);
-            Ok(())
-        }
-    }
 
     #[test]
     fn chunks_sit_on_the_grid_and_deliver_exactly_the_wanted_tensors() {
@@ -153,7 +141,7 @@ mod tests {
         let wanted: Vec<usize> = (0..h.tensors.len()).filter(|i| i % 3 != 1).collect();
         for grid in [4, 1000, 4096, 1 << 24] {
             let plan = ChunkPlan::new(&h, &wanted, grid);
-            let mut sink = Collect::default();
+            let mut sink = crate::MemorySink::default();
             for (k, c) in plan.chunks.iter().enumerate() {
                 assert!(c.len > 0 && c.len <= grid);
                 let end = c.offset + c.len - h.data_start;
@@ -162,12 +150,17 @@ mod tests {
                     "one grid cell"
                 );
                 let bytes = &file[c.offset as usize..(c.offset + c.len) as usize];
-                plan.deliver(k, bytes, &mut sink).unwrap();
+                plan.deliver(k, bytes, &mut sink)
+                    .expect("pieces of a tensor arrive in order");
             }
-            assert_eq!(sink.0.len(), wanted.len());
+            assert_eq!(sink.tensors.len(), wanted.len());
             for &i in &wanted {
                 let (s, e) = h.tensor_range(&h.tensors[i]);
-                assert_eq!(sink.0[&i], &file[s as usize..e as usize], "tensor {i}");
+                assert_eq!(
+                    sink.tensors[&i],
+                    &file[s as usize..e as usize],
+                    "tensor {i}"
+                );
             }
             assert!(plan.deliver(0, &[0; 3], &mut sink).is_err(), "short chunk");
         }

@@ -2,15 +2,15 @@
 //! that injects faults: failing requests, connections dropped mid-chunk, no Range support, 404, and a
 //! file that changes during the download. Every load ends with the exact file bytes or a clear error.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::synthetic::SyntheticLlama;
-use webmoe_core::TensorSink;
-use webmoe_loader::{read_gguf_header, stream_tensors, ByteSource, HttpSource, LoadError};
+use webmoe_loader::{
+    read_gguf_header, stream_tensors, ByteSource, HttpSource, LoadError, MemorySink,
+};
 
 #[derive(Default, Clone, Copy)]
 struct Faults {
@@ -114,23 +114,12 @@ fn model_bytes() -> Vec<u8> {
     .to_bytes()
 }
 
-#[derive(Default)]
-struct Collect(HashMap<usize, Vec<u8>>);
-impl TensorSink for Collect {
-    fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<(), String> {
-        let v = self.0.entry(index).or_default();
-        assert_eq!(v.len() as u64, offset, "chunks arrive in order");
-        v.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
 /// Loads every tensor over HTTP in small chunks and checks the bytes against the file.
 fn load_all(url: &str, data: &[u8], parallel: usize) -> Result<(), LoadError> {
     let src = HttpSource::open(url)?;
     let h = read_gguf_header(&src)?;
     let all: Vec<usize> = (0..h.tensors.len()).collect();
-    let mut sink = Collect::default();
+    let mut sink = MemorySink::default();
     let mut last = (0, 0);
     stream_tensors(&src, &h, &all, 3000, parallel, &mut sink, &mut |d, t| {
         last = (d, t)
@@ -139,7 +128,7 @@ fn load_all(url: &str, data: &[u8], parallel: usize) -> Result<(), LoadError> {
     for (i, t) in h.tensors.iter().enumerate() {
         let (s, e) = h.tensor_range(t);
         assert_eq!(
-            sink.0[&i],
+            sink.tensors[&i],
             &data[s as usize..e as usize],
             "tensor {}",
             t.name
