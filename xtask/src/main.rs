@@ -45,18 +45,19 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// `cargo run --release` of the `webmoe` CLI with `subcommand`.
-fn webmoe(subcommand: &str) -> Command {
+/// `cargo run --release -q -p webmoe-cli TARGET --` (TARGET: nothing for the CLI, or an example).
+fn cli_crate(target: &[&str]) -> Command {
     let mut c = cargo();
-    c.args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "webmoe-cli",
-        "--",
-        subcommand,
-    ]);
+    c.args(["run", "--release", "-q", "-p", "webmoe-cli"])
+        .args(target)
+        .arg("--");
+    c
+}
+
+/// The `webmoe` CLI with `subcommand`.
+fn webmoe(subcommand: &str) -> Command {
+    let mut c = cli_crate(&[]);
+    c.arg(subcommand);
     c
 }
 
@@ -115,20 +116,10 @@ fn bench_moe() -> Result<()> {
     let mut results = Vec::new();
     for (name, dims) in models {
         let path = dir.join(format!("synthetic-{name}.gguf"));
-        let mut c = cargo();
-        c.args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "webmoe-cli",
-            "--example",
-            "synth",
-            "--",
-        ])
-        .arg(&path)
-        .args(["Q4_0", &hidden.to_string(), &layers.to_string()])
-        .args(dims.iter().map(|d| d.to_string()));
+        let mut c = cli_crate(&["--example", "synth"]);
+        c.arg(&path)
+            .args(["Q4_0", &hidden.to_string(), &layers.to_string()])
+            .args(dims.iter().map(|d| d.to_string()));
         sh(&mut c)?;
         let out = webmoe("bench")
             .arg(&path)
@@ -140,21 +131,20 @@ fn bench_moe() -> Result<()> {
             "bench {name} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let line = String::from_utf8(out.stdout)?;
-        println!("{name}: {}", line.trim());
-        results.push(line);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        println!("{name}: {v}");
+        results.push(v);
     }
-    let num = |s: &str, key: &str| -> f64 {
-        s.split(&format!("\"{key}\":"))
-            .nth(1)
-            .and_then(|r| r.split([',', '}']).next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
+    let ratio = |key: &str| {
+        let get = |v: &serde_json::Value| v[key].as_f64().unwrap_or(f64::NAN);
+        get(&results[0]) / get(&results[1])
     };
     println!(
-        "{{\"moe_over_dense_decode\":{:.3},\"moe_over_dense_prefill\":{:.3}}}",
-        num(&results[0], "decode_tokens_per_s") / num(&results[1], "decode_tokens_per_s"),
-        num(&results[0], "prefill_tokens_per_s") / num(&results[1], "prefill_tokens_per_s")
+        "{}",
+        serde_json::json!({
+            "moe_over_dense_decode": ratio("decode_tokens_per_s"),
+            "moe_over_dense_prefill": ratio("prefill_tokens_per_s"),
+        })
     );
     Ok(())
 }
