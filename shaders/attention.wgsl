@@ -1,7 +1,9 @@
 // op: causal GQA attention over the KV cache, split along the key axis (flash-decoding style).
 // Each workgroup owns one (query token, head) and one key range (split), walks it in tiles of 64 keys with
 // an online softmax, and writes unnormalized partials (o[head_dim], max, sum) for attention_reduce.wgsl.
-// Query t sits at position pos0 + t and sees keys 0..=pos0 + t.
+// Query t sits at position pos0 + t and sees keys 0..=pos0 + t, or with params.chunk = C > 0 only keys of
+// its own chunk, C·floor(pos / C)..=pos. Key j lives in cache slot j % max_pos (a ring when the cache is
+// shorter than the context: chunked layers keep only what a chunk can see).
 // bindings: 0 q (storage, read, [T, n_heads, head_dim] f32), 1 kc, 2 vc (storage, read, cache as u32),
 //           3 part (storage, read_write, [T * n_heads * n_splits][head_dim + 2]), 4 params, 5 step.
 // dispatch: (n_tokens * n_heads, n_splits, 1); workgroup = 64 threads. head_dim ≤ 256.
@@ -38,10 +40,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let h = wg.x % p.n_heads;
     let g = h / (p.n_heads / p.n_kv_heads);
     let split = wg.y;
-    let kv_len = step.pos0 + t + 1u;
-    let chunk = (kv_len + step.n_splits - 1u) / step.n_splits;
-    let start = min(split * chunk, kv_len);
-    let end = min(start + chunk, kv_len);
+    let pos = step.pos0 + t;
+    let kv_len = pos + 1u;
+    // Chunked local attention: only keys of the query's own chunk (and the cache is a ring of max_pos).
+    var lo = 0u;
+    if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
+    let span = kv_len - lo;
+    let per_split = (span + step.n_splits - 1u) / step.n_splits;
+    let start = lo + min(split * per_split, span);
+    let end = min(start + per_split, kv_len);
     let qb = (t * p.n_heads + h) * hd;
     for (var d = li; d < hd; d += 64u) { qs[d] = q[qb + d] * p.scale; }
     workgroupBarrier();
@@ -57,7 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var s = -1e30;
         if (j < end) {
             var acc = 0.0;
-            let kb = cache_base + j * hd;
+            let kb = cache_base + (j % p.max_pos) * hd;
             for (var d = 0u; d < hd; d += 2u) {
                 acc += dot(vec2<f32>(qs[d], qs[d + 1u]), cache_pair(true, kb + d));
             }
@@ -80,7 +87,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = 0u; i < n; i++) {
             let pr = sc[i];
             l += pr;
-            let vb = cache_base + (j0 + i) * hd;
+            let vb = cache_base + ((j0 + i) % p.max_pos) * hd;
             if (d0 < hd) { o0 += pr * cache_pair(false, vb + d0); }
             if (d0 + 128u < hd) { o1 += pr * cache_pair(false, vb + d0 + 128u); }
         }

@@ -1,5 +1,6 @@
 // op: write this call's k and v ([T, n_kv_heads, head_dim] f32) into the layer's KV cache at positions
-// pos0.. . Cache layout [n_kv_heads][max_pos][head_dim]; f16 caches hold two halves per u32.
+// pos0.. . Cache layout [n_kv_heads][max_pos][head_dim], position p in slot p % max_pos (a ring for
+// chunked-attention layers); f16 caches hold two halves per u32.
 // bindings: 0 k (storage, read), 1 v (storage, read), 2 kc (storage, read_write, u32), 3 vc (same),
 //           4 params, 5 step.
 // dispatch: (ceil(n_kv_heads * head_dim / 2 / 64), n_tokens, 1); one thread per pair of elements.
@@ -31,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = e / p.head_dim;
     let d = e % p.head_dim;
     let src = t * row + e;
-    let dst = (h * p.max_pos + step.pos0 + t) * p.head_dim + d; // element index
+    let dst = (h * p.max_pos + (step.pos0 + t) % p.max_pos) * p.head_dim + d; // element index
     if (KV_F16 == 1u) {
         kc[dst / 2u] = pack2x16float(vec2<f32>(k[src], k[src + 1u]));
         vc[dst / 2u] = pack2x16float(vec2<f32>(v[src], v[src + 1u]));

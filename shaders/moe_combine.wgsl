@@ -1,7 +1,8 @@
 // op: the two ends of a Mixture-of-Experts layer, on rows of n = hidden elements.
 //   scale_input: xs[(t*K + j)*n + i] = weights[t*K + j] * x[t*n + i]    (Llama 4: weights scale the input)
 //   combine:     y[t*n + i] += Σ_j c_j * o[(t*K + j)*n + i], c_j = weights[t*K + j] when use_weights = 1,
-//                else 1 (the input was already weighted)                (residual add of the routed output)
+//                sigmoid(weights[t*K + j]) when use_weights = 2 (Qwen2-MoE shared expert gate), else 1
+//                (the input was already weighted)                       (residual add of the routed output)
 // bindings: 0 src (storage, read: x or o), 1 dst (storage, read_write: xs or y), 2 weights (storage, read),
 //           3 params (uniform: n, K, use_weights), 4 step (uniform).
 // dispatch: scale_input (ceil(n / 64), K, n_tokens); combine (ceil(n / 64), n_tokens, 1).
@@ -39,6 +40,7 @@ fn combine(@builtin(global_invocation_id) gid: vec3<u32>) {
         let slot = t * p.k + j;
         var c = 1.0;
         if (p.use_weights == 1u) { c = weights[slot]; }
+        if (p.use_weights == 2u) { c = 1.0 / (1.0 + exp(-weights[slot])); }
         s += c * src[slot * p.n + i];
     }
     dst[t * p.n + i] = dst[t * p.n + i] + s;

@@ -5,7 +5,7 @@ struct Params {
     head_dim: u32,
     max_pos: u32,
     scale: f32,
-    pad0: u32,
+    chunk: u32, // chunked attention size (0: full causal)
     pad1: u32,
     pad2: u32,
 }

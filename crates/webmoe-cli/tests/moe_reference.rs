@@ -1,10 +1,13 @@
-//! Tiny random Mixture-of-Experts models against Hugging Face transformers (f32): GGUF files made by
-//! llama.cpp's converter from the transformers model, references recorded by
-//! tests/fixtures/moe/make_moe_fixtures.py (run by hand; outputs committed beside it).
+//! Tiny random Mixture-of-Experts models of every family against Hugging Face transformers (f32): GGUF
+//! files made by llama.cpp's converter from the transformers model, references recorded by
+//! tests/fixtures/moe/make_moe_fixtures.py (run by hand; outputs committed beside it). Llama 4 GGUF
+//! input is compared with the reference recorded under llama.cpp's hard-coded Llama 4 settings
+//! (`gguf` in the reference file), since GGUF cannot store the fixture's own.
 
 use serde_json::Value;
 use std::path::PathBuf;
 use webmoe_cli::load::load;
+use webmoe_core::reference::CpuModel;
 use webmoe_core::sampling::SamplingParams;
 use webmoe_gpu::{EngineOptions, KvDtype};
 
@@ -36,6 +39,7 @@ struct Outcome {
     argmax_agree: f64,
     last_max_diff: f32,
     prefill_last_max_diff: f32,
+    cpu_last_max_diff: f32,
     greedy: Vec<u32>,
 }
 
@@ -47,6 +51,11 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     )
     .unwrap();
     let ids = u32s(&r["ids"]);
+    // GGUF cannot store some Llama 4 settings: compare with the reference made under llama.cpp's.
+    let r = match r.get("gguf") {
+        Some(g) => g.clone(),
+        None => r,
+    };
     let want_last: Vec<f32> = r["last_logits"]
         .as_array()
         .unwrap()
@@ -76,6 +85,13 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
             .fold(0f32, f32::max)
     };
     let last_max_diff = diff(&last);
+    let f = &m.file;
+    let cpu = CpuModel::new(f.desc.clone(), |name| {
+        webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.header, name)
+    })
+    .unwrap();
+    let all = cpu.forward(&ids);
+    let cpu_last_max_diff = diff(&all[all.len() - want_last.len()..]);
     e.reset();
     let greedy_params = SamplingParams::default();
     let mut next = pollster::block_on(e.forward(&ids, Some((&greedy_params, &[], 0))))
@@ -90,46 +106,65 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
         greedy.push(next);
     }
     eprintln!(
-        "{family} {quant}: argmax agreement {:.3}, last logits max |diff| {:.2e} (decode) {:.2e} (prefill)",
+        "{family} {quant}: argmax agreement {:.3}, last logits max |diff| {:.2e} (decode) {:.2e} (prefill) {:.2e} (CPU reference)",
         agree as f64 / ids.len() as f64,
         last_max_diff,
-        prefill_last_max_diff
+        prefill_last_max_diff,
+        cpu_last_max_diff
     );
     let out = Outcome {
         argmax_agree: agree as f64 / ids.len() as f64,
         last_max_diff,
         prefill_last_max_diff,
+        cpu_last_max_diff,
         greedy,
     };
     (r, out)
 }
 
-#[test]
-fn mixtral_f32_gguf_matches_transformers() {
-    let (r, o) = run("mixtral", "f32");
-    assert!(
-        o.last_max_diff < 1e-3,
-        "decode last logits differ by {}",
-        o.last_max_diff
-    );
-    assert!(
-        o.prefill_last_max_diff < 1e-3,
-        "prefill last logits differ by {}",
-        o.prefill_last_max_diff
-    );
+/// F32 GGUF: last logits within 1e-3 (decode, prefill and the CPU reference), every argmax and the
+/// 16 greedy tokens equal to transformers'.
+fn check_f32(family: &str) {
+    let (r, o) = run(family, "f32");
+    for (what, d) in [
+        ("decode", o.last_max_diff),
+        ("prefill", o.prefill_last_max_diff),
+        ("CPU reference", o.cpu_last_max_diff),
+    ] {
+        assert!(d < 1e-3, "{family}: {what} last logits differ by {d}");
+    }
     assert_eq!(
         o.argmax_agree, 1.0,
-        "every position's argmax equals transformers'"
+        "{family}: every position's argmax equals transformers'"
     );
-    assert_eq!(o.greedy, u32s(&r["greedy"]), "greedy tokens");
+    assert_eq!(o.greedy, u32s(&r["greedy"]), "{family}: greedy tokens");
 }
 
-#[test]
-fn mixtral_q8_0_gguf_stays_within_quantization_noise() {
-    let (_, o) = run("mixtral", "q8_0");
+/// Q8_0 GGUF: at least 85% of the argmaxes equal transformers' f32 ones.
+fn check_q8_0(family: &str) {
+    let (_, o) = run(family, "q8_0");
     assert!(
         o.argmax_agree >= 0.85,
-        "argmax agreement {}",
+        "{family}: argmax agreement {}",
         o.argmax_agree
     );
 }
+
+macro_rules! families {
+    ($($family:ident),*) => {
+        mod f32_gguf_matches_transformers {
+            $(#[test]
+            fn $family() {
+                super::check_f32(stringify!($family));
+            })*
+        }
+        mod q8_0_gguf_stays_within_quantization_noise {
+            $(#[test]
+            fn $family() {
+                super::check_q8_0(stringify!($family));
+            })*
+        }
+    };
+}
+
+families!(mixtral, qwen2moe, qwen3moe, olmoe, llama4, llama4_128e);

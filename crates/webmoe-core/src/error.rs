@@ -57,7 +57,7 @@ pub enum GgufError {
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ModelError {
     /// `general.architecture` is not one webmoe runs.
-    #[error("unsupported architecture {0:?} (webmoe runs: llama)")]
+    #[error("unsupported architecture {0:?} (webmoe runs: llama, qwen2, qwen3, qwen2moe, qwen3moe, olmoe, llama4)")]
     UnknownArchitecture(String),
     /// A required metadata key is missing or has the wrong type.
     #[error("missing or invalid metadata key {0}")]

@@ -9,16 +9,41 @@ use crate::moe::Routing;
 use crate::quant::GgmlType;
 
 /// How RoPE pairs dimensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RopeStyle {
     /// ggml "NORM": pairs `(x[2i], x[2i+1])` (GGUF llama, with q/k rows permuted by the converter).
+    #[default]
     Interleaved,
     /// ggml "NEOX" / HF `rotate_half`: pairs `(x[i], x[i+d/2])`.
     NeoX,
 }
 
+/// Normalization of queries and keys inside attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QkNorm {
+    /// None (Llama, Mixtral, Qwen2).
+    #[default]
+    None,
+    /// Weighted RMSNorm of each head over `head_dim`, before RoPE (Qwen3, Qwen3-MoE).
+    PerHead,
+    /// Weighted RMSNorm over the whole q (`n_heads * head_dim`) and k projection, before RoPE (OLMoE).
+    Full,
+    /// Weightless RMS (L2) norm of each head after RoPE, on RoPE layers only (Llama 4).
+    L2AfterRope,
+}
+
+/// Llama 4 attention temperature tuning on NoPE layers:
+/// `q *= 1 + scale * ln(1 + floor((pos + 1) / floor_scale))`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnTemperature {
+    /// `floor_scale`.
+    pub floor_scale: f32,
+    /// `attn_scale`.
+    pub scale: f32,
+}
+
 /// Dimensions and hyper-parameters of a model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelConfig {
     /// `general.architecture`.
     pub arch: String,
@@ -54,6 +79,13 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     /// Mixture-of-Experts settings (`None`: dense).
     pub moe: Option<MoeConfig>,
+    /// Query/key normalization.
+    pub qk_norm: QkNorm,
+    /// Chunked local attention on RoPE layers: a query sees only keys of its own chunk of this many
+    /// positions (Llama 4 `attention_chunk_size`).
+    pub attn_chunk: Option<usize>,
+    /// Attention temperature tuning on NoPE layers (Llama 4).
+    pub temperature: Option<AttnTemperature>,
 }
 
 /// Mixture-of-Experts settings of a model whose feed-forward blocks are routed experts.
@@ -67,6 +99,21 @@ pub struct MoeConfig {
     pub expert_ffn_dim: usize,
     /// How router logits become weights.
     pub routing: Routing,
+}
+
+/// The always-on shared expert of a MoE layer (Qwen2-MoE, Llama 4): a SwiGLU added to the routed output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedExpert {
+    /// Gate `[Ish, H]`.
+    pub gate: String,
+    /// Up `[Ish, H]`.
+    pub up: String,
+    /// Down `[H, Ish]`.
+    pub down: String,
+    /// Its width Ish.
+    pub width: usize,
+    /// Qwen2-MoE: `[1, H]` whose sigmoid scales the shared output per token.
+    pub gate_inp: Option<String>,
 }
 
 /// Names of one block's tensors.
@@ -94,13 +141,22 @@ pub struct LayerNames {
     pub down: String,
     /// The router `[E, H]` of a MoE layer (`None`: dense feed-forward).
     pub router: Option<String>,
+    /// Weights of the query and key norms (see [`QkNorm`]; `None` for none or weightless).
+    pub qk_norm: Option<[String; 2]>,
+    /// The layer applies RoPE (Llama 4 NoPE layers do not).
+    pub rope: bool,
+    /// The shared expert of a MoE layer.
+    pub shared: Option<SharedExpert>,
 }
 
 impl LayerNames {
-    fn new(i: usize, qkv_bias: bool, moe: bool) -> Self {
+    fn gguf(i: usize, qkv_bias: bool, moe: bool, qk_norm: bool, rope: bool) -> Self {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
         let b = |s: &str| format!("blk.{i}.{s}.bias");
         LayerNames {
+            qk_norm: qk_norm.then(|| [n("attn_q_norm"), n("attn_k_norm")]),
+            rope,
+            shared: None,
             attn_norm: n("attn_norm"),
             wq: n("attn_q"),
             wk: n("attn_k"),
@@ -131,8 +187,88 @@ pub struct ModelDesc {
     pub layers: Vec<LayerNames>,
 }
 
-/// Architectures this build runs.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+/// What sets an architecture apart: a few switches over the shared forward pass.
+struct Family {
+    arch: &'static str,
+    rope_style: RopeStyle,
+    qk_norm: QkNorm,
+    /// Softmax top-k weights are renormalized when the file has no `expert_weights_norm`.
+    renorm: bool,
+    /// Llama 4: sigmoid input-weighted routing, NoPE layers, chunked attention, temperature tuning.
+    llama4: bool,
+}
+
+const FAMILIES: &[Family] = &[
+    // Llama 2/3, SmolLM2 and Mixtral (`llama` with experts): q/k rows permuted by the converter.
+    Family {
+        arch: "llama",
+        rope_style: RopeStyle::Interleaved,
+        qk_norm: QkNorm::None,
+        renorm: true,
+        llama4: false,
+    },
+    Family {
+        arch: "qwen2",
+        rope_style: RopeStyle::NeoX,
+        qk_norm: QkNorm::None,
+        renorm: false,
+        llama4: false,
+    },
+    Family {
+        arch: "qwen3",
+        rope_style: RopeStyle::NeoX,
+        qk_norm: QkNorm::PerHead,
+        renorm: false,
+        llama4: false,
+    },
+    Family {
+        arch: "qwen2moe",
+        rope_style: RopeStyle::NeoX,
+        qk_norm: QkNorm::None,
+        renorm: false,
+        llama4: false,
+    },
+    // llama.cpp always renormalizes Qwen3-MoE (its released checkpoints set `norm_topk_prob`).
+    Family {
+        arch: "qwen3moe",
+        rope_style: RopeStyle::NeoX,
+        qk_norm: QkNorm::PerHead,
+        renorm: true,
+        llama4: false,
+    },
+    Family {
+        arch: "olmoe",
+        rope_style: RopeStyle::NeoX,
+        qk_norm: QkNorm::Full,
+        renorm: false,
+        llama4: false,
+    },
+    // HF Llama 4 rotates interleaved pairs itself; the converter does not permute.
+    Family {
+        arch: "llama4",
+        rope_style: RopeStyle::Interleaved,
+        qk_norm: QkNorm::L2AfterRope,
+        renorm: false,
+        llama4: true,
+    },
+];
+
+/// Architectures this build runs (`general.architecture` values).
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "olmoe", "llama4",
+];
+
+/// Llama 4 settings GGUF cannot store; llama.cpp hard-codes the same values.
+pub mod llama4_gguf_defaults {
+    /// Every this-many-th layer (1-based) skips RoPE.
+    pub const NO_ROPE_INTERVAL: usize = 4;
+    /// `attention_chunk_size`.
+    pub const ATTENTION_CHUNK: usize = 8192;
+    /// Temperature tuning `floor_scale`.
+    pub const FLOOR_SCALE: f32 = 8192.0;
+    /// Temperature tuning `attn_scale`.
+    pub const ATTN_SCALE: f32 = 0.1;
+}
 
 fn get_u(h: &GgufHeader, key: &str) -> Result<usize, ModelError> {
     h.get(key)
@@ -143,6 +279,13 @@ fn get_u(h: &GgufHeader, key: &str) -> Result<usize, ModelError> {
 
 fn get_f(h: &GgufHeader, key: &str) -> Option<f64> {
     h.get(key).and_then(|v| v.as_f64())
+}
+
+/// The second dimension of a 2-D tensor, if it exists.
+fn rows_of(h: &GgufHeader, name: &str) -> Option<usize> {
+    h.tensor(name)
+        .and_then(|t| t.dims.get(1).copied())
+        .map(|d| d as usize)
 }
 
 impl ModelDesc {
@@ -159,9 +302,10 @@ impl ModelDesc {
             .architecture()
             .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?
             .to_string();
-        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(ModelError::UnknownArchitecture(arch));
-        }
+        let fam = FAMILIES
+            .iter()
+            .find(|f| f.arch == arch)
+            .ok_or_else(|| ModelError::UnknownArchitecture(arch.clone()))?;
         let k = |s: &str| format!("{arch}.{s}");
         let n_experts = h
             .get(&k("expert_count"))
@@ -209,20 +353,6 @@ impl ModelDesc {
             .and_then(|v| v.as_u64())
             .map(|v| v as usize)
             .unwrap_or(head_dim);
-        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
-            return Err(ModelError::Inconsistent(format!(
-                "rope dimension {rope_dim} must be even and ≤ head_dim {head_dim}"
-            )));
-        }
-        if let Some(f) = &rope_freqs {
-            if f.len() != rope_dim / 2 {
-                return Err(ModelError::Inconsistent(format!(
-                    "rope_freqs has {} values, expected {}",
-                    f.len(),
-                    rope_dim / 2
-                )));
-            }
-        }
         // Bounds that keep every size computation far from overflow on hostile metadata.
         for (what, v, max) in [
             ("hidden size", hidden, 1 << 20),
@@ -236,8 +366,6 @@ impl ModelDesc {
                 )));
             }
         }
-        let qkv_bias = h.tensor("blk.0.attn_q.bias").is_some();
-        let tied_output = h.tensor("output.weight").is_none();
         let ffn_dim = match get_u(h, &k("feed_forward_length"))? {
             f if f > 0 && f <= 1 << 22 => f,
             f => {
@@ -246,14 +374,12 @@ impl ModelDesc {
                 )))
             }
         };
-        // Mixtral: GGUF arch `llama` with experts; softmax routing renormalized over the k.
         let moe = if n_experts > 0 {
             let n_used = get_u(h, &k("expert_used_count"))?;
-            if n_experts > 256 || n_used == 0 || n_used > 8 || n_used > n_experts {
-                return Err(ModelError::Inconsistent(format!(
-                    "{n_used} experts per token of {n_experts}: supported are 1..=8 of at most 256, and no more than there are"
-                )));
-            }
+            let renorm = h
+                .get(&k("expert_weights_norm"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(fam.renorm);
             Some(MoeConfig {
                 n_experts,
                 n_used,
@@ -261,11 +387,26 @@ impl ModelDesc {
                     .get(&k("expert_feed_forward_length"))
                     .and_then(|v| v.as_u64())
                     .map_or(ffn_dim, |v| v as usize),
-                routing: Routing::Softmax { renorm: true },
+                routing: if fam.llama4 {
+                    Routing::SigmoidInput
+                } else {
+                    Routing::Softmax { renorm }
+                },
             })
         } else {
             None
         };
+        // Llama 4 GGUF: what the file cannot say is hard-coded as in llama.cpp. A `sliding_window` of 0
+        // marks a model without NoPE layers or chunking (MobileLLM-style).
+        let llama4_local = fam.llama4
+            && h.get(&k("attention.sliding_window"))
+                .and_then(|v| v.as_u64())
+                != Some(0);
+        let qk_norm = match fam.qk_norm {
+            QkNorm::L2AfterRope if moe.is_some_and(|m| m.n_experts == 128) => QkNorm::None,
+            q => q,
+        };
+        use llama4_gguf_defaults as l4;
         let config = ModelConfig {
             vocab_size,
             hidden,
@@ -277,29 +418,111 @@ impl ModelDesc {
             rms_eps: get_f(h, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             rope_base: get_f(h, &k("rope.freq_base")).unwrap_or(10000.0) as f32,
             rope_dim,
-            rope_style: RopeStyle::Interleaved,
+            rope_style: fam.rope_style,
             rope_freq_divisors: rope_freqs,
             context_length: get_u(h, &k("context_length")).unwrap_or(2048),
-            tied_output,
-            qkv_bias,
+            tied_output: h.tensor("output.weight").is_none(),
+            qkv_bias: h.tensor("blk.0.attn_q.bias").is_some(),
             moe,
+            qk_norm,
+            attn_chunk: llama4_local.then_some(l4::ATTENTION_CHUNK),
+            temperature: llama4_local.then_some(AttnTemperature {
+                floor_scale: l4::FLOOR_SCALE,
+                scale: l4::ATTN_SCALE,
+            }),
             arch,
         };
+        let layers = (0..n_layers)
+            .map(|i| {
+                let is_moe =
+                    moe.is_some() && h.tensor(&format!("blk.{i}.ffn_gate_inp.weight")).is_some();
+                let rope = !(llama4_local && (i + 1) % l4::NO_ROPE_INTERVAL == 0);
+                let weighted_qk = matches!(qk_norm, QkNorm::PerHead | QkNorm::Full);
+                let mut l = LayerNames::gguf(i, config.qkv_bias, is_moe, weighted_qk, rope);
+                let n = |s: &str| format!("blk.{i}.{s}.weight");
+                if is_moe && h.tensor(&n("ffn_gate_shexp")).is_some() {
+                    l.shared = Some(SharedExpert {
+                        width: rows_of(h, &n("ffn_gate_shexp")).unwrap_or(0),
+                        gate: n("ffn_gate_shexp"),
+                        up: n("ffn_up_shexp"),
+                        down: n("ffn_down_shexp"),
+                        gate_inp: h.tensor(&n("ffn_gate_inp_shexp")).map(|t| t.name.clone()),
+                    });
+                }
+                l
+            })
+            .collect();
         let desc = ModelDesc {
             token_embd: "token_embd.weight".into(),
             output_norm: "output_norm.weight".into(),
-            output: if tied_output {
+            output: if config.tied_output {
                 "token_embd.weight".into()
             } else {
                 "output.weight".into()
             },
-            layers: (0..n_layers)
-                .map(|i| LayerNames::new(i, qkv_bias, moe.is_some()))
-                .collect(),
+            layers,
             config,
         };
+        desc.validate()?;
         desc.check_tensors(h)?;
         Ok(desc)
+    }
+
+    /// Checks the configuration's internal consistency (shared by every input format).
+    ///
+    /// # Errors
+    /// [`ModelError::Inconsistent`] naming the first contradiction.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let c = &self.config;
+        let bad = |m: String| Err(ModelError::Inconsistent(m));
+        if c.rope_dim > c.head_dim || !c.rope_dim.is_multiple_of(2) {
+            return bad(format!(
+                "rope dimension {} must be even and ≤ head_dim {}",
+                c.rope_dim, c.head_dim
+            ));
+        }
+        if let Some(f) = &c.rope_freq_divisors {
+            if f.len() != c.rope_dim / 2 {
+                return bad(format!(
+                    "rope_freqs has {} values, expected {}",
+                    f.len(),
+                    c.rope_dim / 2
+                ));
+            }
+        }
+        if let Some(m) = &c.moe {
+            if m.n_experts > 256 || m.n_used == 0 || m.n_used > 8 || m.n_used > m.n_experts {
+                return bad(format!(
+                    "{} experts per token of {}: supported are 1..=8 of at most 256, and no more than there are",
+                    m.n_used, m.n_experts
+                ));
+            }
+            if m.expert_ffn_dim == 0 || m.expert_ffn_dim > 1 << 22 {
+                return bad(format!(
+                    "expert width {} is outside 1..=4194304",
+                    m.expert_ffn_dim
+                ));
+            }
+        }
+        if c.attn_chunk == Some(0) {
+            return bad("attention chunk size 0".into());
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            if l.router.is_some() && c.moe.is_none() {
+                return bad(format!(
+                    "layer {i} has a router but the model has no experts"
+                ));
+            }
+            if let Some(s) = &l.shared {
+                if s.width == 0 || s.width > 1 << 22 {
+                    return bad(format!(
+                        "layer {i}: shared expert width {} is outside 1..=4194304",
+                        s.width
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every (tensor name, expected GGUF dims) pair this model reads.
@@ -329,7 +552,24 @@ impl ModelDesc {
                 v.push((bk.clone(), vec![kv]));
                 v.push((bv.clone(), vec![kv]));
             }
+            if let Some([qn, kn]) = &l.qk_norm {
+                let (nq, nk) = match c.qk_norm {
+                    QkNorm::Full => (q, kv),
+                    _ => (c.head_dim as u64, c.head_dim as u64),
+                };
+                v.push((qn.clone(), vec![nq]));
+                v.push((kn.clone(), vec![nk]));
+            }
             v.push((l.ffn_norm.clone(), vec![hd]));
+            if let Some(s) = &l.shared {
+                let w = s.width as u64;
+                v.push((s.gate.clone(), vec![hd, w]));
+                v.push((s.up.clone(), vec![hd, w]));
+                v.push((s.down.clone(), vec![w, hd]));
+                if let Some(g) = &s.gate_inp {
+                    v.push((g.clone(), vec![hd, 1]));
+                }
+            }
             match (&l.router, &c.moe) {
                 (Some(router), Some(m)) => {
                     let (e, i) = (m.n_experts as u64, m.expert_ffn_dim as u64);
@@ -353,7 +593,12 @@ impl ModelDesc {
             let t: &TensorInfo = h
                 .tensor(&name)
                 .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
-            if t.dims != dims {
+            // Trailing dimensions of 1 are the same shape (`[H]` and `[H, 1]`).
+            let trim = |d: &[u64]| {
+                let n = d.iter().rposition(|&x| x != 1).map_or(0, |i| i + 1);
+                d[..n].to_vec()
+            };
+            if trim(&t.dims) != trim(&dims) {
                 return Err(ModelError::BadShape {
                     name,
                     found: t.dims.clone(),

@@ -1,7 +1,7 @@
 //! CPU reference forward pass: plain f32 over dequantized weights. Small, slow and obviously right; the
 //! oracle for every GPU kernel and for whole models. Semantics: `spec/models.md` §1.
 
-use crate::model::{rope_tables, ModelDesc, RopeStyle};
+use crate::model::{rope_tables, ModelDesc, QkNorm, RopeStyle};
 
 /// `y[t, r] = Σ_k x[t, k] · w[r, k]` for `x: [t, k]`, `w: [rows, k]`.
 pub fn matmul(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
@@ -63,6 +63,20 @@ pub fn rope(
 /// Causal GQA attention. `q: [t, nh, hd]` at positions `kv_len - t ..kv_len`; `k`, `v`: `[kv_len, nkv, hd]`.
 /// Returns `[t, nh, hd]`.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd: usize) -> Vec<f32> {
+    attention_chunked(q, k, v, nh, nkv, hd, None)
+}
+
+/// [`attention`] where, with `chunk = Some(c)`, the query at position `i` sees only keys `j` with
+/// `floor(j / c) == floor(i / c)` (Llama 4 chunked local attention).
+pub fn attention_chunked(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    chunk: Option<usize>,
+) -> Vec<f32> {
     let t = q.len() / (nh * hd);
     let kv_len = k.len() / (nkv * hd);
     let scale = 1.0 / (hd as f32).sqrt();
@@ -72,7 +86,8 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd: usi
         for h in 0..nh {
             let g = h / (nh / nkv);
             let qv = &q[(i * nh + h) * hd..][..hd];
-            let scores: Vec<f32> = (0..=pos)
+            let first = chunk.map_or(0, |c| pos / c * c);
+            let scores: Vec<f32> = (first..=pos)
                 .map(|j| {
                     qv.iter()
                         .zip(&k[(j * nkv + g) * hd..][..hd])
@@ -85,7 +100,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd: usi
             let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
             let sum: f32 = e.iter().sum();
             let o = &mut out[(i * nh + h) * hd..][..hd];
-            for (j, p) in e.iter().enumerate() {
+            for (j, p) in (first..).zip(&e) {
                 let vv = &v[(j * nkv + g) * hd..][..hd];
                 for d in 0..hd {
                     o[d] += p / sum * vv[d];
@@ -94,6 +109,22 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd: usi
         }
     }
     out
+}
+
+/// RMSNorm in place over rows of `n` elements of `x`, with `w` (`[n]`) or unit weights.
+pub fn rms_norm_rows(x: &mut [f32], n: usize, w: Option<&[f32]>, eps: f32) {
+    for row in x.chunks_exact_mut(n) {
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let s = 1.0 / (ms + eps).sqrt();
+        for (i, v) in row.iter_mut().enumerate() {
+            *v *= s * w.map_or(1.0, |w| w[i]);
+        }
+    }
+}
+
+/// Llama 4 temperature tuning factor of the query at position `pos`.
+pub fn attn_temperature(t: &crate::model::AttnTemperature, pos: usize) -> f32 {
+    1.0 + t.scale * (((pos as f32 + 1.0) / t.floor_scale).floor() + 1.0).ln()
 }
 
 /// `silu(gate) * up`, elementwise.
@@ -158,9 +189,29 @@ impl CpuModel {
                     }
                 }
             }
-            rope(&mut q, nh, hd, c.rope_dim, c.rope_style, &cos, &sin);
-            rope(&mut k, nkv, hd, c.rope_dim, c.rope_style, &cos, &sin);
-            let att = attention(&q, &k, &v, nh, nkv, hd);
+            if let Some([qn, kn]) = &l.qk_norm {
+                let (nq, nk) = match c.qk_norm {
+                    QkNorm::Full => (nh * hd, nkv * hd),
+                    _ => (hd, hd),
+                };
+                rms_norm_rows(&mut q, nq, Some(self.w(qn)), c.rms_eps);
+                rms_norm_rows(&mut k, nk, Some(self.w(kn)), c.rms_eps);
+            }
+            if l.rope {
+                rope(&mut q, nh, hd, c.rope_dim, c.rope_style, &cos, &sin);
+                rope(&mut k, nkv, hd, c.rope_dim, c.rope_style, &cos, &sin);
+                if c.qk_norm == QkNorm::L2AfterRope {
+                    rms_norm_rows(&mut q, hd, None, c.rms_eps);
+                    rms_norm_rows(&mut k, hd, None, c.rms_eps);
+                }
+            } else if let Some(temp) = &c.temperature {
+                for (p, row) in q.chunks_exact_mut(nh * hd).enumerate() {
+                    let f = attn_temperature(temp, p);
+                    row.iter_mut().for_each(|v| *v *= f);
+                }
+            }
+            let chunk = if l.rope { c.attn_chunk } else { None };
+            let att = attention_chunked(&q, &k, &v, nh, nkv, hd, chunk);
             let o = matmul(&att, self.w(&l.wo), nh * hd);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let m = rms_norm(&x, self.w(&l.ffn_norm), c.rms_eps);
@@ -175,7 +226,23 @@ impl CpuModel {
                         k: moe.n_used,
                         width: moe.expert_ffn_dim,
                     };
-                    crate::moe::moe_ffn(&m, h, &experts, moe.routing)
+                    let mut y = crate::moe::moe_ffn(&m, h, &experts, moe.routing);
+                    if let Some(sh) = &l.shared {
+                        let g = matmul(&m, self.w(&sh.gate), h);
+                        let u = matmul(&m, self.w(&sh.up), h);
+                        let s = matmul(&swiglu(&g, &u), self.w(&sh.down), sh.width);
+                        let gates: Vec<f32> = match &sh.gate_inp {
+                            Some(gi) => matmul(&m, self.w(gi), h)
+                                .iter()
+                                .map(|g| 1.0 / (1.0 + (-g).exp()))
+                                .collect(),
+                            None => vec![1.0; t],
+                        };
+                        for ((yr, sr), g) in y.chunks_mut(h).zip(s.chunks(h)).zip(gates) {
+                            yr.iter_mut().zip(sr).for_each(|(y, s)| *y += g * s);
+                        }
+                    }
+                    y
                 }
                 _ => {
                     let g = matmul(&m, self.w(&l.gate), h);

@@ -2,14 +2,13 @@
 //! decode calls. A call writes the token ids and one small "step" uniform, encodes the prepared launches
 //! in one compute pass, and (when sampling) reads back only the chosen token id.
 
+mod layer;
 #[cfg(not(target_arch = "wasm32"))]
 mod profile;
 
-use crate::kernels::attention::{self, Shape};
-use crate::kernels::elementwise::{self, Kind};
+use crate::kernels::attention;
 use crate::kernels::kv::{self, LayerCache};
 use crate::kernels::linear::{self, Layout, Linear};
-use crate::kernels::moe::{self, Routed};
 use crate::kernels::sampler::Sampler;
 use crate::kernels::{embed, norm, rope};
 use crate::op::{encode_ops, Op};
@@ -87,33 +86,48 @@ struct Scratch {
     moe: Option<MoeScratch>,
 }
 
-/// Elements per token of the SwiGLU scratch: the dense width, or k expert widths.
-fn ffn_scratch(c: &webmoe_core::model::ModelConfig) -> usize {
+/// Elements per token of the SwiGLU scratch: the dense width, k expert widths or a shared expert's.
+fn ffn_scratch(desc: &ModelDesc) -> usize {
+    let c = &desc.config;
+    let shared = desc
+        .layers
+        .iter()
+        .filter_map(|l| l.shared.as_ref().map(|s| s.width))
+        .max()
+        .unwrap_or(0);
     c.moe
         .map_or(c.ffn_dim, |m| m.n_used * m.expert_ffn_dim)
         .max(c.ffn_dim)
+        .max(shared)
 }
 
-struct LayerOps {
-    attn_norm: Op,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    bias: Vec<Op>,
-    rope: Op,
-    kv_store: Op,
-    attn: [Op; 2],
-    wo: Linear,
-    ffn_norm: Op,
-    /// MoE layers: the router mat-vec and the top-k launch.
-    router: Option<(Linear, Op)>,
-    /// Dense: the SwiGLU projections. MoE: the expert launches (the same ops serve decode and prefill).
-    gate: Linear,
-    up: Linear,
-    swiglu: Op,
-    down: Linear,
-    /// MoE layers: the weighted sum of the expert outputs into the residual stream.
-    combine: Option<Op>,
+/// One step of a forward pass: its launches for decode (one token) and for prefill (several).
+struct Launch {
+    /// Kind, for `bench --profile`.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    name: &'static str,
+    vec: Vec<Op>,
+    mat: Vec<Op>,
+}
+
+impl Launch {
+    fn lin(name: &'static str, l: Linear) -> Self {
+        Launch {
+            name,
+            vec: l.vec,
+            mat: l.mat,
+        }
+    }
+    fn ops(name: &'static str, ops: Vec<Op>) -> Self {
+        Launch {
+            name,
+            vec: ops.clone(),
+            mat: ops,
+        }
+    }
+    fn op(name: &'static str, op: Op) -> Self {
+        Self::ops(name, vec![op])
+    }
 }
 
 /// Scratch of the MoE layers.
@@ -122,6 +136,10 @@ struct MoeScratch {
     ids: wgpu::Buffer,
     weights: wgpu::Buffer,
     out: wgpu::Buffer,
+    /// Input-weighted routing (Llama 4): the scaled input of each (token, slot).
+    xs: Option<wgpu::Buffer>,
+    /// The shared-expert gate logit of each token (Qwen2-MoE).
+    shared_gate: wgpu::Buffer,
 }
 
 /// A loaded model on the GPU with its KV cache.
@@ -137,7 +155,7 @@ pub struct Engine {
     _kv: Vec<LayerCache>,
     _rope_tables: wgpu::Buffer,
     embed: Vec<Op>,
-    layers: Vec<LayerOps>,
+    layers: Vec<Vec<Launch>>,
     final_norm: Op,
     lm_head: Linear,
     sampler: Sampler,
@@ -164,13 +182,22 @@ pub fn plan(
     let ctx = opts.max_context.min(c.context_length).max(1);
     let t = opts.prefill_chunk;
     let f16 = opts.kv_dtype == KvDtype::F16;
-    let layer_kv = kv::layer_bytes(c.n_kv_heads, c.head_dim, ctx, f16);
+    let slots = |l: &webmoe_core::model::LayerNames| {
+        let chunk = if l.rope { c.attn_chunk } else { None };
+        attention::cache_slots(ctx, chunk, t)
+    };
+    let kv_bytes: Vec<u64> = desc
+        .layers
+        .iter()
+        .map(|l| kv::layer_bytes(c.n_kv_heads, c.head_dim, slots(l), f16))
+        .collect();
+    let layer_kv = kv_bytes.iter().copied().max().unwrap_or(0);
     // (bytes of one buffer, how many such buffers)
     let scratch: Vec<(u64, u64)> = [
         (f32s(t * c.hidden), 2),
         (f32s(t * c.n_heads * c.head_dim), 2),
         (f32s(t * c.n_kv_heads * c.head_dim), 2),
-        (f32s(t * ffn_scratch(c)), 2),
+        (f32s(t * ffn_scratch(desc)), 2),
         (f32s(attention::partial_len(t, c.n_heads, c.head_dim)), 1),
         (f32s(c.vocab_size), 2),
     ]
@@ -180,6 +207,11 @@ pub fn plan(
             (f32s(t * m.n_experts), 1),
             (f32s(t * m.n_used), 2),
             (f32s(t * m.n_used * c.hidden), 1),
+            (
+                f32s(t * m.n_used * c.hidden),
+                u64::from(m.routing.weights_input()),
+            ),
+            (f32s(t), 1),
         ]
     }))
     .collect();
@@ -202,7 +234,7 @@ pub fn plan(
     }
     Ok(MemoryPlan {
         weights: desc.weight_bytes(h),
-        kv_cache: layer_kv * 2 * c.n_layers as u64,
+        kv_cache: kv_bytes.iter().sum::<u64>() * 2,
         scratch: scratch.iter().map(|(b, n)| b * n).sum(),
         largest_buffer: largest,
     })
@@ -272,8 +304,8 @@ impl Engine {
             k: gpu.storage("k", f32s(t * kvd)),
             v: gpu.storage("v", f32s(t * kvd)),
             att: gpu.storage("att", f32s(t * qd)),
-            gate: gpu.storage("gate", f32s(t * ffn_scratch(&c))),
-            up: gpu.storage("up", f32s(t * ffn_scratch(&c))),
+            gate: gpu.storage("gate", f32s(t * ffn_scratch(&desc))),
+            up: gpu.storage("up", f32s(t * ffn_scratch(&desc))),
             part: gpu.storage(
                 "attention partials",
                 f32s(attention::partial_len(t, c.n_heads, c.head_dim)),
@@ -292,136 +324,45 @@ impl Engine {
                 ids: gpu.storage("expert ids", (t * m.n_used * 4) as u64),
                 weights: gpu.storage("expert weights", f32s(t * m.n_used)),
                 out: gpu.storage("expert outputs", f32s(t * m.n_used * c.hidden)),
+                xs: m
+                    .routing
+                    .weights_input()
+                    .then(|| gpu.storage("expert inputs", f32s(t * m.n_used * c.hidden))),
+                shared_gate: gpu.storage("shared expert gate", f32s(t)),
             }),
         };
-        let kv_caches: Vec<LayerCache> = (0..c.n_layers)
-            .map(|_| kv::alloc(&gpu, c.n_kv_heads, c.head_dim, ctx, f16))
+        let kv_caches: Vec<LayerCache> = desc
+            .layers
+            .iter()
+            .map(|l| {
+                let chunk = if l.rope { c.attn_chunk } else { None };
+                let slots = attention::cache_slots(ctx, chunk, t);
+                kv::alloc(&gpu, c.n_kv_heads, c.head_dim, slots, f16)
+            })
             .collect();
         let rope_tables = rope::tables(&gpu, &c, ctx);
         let g = &gpu;
-        let shape = Shape {
-            n_heads: c.n_heads,
-            n_kv_heads: c.n_kv_heads,
-            head_dim: c.head_dim,
-            max_pos: ctx,
-            scale: 1.0 / (c.head_dim as f32).sqrt(),
-            f16,
-        };
         let plain = Layout::default();
         let rms = norm::Rms {
             n: c.hidden as u32,
             eps: c.rms_eps,
             last_only: false,
         };
-        let residual = Layout {
-            accumulate: true,
-            ..Layout::default()
+        let shared = layer::Shared {
+            gpu: g,
+            c: &c,
+            weights: &weights,
+            s: &s,
+            rope_tables: &rope_tables,
+            ctx,
+            f16,
         };
-        let mut layers = Vec::with_capacity(c.n_layers);
-        for (l, cache) in desc.layers.iter().zip(&kv_caches) {
-            let w = |n: &str| weights.get(n);
-            let mut bias = Vec::new();
-            if let Some([bq, bk, bv]) = &l.bias {
-                for (buf, name, n) in [(&s.q, bq, qd), (&s.k, bk, kvd), (&s.v, bv, kvd)] {
-                    bias.push(elementwise::build(
-                        g,
-                        Kind::AddBias,
-                        buf,
-                        &w(name)?.shards[0].buffer,
-                        &s.step,
-                        n as u32,
-                    )?);
-                }
-            }
-            let (router, gate, up, swiglu, down, combine) = match (&l.router, &c.moe, &s.moe) {
-                (Some(rname), Some(m), Some(ms)) => {
-                    let r = Routed {
-                        ids: &ms.ids,
-                        weights: &ms.weights,
-                        step: &s.step,
-                        k: m.n_used,
-                    };
-                    let router_lin =
-                        linear::build(g, w(rname)?, &s.xn, &ms.logits, &s.step, plain)?;
-                    let route = moe::route(g, &ms.logits, r, m.n_experts, m.routing)?;
-                    let both = |ops: Vec<Op>| Linear {
-                        vec: ops.clone(),
-                        mat: ops,
-                    };
-                    let i = m.expert_ffn_dim;
-                    let per_slot = m.routing.weights_input();
-                    if per_slot {
-                        return Err(GpuError::Invalid(
-                            "input-weighted routing (Llama 4) is not wired into the executor yet"
-                                .into(),
-                        ));
-                    }
-                    (
-                        Some((router_lin, route)),
-                        both(moe::experts(g, w(&l.gate)?, i, &s.xn, &s.gate, r, false)?),
-                        both(moe::experts(g, w(&l.up)?, i, &s.xn, &s.up, r, false)?),
-                        elementwise::build(
-                            g,
-                            Kind::SwiGlu,
-                            &s.gate,
-                            &s.up,
-                            &s.step,
-                            (m.n_used * i) as u32,
-                        )?,
-                        both(moe::experts(
-                            g,
-                            w(&l.down)?,
-                            c.hidden,
-                            &s.gate,
-                            &ms.out,
-                            r,
-                            true,
-                        )?),
-                        Some(moe::combine(g, &ms.out, &s.x, r, c.hidden, true)?),
-                    )
-                }
-                _ => (
-                    None,
-                    linear::build(g, w(&l.gate)?, &s.xn, &s.gate, &s.step, plain)?,
-                    linear::build(g, w(&l.up)?, &s.xn, &s.up, &s.step, plain)?,
-                    elementwise::build(g, Kind::SwiGlu, &s.gate, &s.up, &s.step, c.ffn_dim as u32)?,
-                    linear::build(g, w(&l.down)?, &s.gate, &s.x, &s.step, residual)?,
-                    None,
-                ),
-            };
-            layers.push(LayerOps {
-                attn_norm: norm::build(
-                    g,
-                    &s.x,
-                    &w(&l.attn_norm)?.shards[0].buffer,
-                    &s.xn,
-                    &s.step,
-                    rms,
-                )?,
-                q: linear::build(g, w(&l.wq)?, &s.xn, &s.q, &s.step, plain)?,
-                k: linear::build(g, w(&l.wk)?, &s.xn, &s.k, &s.step, plain)?,
-                v: linear::build(g, w(&l.wv)?, &s.xn, &s.v, &s.step, plain)?,
-                bias,
-                rope: rope::build(g, &c, &s.q, &s.k, &rope_tables, &s.step, ctx)?,
-                kv_store: kv::build_store(g, &s.k, &s.v, cache, &s.step)?,
-                attn: attention::build(g, shape, &s.q, cache, &s.part, &s.att, &s.step)?,
-                wo: linear::build(g, w(&l.wo)?, &s.att, &s.x, &s.step, residual)?,
-                ffn_norm: norm::build(
-                    g,
-                    &s.x,
-                    &w(&l.ffn_norm)?.shards[0].buffer,
-                    &s.xn,
-                    &s.step,
-                    rms,
-                )?,
-                router,
-                gate,
-                up,
-                swiglu,
-                down,
-                combine,
-            });
-        }
+        let layers = desc
+            .layers
+            .iter()
+            .zip(&kv_caches)
+            .map(|(l, cache)| layer::build(&shared, l, cache))
+            .collect::<Result<Vec<_>, _>>()?;
         let embed = embed::build(g, weights.get(&desc.token_embd)?, &s.ids, &s.x, &s.step)?;
         let final_norm = norm::build(
             g,
@@ -564,38 +505,11 @@ impl Engine {
         n_splits: u32,
         with_logits: bool,
     ) {
-        let lin = |pass: &mut wgpu::ComputePass, l: &Linear| {
-            for op in if n == 1 { &l.vec } else { &l.mat } {
-                op.encode(pass, n, n_splits);
-            }
-        };
         for op in &self.embed {
             op.encode(pass, n, n_splits);
         }
-        for l in &self.layers {
-            l.attn_norm.encode(pass, n, n_splits);
-            lin(pass, &l.q);
-            lin(pass, &l.k);
-            lin(pass, &l.v);
-            for op in &l.bias {
-                op.encode(pass, n, n_splits);
-            }
-            l.rope.encode(pass, n, n_splits);
-            l.kv_store.encode(pass, n, n_splits);
-            for op in &l.attn {
-                op.encode(pass, n, n_splits);
-            }
-            lin(pass, &l.wo);
-            l.ffn_norm.encode(pass, n, n_splits);
-            if let Some((router, route)) = &l.router {
-                lin(pass, router);
-                route.encode(pass, n, n_splits);
-            }
-            lin(pass, &l.gate);
-            lin(pass, &l.up);
-            l.swiglu.encode(pass, n, n_splits);
-            lin(pass, &l.down);
-            if let Some(op) = &l.combine {
+        for launch in self.layers.iter().flatten() {
+            for op in if n == 1 { &launch.vec } else { &launch.mat } {
                 op.encode(pass, n, n_splits);
             }
         }

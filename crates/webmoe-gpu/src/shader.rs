@@ -29,6 +29,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "moe_route.wgsl",
     "matvec_experts.wgsl",
     "moe_combine.wgsl",
+    "qk_norm.wgsl",
 ];
 
 fn source(name: &str) -> Result<&'static str, GpuError> {
@@ -196,6 +197,7 @@ mod tests {
             "copy.wgsl",
             "moe_route.wgsl",
             "moe_combine.wgsl",
+            "qk_norm.wgsl",
         ] {
             check(name, &[]);
         }

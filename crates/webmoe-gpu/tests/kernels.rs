@@ -221,8 +221,7 @@ fn rope_matches_cpu_in_both_conventions() {
                 rope_freq_divisors: Some((0..rope_dim / 2).map(|i| 1.0 + (i % 3) as f32).collect()),
                 context_length: 2048,
                 tied_output: true,
-                qkv_bias: false,
-                moe: None,
+                ..Default::default()
             };
             let t = 5;
             let q = rng.vec(t * 4 * 64);
@@ -253,53 +252,63 @@ fn round_f16(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
 }
 
+/// Full causal attention, and chunked attention whose cache is a ring shorter than the sequence.
 #[test]
 fn attention_matches_cpu_for_prefill_and_split_decode() {
     let gpu = gpu();
     let mut rng = Rng(13);
-    for f16 in [false, true] {
-        for (nh, nkv, hd) in [(4, 2, 64), (6, 1, 80), (2, 2, 256)] {
-            let max_pos = 300;
-            let cache = kv::alloc(&gpu, nkv, hd, max_pos, f16);
-            let shape = attention::Shape {
-                n_heads: nh,
-                n_kv_heads: nkv,
-                head_dim: hd,
-                max_pos,
-                scale: 1.0 / (hd as f32).sqrt(),
-                f16,
-            };
-            let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
-            // Prefill 150 tokens in one call, then decode 3 single tokens with key-range splits.
-            let mut pos = 0;
-            for t in [150usize, 1, 1, 1] {
-                let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
-                let k = rng.vec(t * nkv * hd);
-                let v = rng.vec(t * nkv * hd);
-                let (qb, kb, vb) = (
-                    f32_buffer(&gpu, &q),
-                    f32_buffer(&gpu, &k),
-                    f32_buffer(&gpu, &v),
-                );
-                let splits = attention::n_splits(t as u32, (pos + t) as u32);
-                let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
-                let part = gpu.storage("part", (attention::partial_len(t, nh, hd) * 4) as u64);
-                let out = gpu.storage("out", (t * nh * hd * 4) as u64);
-                let store = kv::build_store(&gpu, &kb, &vb, &cache, &step).unwrap();
-                let [a, r] =
-                    attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
-                run(&gpu, &[&store, &a, &r], t as u32, splits);
-                all_k.extend(if f16 { round_f16(&k) } else { k });
-                all_v.extend(if f16 { round_f16(&v) } else { v });
-                pos += t;
-                let want = reference::attention(&q, &all_k, &all_v, nh, nkv, hd);
-                let e = nmse(&read_f32(&gpu, &out, want.len()), &want);
-                assert!(
+    for (chunk, calls) in [
+        (None, &[150usize, 1, 1, 1][..]),
+        (Some(40), &[70, 50, 1, 1, 1][..]),
+    ] {
+        for f16 in [false, true] {
+            for (nh, nkv, hd) in [(4, 2, 64), (6, 1, 80), (2, 2, 256)] {
+                let max_pos = attention::cache_slots(300, chunk, 70);
+                let cache = kv::alloc(&gpu, nkv, hd, max_pos, f16);
+                let shape = attention::Shape {
+                    n_heads: nh,
+                    n_kv_heads: nkv,
+                    head_dim: hd,
+                    max_pos,
+                    chunk,
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    f16,
+                };
+                let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
+                // Prefill in one or two calls, then decode 3 single tokens with key-range splits.
+                let mut pos = 0;
+                for &t in calls {
+                    let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
+                    let k = rng.vec(t * nkv * hd);
+                    let v = rng.vec(t * nkv * hd);
+                    let (qb, kb, vb) = (
+                        f32_buffer(&gpu, &q),
+                        f32_buffer(&gpu, &k),
+                        f32_buffer(&gpu, &v),
+                    );
+                    let splits = attention::n_splits(t as u32, (pos + t) as u32);
+                    let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
+                    let part = gpu.storage("part", (attention::partial_len(t, nh, hd) * 4) as u64);
+                    let out = gpu.storage("out", (t * nh * hd * 4) as u64);
+                    let store = kv::build_store(&gpu, &kb, &vb, &cache, &step).unwrap();
+                    let [a, r] =
+                        attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
+                    run(&gpu, &[&store, &a, &r], t as u32, splits);
+                    all_k.extend(if f16 { round_f16(&k) } else { k });
+                    all_v.extend(if f16 { round_f16(&v) } else { v });
+                    pos += t;
+                    let want = reference::attention_chunked(&q, &all_k, &all_v, nh, nkv, hd, chunk);
+                    let e = nmse(&read_f32(&gpu, &out, want.len()), &want);
+                    assert!(
                     e < 1e-9,
-                    "f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} splits={splits}: nmse {e:e}"
+                    "chunk={chunk:?} f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} splits={splits}: nmse {e:e}"
                 );
-                if t == 1 {
-                    assert!(splits > 1, "decode must exercise the split path");
+                    if t == 1 {
+                        assert!(splits > 1, "decode must exercise the split path");
+                    }
+                }
+                if chunk.is_some() {
+                    assert!(pos > max_pos, "the ring must wrap");
                 }
             }
         }
@@ -339,4 +348,96 @@ fn swiglu_and_bias_match_cpu() {
     );
     let want: Vec<f32> = u.iter().enumerate().map(|(i, x)| x + b[i % n]).collect();
     assert!(nmse(&read_f32(&gpu, &ub, n * t), &want) < F32_NMSE);
+}
+
+/// The q/k adjustments: per-head and full-width weighted RMSNorm, the weightless norm, and Llama 4
+/// temperature tuning at positions on both sides of a `floor_scale` boundary.
+#[test]
+fn qk_norm_and_temperature_match_cpu() {
+    use webmoe_core::model::AttnTemperature;
+    use webmoe_gpu::kernels::qk;
+    let gpu = gpu();
+    let mut rng = Rng(23);
+    let (t, nh, nkv, hd) = (5, 4, 2, 48);
+    let pos0 = 6;
+    let temp = AttnTemperature {
+        floor_scale: 4.0,
+        scale: 0.5,
+    };
+    let per_head = qk::Rows {
+        q_rows: nh,
+        q_len: hd,
+        k_rows: nkv,
+        k_len: hd,
+    };
+    let full = qk::Rows {
+        q_rows: 1,
+        q_len: nh * hd,
+        k_rows: 1,
+        k_len: nkv * hd,
+    };
+    for (rows, weighted, unit, with_temp) in [
+        (per_head, true, false, false),
+        (full, true, false, false),
+        (per_head, false, true, false),
+        (per_head, false, false, true),
+    ] {
+        let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
+        let k = rng.vec(t * nkv * hd);
+        let (qw, kw) = (rng.vec(rows.q_len), rng.vec(rows.k_len));
+        let (qb, kb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k));
+        let (qwb, kwb) = (f32_buffer(&gpu, &qw), f32_buffer(&gpu, &kw));
+        let norm = if weighted {
+            qk::Norm::Weighted(&qwb, &kwb)
+        } else if unit {
+            qk::Norm::Unit
+        } else {
+            qk::Norm::None
+        };
+        let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
+        let op = qk::build(
+            &gpu,
+            &qb,
+            &kb,
+            rows,
+            norm,
+            1e-6,
+            with_temp.then_some(temp),
+            &step,
+        )
+        .unwrap();
+        run(&gpu, &[&op], t as u32, 1);
+        let (mut wq, mut wk) = (q.clone(), k.clone());
+        if weighted || unit {
+            let (a, b) = if weighted {
+                (Some(&qw[..]), Some(&kw[..]))
+            } else {
+                (None, None)
+            };
+            reference::rms_norm_rows(&mut wq, rows.q_len, a, 1e-6);
+            reference::rms_norm_rows(&mut wk, rows.k_len, b, 1e-6);
+        }
+        if with_temp {
+            for (i, row) in wq.chunks_exact_mut(nh * hd).enumerate() {
+                let f = reference::attn_temperature(&temp, pos0 as usize + i);
+                row.iter_mut().for_each(|v| *v *= f);
+            }
+            // Positions 6..11 with floor_scale 4 cross a boundary: the factor is not constant.
+            assert!(
+                reference::attn_temperature(&temp, 6) != reference::attn_temperature(&temp, 10)
+            );
+        }
+        let what = format!(
+            "weighted={weighted} unit={unit} temp={with_temp} q_len={}",
+            rows.q_len
+        );
+        assert!(
+            nmse(&read_f32(&gpu, &qb, q.len()), &wq) < F32_NMSE,
+            "{what}: q"
+        );
+        assert!(
+            nmse(&read_f32(&gpu, &kb, k.len()), &wk) < F32_NMSE,
+            "{what}: k"
+        );
+    }
 }

@@ -272,7 +272,21 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
         .unwrap();
         // Down mat-vecs and the combine (token count T).
         let mut last = ex(&s_down, "d", h, &g, &o, true);
-        last.push(moe::combine(&gpu, &o, &yb, r, h, !input_weighted).unwrap());
+        last.push(
+            moe::combine(
+                &gpu,
+                &o,
+                &yb,
+                r,
+                h,
+                if input_weighted {
+                    moe::Weighting::Unit
+                } else {
+                    moe::Weighting::Weights
+                },
+            )
+            .unwrap(),
+        );
         run(&gpu, &first.iter().collect::<Vec<_>>(), tokens as u32, 1);
         run(&gpu, &[&swiglu], slots as u32, 1);
         run(&gpu, &last.iter().collect::<Vec<_>>(), tokens as u32, 1);

@@ -21,26 +21,8 @@ impl Engine {
         );
         let mut ops: Vec<(&'static str, &Op)> = Vec::new();
         ops.extend(self.embed.iter().map(|o| ("embed", o)));
-        for l in &self.layers {
-            ops.push(("rmsnorm", &l.attn_norm));
-            for (name, lin) in [("q", &l.q), ("k", &l.k), ("v", &l.v)] {
-                ops.extend(lin.vec.iter().map(|o| (name, o)));
-            }
-            ops.extend(l.bias.iter().map(|o| ("bias", o)));
-            ops.push(("rope", &l.rope));
-            ops.push(("kv_store", &l.kv_store));
-            ops.extend(l.attn.iter().map(|o| ("attention", o)));
-            ops.extend(l.wo.vec.iter().map(|o| ("o", o)));
-            ops.push(("rmsnorm", &l.ffn_norm));
-            if let Some((router, route)) = &l.router {
-                ops.extend(router.vec.iter().map(|o| ("router", o)));
-                ops.push(("route", route));
-            }
-            ops.extend(l.gate.vec.iter().map(|o| ("gate", o)));
-            ops.extend(l.up.vec.iter().map(|o| ("up", o)));
-            ops.push(("swiglu", &l.swiglu));
-            ops.extend(l.down.vec.iter().map(|o| ("down", o)));
-            ops.extend(l.combine.iter().map(|o| ("combine", o)));
+        for launch in self.layers.iter().flatten() {
+            ops.extend(launch.vec.iter().map(|o| (launch.name, o)));
         }
         ops.push(("rmsnorm", &self.final_norm));
         ops.extend(self.lm_head.vec.iter().map(|o| ("lm_head", o)));

@@ -19,6 +19,16 @@ pub fn n_splits(n_tokens: u32, kv_len: u32) -> u32 {
     }
 }
 
+/// Cache slots a layer needs for a context of `ctx` positions: all of them, or for chunked attention of
+/// `chunk` positions a ring of `chunk + prefill_chunk` (a prefill call writes all its keys before any of its
+/// queries reads, and the oldest key a query needs is at most `chunk - 1` positions back).
+pub fn cache_slots(ctx: usize, chunk: Option<usize>, prefill_chunk: usize) -> usize {
+    match chunk {
+        Some(c) => ctx.min(c + prefill_chunk),
+        None => ctx,
+    }
+}
+
 /// Floats of partial-result scratch for up to `max_tokens` tokens.
 pub fn partial_len(max_tokens: usize, n_heads: usize, head_dim: usize) -> usize {
     max_tokens.max(MAX_SPLITS as usize) * n_heads * (head_dim + 2)
@@ -33,8 +43,10 @@ pub struct Shape {
     pub n_kv_heads: usize,
     /// Head dimension.
     pub head_dim: usize,
-    /// Positions in the cache.
+    /// Positions in the cache (slots of the ring for a chunked layer).
     pub max_pos: usize,
+    /// Chunked local attention of this many positions (`None`: full causal).
+    pub chunk: Option<usize>,
     /// Score scale (`head_dim^-0.5`).
     pub scale: f32,
     /// Cache holds packed f16.
@@ -69,7 +81,7 @@ pub fn build(
         s.head_dim as u32,
         s.max_pos as u32,
         s.scale.to_bits(),
-        0,
+        s.chunk.unwrap_or(0) as u32,
         0,
         0,
     ]);

@@ -10,6 +10,7 @@ pub mod kv;
 pub mod linear;
 pub mod moe;
 pub mod norm;
+pub mod qk;
 pub mod rope;
 pub mod sampler;
 

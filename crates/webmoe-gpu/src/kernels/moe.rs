@@ -135,7 +135,18 @@ pub fn scale_input(
     })
 }
 
-/// `y[t] += Σ_j c_j · o[t, j]` over rows of `n`, `c_j` the routing weight when `use_weights` (else 1).
+/// How [`combine`] weights each slot's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighting {
+    /// 1 (the input was already weighted).
+    Unit,
+    /// The routing weight.
+    Weights,
+    /// The sigmoid of the value in the weights buffer (Qwen2-MoE shared-expert gate).
+    Sigmoid,
+}
+
+/// `y[t] += Σ_j c_j · o[t, j]` over rows of `n`, `c_j` from `r.weights` as `weighting` says.
 ///
 /// # Errors
 /// Pipeline errors.
@@ -145,10 +156,15 @@ pub fn combine(
     y: &wgpu::Buffer,
     r: Routed,
     n: usize,
-    use_weights: bool,
+    weighting: Weighting,
 ) -> Result<Op, GpuError> {
     let p = gpu.pipeline("moe_combine.wgsl", "combine", &[])?;
-    let params = gpu.uniform(&[n as u32, r.k as u32, u32::from(use_weights), 0]);
+    let mode = match weighting {
+        Weighting::Unit => 0,
+        Weighting::Weights => 1,
+        Weighting::Sigmoid => 2,
+    };
+    let params = gpu.uniform(&[n as u32, r.k as u32, mode, 0]);
     Ok(Op {
         bind_group: gpu.bind(&p, &[o, y, r.weights, &params, r.step]),
         pipeline: p,

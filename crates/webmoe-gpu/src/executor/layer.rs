@@ -1,0 +1,251 @@
+//! The launches of one transformer block, built once at load from the layer's description: attention
+//! (norm, projections, biases, q/k norms, RoPE, cache store, attention, output) and the feed-forward part
+//! (dense SwiGLU, or routed experts with an optional shared expert).
+
+use super::{Launch, Scratch};
+use crate::kernels::attention::{self, Shape};
+use crate::kernels::elementwise::{self, Kind};
+use crate::kernels::kv::{self, LayerCache};
+use crate::kernels::linear::{self, Layout};
+use crate::kernels::moe::{self, Routed, Weighting};
+use crate::kernels::{norm, qk, rope};
+use crate::weights::WeightStore;
+use crate::{Gpu, GpuError};
+use webmoe_core::model::{LayerNames, ModelConfig, QkNorm};
+
+/// What every layer's launches share.
+pub(super) struct Shared<'a> {
+    pub gpu: &'a Gpu,
+    pub c: &'a ModelConfig,
+    pub weights: &'a WeightStore,
+    pub s: &'a Scratch,
+    pub rope_tables: &'a wgpu::Buffer,
+    /// Positions the RoPE tables hold.
+    pub ctx: usize,
+    pub f16: bool,
+}
+
+const PLAIN: Layout = Layout {
+    x_stride: 0,
+    y_stride: 0,
+    x_offset: 0,
+    y_offset: 0,
+    accumulate: false,
+};
+const RESIDUAL: Layout = Layout {
+    accumulate: true,
+    ..PLAIN
+};
+
+/// The launches of one block, in order.
+pub(super) fn build(
+    sh: &Shared,
+    l: &LayerNames,
+    cache: &LayerCache,
+) -> Result<Vec<Launch>, GpuError> {
+    let mut out = attention_part(sh, l, cache)?;
+    out.extend(ffn_part(sh, l)?);
+    Ok(out)
+}
+
+fn attention_part(
+    sh: &Shared,
+    l: &LayerNames,
+    cache: &LayerCache,
+) -> Result<Vec<Launch>, GpuError> {
+    let (g, c, s) = (sh.gpu, sh.c, sh.s);
+    let w = |n: &str| sh.weights.get(n);
+    let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+    let rms = norm::Rms {
+        n: c.hidden as u32,
+        eps: c.rms_eps,
+        last_only: false,
+    };
+    let lin = |name, t: &str, x, y, lay| -> Result<Launch, GpuError> {
+        Ok(Launch::lin(
+            name,
+            linear::build(g, w(t)?, x, y, &s.step, lay)?,
+        ))
+    };
+    let mut out = vec![
+        Launch::op(
+            "rmsnorm",
+            norm::build(
+                g,
+                &s.x,
+                &w(&l.attn_norm)?.shards[0].buffer,
+                &s.xn,
+                &s.step,
+                rms,
+            )?,
+        ),
+        lin("q", &l.wq, &s.xn, &s.q, PLAIN)?,
+        lin("k", &l.wk, &s.xn, &s.k, PLAIN)?,
+        lin("v", &l.wv, &s.xn, &s.v, PLAIN)?,
+    ];
+    if let Some([bq, bk, bv]) = &l.bias {
+        for (buf, name, n) in [(&s.q, bq, qd), (&s.k, bk, kvd), (&s.v, bv, kvd)] {
+            let b = &w(name)?.shards[0].buffer;
+            out.push(Launch::op(
+                "bias",
+                elementwise::build(g, Kind::AddBias, buf, b, &s.step, n as u32)?,
+            ));
+        }
+    }
+    let per_head = qk::Rows {
+        q_rows: c.n_heads,
+        q_len: c.head_dim,
+        k_rows: c.n_kv_heads,
+        k_len: c.head_dim,
+    };
+    let qk_op = |rows, norm, temp| qk::build(g, &s.q, &s.k, rows, norm, c.rms_eps, temp, &s.step);
+    if let Some([qn, kn]) = &l.qk_norm {
+        let rows = match c.qk_norm {
+            QkNorm::Full => qk::Rows {
+                q_rows: 1,
+                q_len: qd,
+                k_rows: 1,
+                k_len: kvd,
+            },
+            _ => per_head,
+        };
+        let norm = qk::Norm::Weighted(&w(qn)?.shards[0].buffer, &w(kn)?.shards[0].buffer);
+        out.push(Launch::op("qk_norm", qk_op(rows, norm, None)?));
+    }
+    if l.rope {
+        out.push(Launch::op(
+            "rope",
+            rope::build(g, c, &s.q, &s.k, sh.rope_tables, &s.step, sh.ctx)?,
+        ));
+        if c.qk_norm == QkNorm::L2AfterRope {
+            out.push(Launch::op(
+                "qk_norm",
+                qk_op(per_head, qk::Norm::Unit, None)?,
+            ));
+        }
+    } else if let Some(t) = c.temperature {
+        out.push(Launch::op(
+            "qk_norm",
+            qk_op(per_head, qk::Norm::None, Some(t))?,
+        ));
+    }
+    let shape = Shape {
+        n_heads: c.n_heads,
+        n_kv_heads: c.n_kv_heads,
+        head_dim: c.head_dim,
+        max_pos: cache.max_pos,
+        chunk: if l.rope { c.attn_chunk } else { None },
+        scale: 1.0 / (c.head_dim as f32).sqrt(),
+        f16: sh.f16,
+    };
+    out.push(Launch::op(
+        "kv_store",
+        kv::build_store(g, &s.k, &s.v, cache, &s.step)?,
+    ));
+    out.push(Launch::ops(
+        "attention",
+        attention::build(g, shape, &s.q, cache, &s.part, &s.att, &s.step)?.to_vec(),
+    ));
+    out.push(lin("o", &l.wo, &s.att, &s.x, RESIDUAL)?);
+    Ok(out)
+}
+
+fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
+    let (g, c, s) = (sh.gpu, sh.c, sh.s);
+    let w = |n: &str| sh.weights.get(n);
+    let rms = norm::Rms {
+        n: c.hidden as u32,
+        eps: c.rms_eps,
+        last_only: false,
+    };
+    let mut out = vec![Launch::op(
+        "rmsnorm",
+        norm::build(
+            g,
+            &s.x,
+            &w(&l.ffn_norm)?.shards[0].buffer,
+            &s.xn,
+            &s.step,
+            rms,
+        )?,
+    )];
+    let lin = |name, t: &str, x, y, lay| -> Result<Launch, GpuError> {
+        Ok(Launch::lin(
+            name,
+            linear::build(g, w(t)?, x, y, &s.step, lay)?,
+        ))
+    };
+    let swiglu = |n: usize| -> Result<Launch, GpuError> {
+        Ok(Launch::op(
+            "swiglu",
+            elementwise::build(g, Kind::SwiGlu, &s.gate, &s.up, &s.step, n as u32)?,
+        ))
+    };
+    let (Some(rname), Some(m), Some(ms)) = (&l.router, &c.moe, &s.moe) else {
+        out.push(lin("gate", &l.gate, &s.xn, &s.gate, PLAIN)?);
+        out.push(lin("up", &l.up, &s.xn, &s.up, PLAIN)?);
+        out.push(swiglu(c.ffn_dim)?);
+        out.push(lin("down", &l.down, &s.gate, &s.x, RESIDUAL)?);
+        return Ok(out);
+    };
+    let r = Routed {
+        ids: &ms.ids,
+        weights: &ms.weights,
+        step: &s.step,
+        k: m.n_used,
+    };
+    let i = m.expert_ffn_dim;
+    out.push(lin("router", rname, &s.xn, &ms.logits, PLAIN)?);
+    out.push(Launch::op(
+        "route",
+        moe::route(g, &ms.logits, r, m.n_experts, m.routing)?,
+    ));
+    // Llama 4 scales each slot's input by its weight; the others scale the outputs in the combine.
+    let (x_in, per_slot, weighting) = match &ms.xs {
+        Some(xs) => {
+            out.push(Launch::op(
+                "scale_input",
+                moe::scale_input(g, &s.xn, xs, r, c.hidden)?,
+            ));
+            (xs, true, Weighting::Unit)
+        }
+        None => (&s.xn, false, Weighting::Weights),
+    };
+    let experts = |name, t: &str, rows, x, y, per_slot| -> Result<Launch, GpuError> {
+        Ok(Launch::ops(
+            name,
+            moe::experts(g, w(t)?, rows, x, y, r, per_slot)?,
+        ))
+    };
+    out.push(experts("gate", &l.gate, i, x_in, &s.gate, per_slot)?);
+    out.push(experts("up", &l.up, i, x_in, &s.up, per_slot)?);
+    out.push(swiglu(m.n_used * i)?);
+    out.push(experts("down", &l.down, c.hidden, &s.gate, &ms.out, true)?);
+    out.push(Launch::op(
+        "combine",
+        moe::combine(g, &ms.out, &s.x, r, c.hidden, weighting)?,
+    ));
+    if let Some(se) = &l.shared {
+        out.push(lin("shared", &se.gate, &s.xn, &s.gate, PLAIN)?);
+        out.push(lin("shared", &se.up, &s.xn, &s.up, PLAIN)?);
+        out.push(swiglu(se.width)?);
+        match &se.gate_inp {
+            // Qwen2-MoE: x += sigmoid(xn · w_sg) · shared(xn), through the combine with one slot.
+            Some(gi) => {
+                out.push(lin("shared", &se.down, &s.gate, &ms.out, PLAIN)?);
+                out.push(lin("shared", gi, &s.xn, &ms.shared_gate, PLAIN)?);
+                let one = Routed {
+                    weights: &ms.shared_gate,
+                    k: 1,
+                    ..r
+                };
+                out.push(Launch::op(
+                    "combine",
+                    moe::combine(g, &ms.out, &s.x, one, c.hidden, Weighting::Sigmoid)?,
+                ));
+            }
+            None => out.push(lin("shared", &se.down, &s.gate, &s.x, RESIDUAL)?),
+        }
+    }
+    Ok(out)
+}
