@@ -34,8 +34,11 @@ function nativeIds(p, model = MODEL) {
 function assert(cond, msg) { if (!cond) throw new Error(msg); }
 function sameIds(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
 
-const MOE_FIXTURE = path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', 'mixtral.f32.gguf');
-const server = await startServer({ webRoot, modelPath: MODEL, extraModels: { 'mixtral.f32.gguf': MOE_FIXTURE } });
+// MoE fixtures run in the browser: Mixtral (softmax routing) and Llama 4 (sigmoid input weighting,
+// shared expert, NoPE layer, interleaved dense/MoE layers).
+const MOE_FIXTURES = Object.fromEntries(['mixtral', 'llama4'].map((f) =>
+  [`${f}.f32.gguf`, path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', `${f}.f32.gguf`)]));
+const server = await startServer({ webRoot, modelPath: MODEL, extraModels: MOE_FIXTURES });
 const modelUrl = (scenario = null) => scenario ? `/faulty/${scenario}/${server.model.name}` : `/models/${server.model.name}`;
 const browser = await launch();
 const { page } = await openPage(browser, `${server.base}/tests/harness.html`);
@@ -283,16 +286,18 @@ test('no WebGPU: a clear webgpu-unavailable error from the API and help on the d
   }
 });
 
-test('MoE: the Mixtral fixture gives the native tokens in the browser', async () => {
-  const r = await loadInPage('/models/mixtral.f32.gguf', { cache: false });
-  assert(r.ok, `load failed: ${r.code} ${r.message}`);
-  const p = { prompt: 'The quick brown fox 7 jumps over' };
-  const want = nativeIds(p, MOE_FIXTURE);
-  const got = await greedyInPage(p);
-  assert(sameIds(got.prompt_ids, want.prompt_ids), `prompt ids ${got.prompt_ids} vs ${want.prompt_ids}`);
-  assert(sameIds(got.ids, want.ids), `greedy ids differ:\n  browser ${got.ids}\n  native  ${want.ids}`);
-  console.log(`  ${got.ids.length} tokens equal (${r.info.model.architecture}, ${r.info.model.layers} layers)`);
-});
+for (const [file, fixture] of Object.entries(MOE_FIXTURES)) {
+  test(`MoE: the ${file} fixture gives the native tokens in the browser`, async () => {
+    const r = await loadInPage(`/models/${file}`, { cache: false });
+    assert(r.ok, `load failed: ${r.code} ${r.message}`);
+    const p = { prompt: 'The quick brown fox 7 jumps over' };
+    const want = nativeIds(p, fixture);
+    const got = await greedyInPage(p);
+    assert(sameIds(got.prompt_ids, want.prompt_ids), `prompt ids ${got.prompt_ids} vs ${want.prompt_ids}`);
+    assert(sameIds(got.ids, want.ids), `greedy ids differ:\n  browser ${got.ids}\n  native  ${want.ids}`);
+    console.log(`  ${got.ids.length} tokens equal (${r.info.model.architecture}, ${r.info.model.layers} layers)`);
+  });
+}
 
 test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error for a bad URL', async () => {
   const { page: demo, context } = await openPage(browser, `${server.base}/index.html`);

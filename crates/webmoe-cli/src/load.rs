@@ -7,31 +7,90 @@ use webmoe_core::model::ModelDesc;
 use webmoe_core::tokenizer::Tokenizer;
 use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
 use webmoe_loader::{
-    read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, FileSource, HttpSource,
-    DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
+    read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, Checkpoint, FileSource,
+    HttpSource, LoadError, DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
 };
 
-/// A model file opened on the CPU side (no GPU yet).
+/// A model opened on the CPU side (no GPU yet): a GGUF file, or a Hugging Face folder read in place.
 pub struct ModelFile {
-    /// Where the bytes come from (a local file or an HTTP URL).
+    /// Where the tensor bytes come from (a GGUF file or URL, or a checkpoint's virtual data section).
     pub src: Box<dyn ByteSource + Sync>,
-    /// Its GGUF header.
+    /// The GGUF header (for a checkpoint: the GGUF-style header over its planned tensors).
     pub header: GgufHeader,
     /// The model it describes.
     pub desc: ModelDesc,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
 }
 
-/// Reads the header and builds the model description.
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// A Hugging Face folder: a local directory, or a URL that does not name a `.gguf` file.
+fn is_checkpoint(model: &str) -> bool {
+    if is_url(model) {
+        !model.to_ascii_lowercase().ends_with(".gguf")
+    } else {
+        std::path::Path::new(model).is_dir()
+    }
+}
+
+fn open_checkpoint(model: &str) -> Result<ModelFile> {
+    let base = model.trim_end_matches('/').to_string();
+    let open_file = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
+        if is_url(&base) {
+            match HttpSource::open(&format!("{base}/{name}")) {
+                Ok(s) => Ok(Some(Box::new(s))),
+                Err(LoadError::Io { message, .. }) if message.contains("HTTP 404") => Ok(None),
+                Err(e) => Err(e),
+            }
+        } else {
+            let p = std::path::Path::new(&base).join(name);
+            if p.exists() {
+                Ok(Some(Box::new(FileSource::open(&p)?)))
+            } else {
+                Ok(None)
+            }
+        }
+    };
+    let ck = Checkpoint::open(&base, &open_file).with_context(|| format!("model {model}"))?;
+    let json =
+        |f: &str| -> Option<serde_json::Value> { serde_json::from_slice(ck.files.get(f)?).ok() };
+    let tok_json = ck
+        .files
+        .get("tokenizer.json")
+        .with_context(|| format!("{base}/tokenizer.json is missing"))?;
+    let tokenizer = Tokenizer::from_hf(
+        std::str::from_utf8(tok_json).context("tokenizer.json is not UTF-8")?,
+        json("tokenizer_config.json").as_ref(),
+        json("generation_config.json").as_ref(),
+        ck.model.bos,
+        &ck.model.eos,
+    )
+    .context("building the tokenizer from tokenizer.json")?;
+    Ok(ModelFile {
+        header: ck.header.clone(),
+        desc: ck.model.desc.clone(),
+        src: Box::new(ck),
+        tokenizer,
+    })
+}
+
+/// Reads the header and builds the model description and tokenizer. `model` is a GGUF path or
+/// `http(s)://` URL, or a Hugging Face model folder (a directory, or a URL not ending in `.gguf`).
 ///
 /// # Errors
-/// When the file cannot be read, is not a valid GGUF, or describes an unsupported model.
+/// When the files cannot be read, are not a valid GGUF or checkpoint, or describe an unsupported model.
 pub fn open(model: &str) -> Result<ModelFile> {
-    let src: Box<dyn ByteSource + Sync> =
-        if model.starts_with("http://") || model.starts_with("https://") {
-            Box::new(HttpSource::open(model)?)
-        } else {
-            Box::new(FileSource::open(std::path::Path::new(model))?)
-        };
+    if is_checkpoint(model) {
+        return open_checkpoint(model);
+    }
+    let src: Box<dyn ByteSource + Sync> = if is_url(model) {
+        Box::new(HttpSource::open(model)?)
+    } else {
+        Box::new(FileSource::open(std::path::Path::new(model))?)
+    };
     let header = read_gguf_header(src.as_ref()).with_context(|| format!("reading {model}"))?;
     let rope_freqs = match header.tensor("rope_freqs.weight") {
         Some(_) => Some(read_tensor_f32(src.as_ref(), &header, "rope_freqs.weight")?),
@@ -39,7 +98,13 @@ pub fn open(model: &str) -> Result<ModelFile> {
     };
     let desc =
         ModelDesc::from_gguf(&header, rope_freqs).with_context(|| format!("model {model}"))?;
-    Ok(ModelFile { src, header, desc })
+    let tokenizer = Tokenizer::from_gguf(&header).context("building the tokenizer")?;
+    Ok(ModelFile {
+        src,
+        header,
+        desc,
+        tokenizer,
+    })
 }
 
 /// A model ready to run.
@@ -59,7 +124,7 @@ pub struct Loaded {
 /// Everything [`open`] reports, tokenizer errors, no GPU, a model too large for the device, read errors.
 pub fn load(model: &str, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
     let file = open(model)?;
-    let tokenizer = Tokenizer::from_gguf(&file.header).context("building the tokenizer")?;
+    let tokenizer = file.tokenizer.clone();
     let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
     let mut engine = pollster::block_on(Engine::new(gpu, file.desc.clone(), &file.header, opts))?;
     let names: Vec<String> = file

@@ -2,7 +2,8 @@
 //! files made by llama.cpp's converter from the transformers model, references recorded by
 //! tests/fixtures/moe/make_moe_fixtures.py (run by hand; outputs committed beside it). Llama 4 GGUF
 //! input is compared with the reference recorded under llama.cpp's hard-coded Llama 4 settings
-//! (`gguf` in the reference file), since GGUF cannot store the fixture's own.
+//! (`gguf` in the reference file), since GGUF cannot store the fixture's own; the Hugging Face folders
+//! (bf16 safetensors, read in place) carry them and are compared with the main reference.
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -52,9 +53,10 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     .unwrap();
     let ids = u32s(&r["ids"]);
     // GGUF cannot store some Llama 4 settings: compare with the reference made under llama.cpp's.
+    // The Hugging Face folder (`quant` "hf", bf16) has the fixture's own settings.
     let r = match r.get("gguf") {
-        Some(g) => g.clone(),
-        None => r,
+        Some(g) if quant != "hf" => g.clone(),
+        _ => r,
     };
     let want_last: Vec<f32> = r["last_logits"]
         .as_array()
@@ -67,7 +69,10 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
         prefill_chunk: 16,
         kv_dtype: KvDtype::F32,
     };
-    let path = fixture(&format!("{family}.{quant}.gguf"));
+    let path = match quant {
+        "hf" => fixture(&format!("hf/{family}")),
+        _ => fixture(&format!("{family}.{quant}.gguf")),
+    };
     let mut m = load(path.to_str().unwrap(), opts, true).unwrap();
     let e = &mut m.engine;
     let want_argmax = u32s(&r["argmax"]);
@@ -122,10 +127,10 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     (r, out)
 }
 
-/// F32 GGUF: last logits within 1e-3 (decode, prefill and the CPU reference), every argmax and the
-/// 16 greedy tokens equal to transformers'.
-fn check_f32(family: &str) {
-    let (r, o) = run(family, "f32");
+/// F32 GGUF or the bf16 Hugging Face folder (`source` "f32" or "hf"): last logits within 1e-3 (decode,
+/// prefill and the CPU reference), every argmax and the 16 greedy tokens equal to transformers'.
+fn check_exact(family: &str, source: &str) {
+    let (r, o) = run(family, source);
     for (what, d) in [
         ("decode", o.last_max_diff),
         ("prefill", o.prefill_last_max_diff),
@@ -155,7 +160,13 @@ macro_rules! families {
         mod f32_gguf_matches_transformers {
             $(#[test]
             fn $family() {
-                super::check_f32(stringify!($family));
+                super::check_exact(stringify!($family), "f32");
+            })*
+        }
+        mod safetensors_folder_matches_transformers {
+            $(#[test]
+            fn $family() {
+                super::check_exact(stringify!($family), "hf");
             })*
         }
         mod q8_0_gguf_stays_within_quantization_noise {

@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod error;
 pub mod gguf;
+pub mod hf;
 pub mod model;
 pub mod moe;
 pub mod quant;

@@ -61,6 +61,7 @@ pub struct SpecialTokens {
 }
 
 /// A tokenizer with llama.cpp's special-token behaviour.
+#[derive(Clone)]
 pub struct Tokenizer {
     with_special: tokenizers::Tokenizer,
     plain: tokenizers::Tokenizer,
@@ -283,6 +284,93 @@ impl Tokenizer {
     ) -> Result<Self, TokenizerError> {
         let tok: tokenizers::Tokenizer = json.parse().map_err(build_err)?;
         Ok(Self::from_parts(tok, special, chat_template))
+    }
+
+    /// Builds from a Hugging Face model folder's files: `tokenizer.json`, and when present
+    /// `tokenizer_config.json` (BOS/EOS text, `add_bos_token`, `chat_template`) and
+    /// `generation_config.json` (EOS ids). `config_bos`/`config_eos` come from `config.json`.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Build`] when `tokenizer.json` is not a valid tokenizer.
+    pub fn from_hf(
+        tokenizer_json: &str,
+        tokenizer_config: Option<&serde_json::Value>,
+        generation_config: Option<&serde_json::Value>,
+        config_bos: Option<u32>,
+        config_eos: &[u32],
+    ) -> Result<Self, TokenizerError> {
+        use serde_json::Value;
+        let tok: tokenizers::Tokenizer = tokenizer_json.parse().map_err(build_err)?;
+        let text = |k: &str| -> Option<String> {
+            match tokenizer_config?.get(k)? {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+                _ => None,
+            }
+        };
+        let id_list = |v: Option<&Value>| -> Vec<u32> {
+            match v {
+                Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|x| x as u32)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let bos_text = text("bos_token");
+        let eos_text = text("eos_token");
+        let bos = bos_text
+            .as_deref()
+            .and_then(|t| tok.token_to_id(t))
+            .or_else(|| {
+                generation_config
+                    .and_then(|g| g.get("bos_token_id")?.as_u64())
+                    .map(|x| x as u32)
+            })
+            .or(config_bos);
+        let mut eog: Vec<u32> = eos_text
+            .as_deref()
+            .and_then(|t| tok.token_to_id(t))
+            .into_iter()
+            .collect();
+        for id in id_list(generation_config.and_then(|g| g.get("eos_token_id")))
+            .into_iter()
+            .chain(config_eos.iter().copied())
+        {
+            if !eog.contains(&id) {
+                eog.push(id);
+            }
+        }
+        for t in EOG_TEXTS {
+            if let Some(id) = tok.token_to_id(t) {
+                if !eog.contains(&id) {
+                    eog.push(id);
+                }
+            }
+        }
+        // BOS is prepended when the tokenizer config says so, or its post-processor adds it.
+        let post_adds_bos = bos_text.as_deref().is_some_and(|b| {
+            serde_json::from_str::<Value>(tokenizer_json)
+                .ok()
+                .and_then(|v| v.get("post_processor").map(|p| p.to_string().contains(b)))
+                .unwrap_or(false)
+        });
+        let add_bos = tokenizer_config
+            .and_then(|c| c.get("add_bos_token")?.as_bool())
+            .unwrap_or(post_adds_bos);
+        let special = SpecialTokens {
+            bos,
+            add_bos: add_bos && bos.is_some(),
+            eog,
+            bos_text: bos.and_then(|i| tok.id_to_token(i)).unwrap_or_default(),
+            eos_text: eos_text.unwrap_or_default(),
+        };
+        let template = tokenizer_config
+            .and_then(|c| c.get("chat_template")?.as_str())
+            .map(str::to_string);
+        Ok(Self::from_parts(tok, special, template))
     }
 
     /// The tokenizer as Hugging Face `tokenizer.json` text.

@@ -3,6 +3,7 @@
 //! reads; [`stream_tensors`] hands tensor data to a [`TensorSink`] chunk by chunk, so a model never sits
 //! whole in memory.
 
+mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod plan;
@@ -12,6 +13,7 @@ mod source;
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::HttpSource;
 
+pub use checkpoint::{Checkpoint, OpenFile};
 pub use plan::{Chunk, ChunkPlan};
 pub use sink::MemorySink;
 #[cfg(not(target_arch = "wasm32"))]
@@ -50,6 +52,9 @@ pub enum LoadError {
     /// A tensor the caller asked for is not in the file.
     #[error("missing tensor {0}")]
     MissingTensor(String),
+    /// The files do not describe a model webmoe runs.
+    #[error(transparent)]
+    Model(#[from] webmoe_core::ModelError),
 }
 
 /// Default size of one read while streaming tensor data.

@@ -52,7 +52,7 @@ impl From<LoadError> for WebError {
         match e {
             LoadError::Io { .. } => WebError::Download(e.to_string()),
             LoadError::Changed { .. } => WebError::Changed(e.to_string()),
-            LoadError::Gguf(_) | LoadError::MissingTensor(_) => {
+            LoadError::Gguf(_) | LoadError::MissingTensor(_) | LoadError::Model(_) => {
                 WebError::InvalidModel(e.to_string())
             }
             LoadError::Sink(_) => WebError::Device(e.to_string()),
