@@ -14,9 +14,10 @@ pub fn run(
     json: bool,
     profile: bool,
     opts: EngineOptions,
+    quantize: Option<webmoe_core::quant::GgmlType>,
 ) -> Result<()> {
     let t_load = Instant::now();
-    let mut m = webmoe_cli::load::load(model, opts, json)?;
+    let mut m = webmoe_cli::load::load_quantized(model, opts, quantize, json)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let vocab = m.engine.desc.config.vocab_size as u32;
     // A fixed pseudo-random prompt: speed does not depend on the text.

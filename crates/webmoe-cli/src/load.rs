@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use webmoe_core::gguf::GgufHeader;
 use webmoe_core::model::ModelDesc;
+use webmoe_core::quant::GgmlType;
 use webmoe_core::tokenizer::Tokenizer;
 use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
 use webmoe_loader::{
@@ -36,7 +37,7 @@ fn is_checkpoint(model: &str) -> bool {
     }
 }
 
-fn open_checkpoint(model: &str) -> Result<ModelFile> {
+fn open_checkpoint(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile> {
     let base = model.trim_end_matches('/').to_string();
     let open_file = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
         if is_url(&base) {
@@ -54,7 +55,8 @@ fn open_checkpoint(model: &str) -> Result<ModelFile> {
             }
         }
     };
-    let ck = Checkpoint::open(&base, &open_file).with_context(|| format!("model {model}"))?;
+    let ck =
+        Checkpoint::open(&base, &open_file, quantize).with_context(|| format!("model {model}"))?;
     let json =
         |f: &str| -> Option<serde_json::Value> { serde_json::from_slice(ck.files.get(f)?).ok() };
     let tok_json = ck
@@ -83,8 +85,23 @@ fn open_checkpoint(model: &str) -> Result<ModelFile> {
 /// # Errors
 /// When the files cannot be read, are not a valid GGUF or checkpoint, or describe an unsupported model.
 pub fn open(model: &str) -> Result<ModelFile> {
+    open_quantized(model, None)
+}
+
+/// [`open`], quantizing a Hugging Face checkpoint's weight matrices to `quantize` (Q8_0, Q4_0 or Q4_K)
+/// as they stream in.
+///
+/// # Errors
+/// As [`open`]; also when `quantize` is given for a GGUF file (its tensors are stored as they are).
+pub fn open_quantized(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile> {
     if is_checkpoint(model) {
-        return open_checkpoint(model);
+        return open_checkpoint(model, quantize);
+    }
+    if let Some(ty) = quantize {
+        anyhow::bail!(
+            "--quantize {} applies to Hugging Face folders; {model} is a GGUF file, whose tensors are used as stored",
+            ty.name().to_lowercase()
+        );
     }
     let src: Box<dyn ByteSource + Sync> = if is_url(model) {
         Box::new(HttpSource::open(model)?)
@@ -123,7 +140,20 @@ pub struct Loaded {
 /// # Errors
 /// Everything [`open`] reports, tokenizer errors, no GPU, a model too large for the device, read errors.
 pub fn load(model: &str, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
-    let file = open(model)?;
+    load_quantized(model, opts, None, quiet)
+}
+
+/// [`load`] with quantization on load for Hugging Face checkpoints (see [`open_quantized`]).
+///
+/// # Errors
+/// As [`load`] and [`open_quantized`].
+pub fn load_quantized(
+    model: &str,
+    opts: EngineOptions,
+    quantize: Option<GgmlType>,
+    quiet: bool,
+) -> Result<Loaded> {
+    let file = open_quantized(model, quantize)?;
     let tokenizer = file.tokenizer.clone();
     let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
     let mut engine = pollster::block_on(Engine::new(gpu, file.desc.clone(), &file.header, opts))?;

@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use webmoe_cli::load::load;
+use webmoe_cli::load::load_quantized;
+use webmoe_core::quant::GgmlType;
 use webmoe_core::reference::CpuModel;
 use webmoe_core::sampling::SamplingParams;
 use webmoe_gpu::{EngineOptions, KvDtype};
@@ -41,6 +42,8 @@ struct Outcome {
     last_max_diff: f32,
     prefill_last_max_diff: f32,
     cpu_last_max_diff: f32,
+    /// GPU against the CPU reference on the same (possibly quantized) weights.
+    gpu_cpu_max_diff: f32,
     greedy: Vec<u32>,
 }
 
@@ -55,7 +58,7 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     // GGUF cannot store some Llama 4 settings: compare with the reference made under llama.cpp's.
     // The Hugging Face folder (`quant` "hf", bf16) has the fixture's own settings.
     let r = match r.get("gguf") {
-        Some(g) if quant != "hf" => g.clone(),
+        Some(g) if !quant.starts_with("hf") => g.clone(),
         _ => r,
     };
     let want_last: Vec<f32> = r["last_logits"]
@@ -69,11 +72,37 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
         prefill_chunk: 16,
         kv_dtype: KvDtype::F32,
     };
-    let path = match quant {
-        "hf" => fixture(&format!("hf/{family}")),
-        _ => fixture(&format!("{family}.{quant}.gguf")),
+    // "hf" is the bf16 folder; "hf-q8_0" etc. the folder quantized on load.
+    let (path, on_load) = match quant.strip_prefix("hf") {
+        Some(q) => (
+            fixture(&format!("hf/{family}")),
+            match q {
+                "-q8_0" => Some(GgmlType::Q8_0),
+                "-q4_0" => Some(GgmlType::Q4_0),
+                "-q4_k" => Some(GgmlType::Q4_K),
+                _ => None,
+            },
+        ),
+        None => (fixture(&format!("{family}.{quant}.gguf")), None),
     };
-    let mut m = load(path.to_str().unwrap(), opts, true).unwrap();
+    let mut m = load_quantized(path.to_str().unwrap(), opts, on_load, true).unwrap();
+    if let Some(ty) = on_load {
+        // Every weight matrix was quantized (Q4_K falls back to Q4_0 for these 64-wide rows).
+        let want = if ty == GgmlType::Q4_K {
+            GgmlType::Q4_0
+        } else {
+            ty
+        };
+        for t in m
+            .file
+            .header
+            .tensors
+            .iter()
+            .filter(|t| t.dims.len() >= 2 && t.dims[1] > 1)
+        {
+            assert_eq!(t.ggml_type, want, "{family} {quant}: {}", t.name);
+        }
+    }
     let e = &mut m.engine;
     let want_argmax = u32s(&r["argmax"]);
     let mut agree = 0;
@@ -96,7 +125,13 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     })
     .unwrap();
     let all = cpu.forward(&ids);
-    let cpu_last_max_diff = diff(&all[all.len() - want_last.len()..]);
+    let cpu_last = &all[all.len() - want_last.len()..];
+    let cpu_last_max_diff = diff(cpu_last);
+    let gpu_cpu_max_diff = last
+        .iter()
+        .zip(cpu_last)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     e.reset();
     let greedy_params = SamplingParams::default();
     let mut next = pollster::block_on(e.forward(&ids, Some((&greedy_params, &[], 0))))
@@ -122,6 +157,7 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
         last_max_diff,
         prefill_last_max_diff,
         cpu_last_max_diff,
+        gpu_cpu_max_diff,
         greedy,
     };
     (r, out)
@@ -155,6 +191,28 @@ fn check_q8_0(family: &str) {
     );
 }
 
+/// The bf16 folder quantized on load: Q8_0 within quantization noise of transformers (85% of the
+/// argmaxes), and for every type the GPU equal to the CPU reference on the same quantized weights.
+/// (The fixtures' 64-wide rows take Q4_K's Q4_0 fallback; Q4_K itself is checked on 256-wide rows
+/// in webmoe-loader's checkpoint tests.)
+fn check_quantized_on_load(family: &str) {
+    for q in ["hf-q8_0", "hf-q4_0", "hf-q4_k"] {
+        let (_, o) = run(family, q);
+        assert!(
+            o.gpu_cpu_max_diff < 1e-3,
+            "{family} {q}: GPU and CPU reference differ by {}",
+            o.gpu_cpu_max_diff
+        );
+        if q == "hf-q8_0" {
+            assert!(
+                o.argmax_agree >= 0.85,
+                "{family} {q}: argmax agreement {}",
+                o.argmax_agree
+            );
+        }
+    }
+}
+
 macro_rules! families {
     ($($family:ident),*) => {
         mod f32_gguf_matches_transformers {
@@ -167,6 +225,12 @@ macro_rules! families {
             $(#[test]
             fn $family() {
                 super::check_exact(stringify!($family), "hf");
+            })*
+        }
+        mod safetensors_quantized_on_load {
+            $(#[test]
+            fn $family() {
+                super::check_quantized_on_load(stringify!($family));
             })*
         }
         mod q8_0_gguf_stays_within_quantization_noise {

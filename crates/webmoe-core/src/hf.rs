@@ -485,6 +485,23 @@ impl HfModel {
         })
     }
 
+    /// Stores every weight matrix (2-D, or stacked 3-D experts) as `ty` (quantization on load). Rows
+    /// that do not divide into `ty`'s blocks fall back as in llama.cpp: Q4_K to Q4_0 (32-element blocks);
+    /// rows that fit no block, vectors and one-row matrices keep their type.
+    pub fn quantize(&mut self, ty: GgmlType) {
+        for p in &mut self.tensors {
+            if p.dims.len() < 2 || p.dims[1] <= 1 {
+                continue;
+            }
+            let fits = |t: GgmlType| p.dims[0].is_multiple_of(t.block_elems());
+            if fits(ty) {
+                p.ggml_type = ty;
+            } else if ty == GgmlType::Q4_K && fits(GgmlType::Q4_0) {
+                p.ggml_type = GgmlType::Q4_0;
+            }
+        }
+    }
+
     /// A GGUF-style header over the planned tensors (data offsets in a virtual data section that
     /// starts at 0), so the engine and the chunked loader take a checkpoint like a GGUF file.
     pub fn header(&self) -> GgufHeader {
@@ -493,8 +510,8 @@ impl HfModel {
             .tensors
             .iter()
             .map(|p| {
-                let elems: u64 = p.dims.iter().product();
-                let size_bytes = elems * p.ggml_type.block_bytes();
+                let rows: u64 = p.dims.iter().skip(1).product();
+                let size_bytes = rows * p.ggml_type.row_bytes(p.dims[0]);
                 let t = TensorInfo {
                     name: p.name.clone(),
                     dims: p.dims.clone(),

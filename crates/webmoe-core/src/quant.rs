@@ -325,6 +325,91 @@ pub fn quantize_q8_0(x: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Quantizes f32 values to Q4_0 (ggml's reference `quantize_row_q4_0`: the signed value of largest
+/// magnitude maps to -8).
+pub fn quantize_q4_0(x: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(x.len() / 32 * 18);
+    for blk in x.chunks_exact(32) {
+        let max = blk
+            .iter()
+            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+        let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+        out.extend((0..16).map(|l| q(blk[l]) | (q(blk[l + 16]) << 4)));
+    }
+    out
+}
+
+/// Quantizes f32 values to Q4_K: per 32-element sub-block an affine range (scale and minimum, each
+/// stored in 6 bits relative to the block's f16 `d` and `dmin`), 4-bit codes. A plain min/max fit,
+/// not ggml's iterative search: slightly larger error, the same layout.
+pub fn quantize_q4_k(x: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(x.len() / 256 * 144);
+    for blk in x.chunks_exact(256) {
+        let mut scale = [0f32; 8];
+        let mut min = [0f32; 8];
+        for (j, sub) in blk.chunks_exact(32).enumerate() {
+            let lo = sub.iter().fold(f32::INFINITY, |a, &v| a.min(v)).min(0.0);
+            let hi = sub.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            scale[j] = (hi - lo) / 15.0;
+            min[j] = -lo;
+        }
+        let d = f16::from_f32(scale.iter().fold(0f32, |a, &v| a.max(v)) / 63.0);
+        let dmin = f16::from_f32(min.iter().fold(0f32, |a, &v| a.max(v)) / 63.0);
+        let q6 = |v: f32, unit: f32| {
+            if unit > 0.0 {
+                ((v / unit).round() as i32).clamp(0, 63) as u8
+            } else {
+                0
+            }
+        };
+        let sc: Vec<u8> = scale.iter().map(|&v| q6(v, d.to_f32())).collect();
+        let mn: Vec<u8> = min.iter().map(|&v| q6(v, dmin.to_f32())).collect();
+        let mut packed = [0u8; 12];
+        for j in 0..4 {
+            packed[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+            packed[j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6);
+            packed[j + 8] = (sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4);
+        }
+        out.extend_from_slice(&d.to_bits().to_le_bytes());
+        out.extend_from_slice(&dmin.to_bits().to_le_bytes());
+        out.extend_from_slice(&packed);
+        let code = |j: usize, v: f32| {
+            let (s, m) = scale_min_k4(j, &packed);
+            let step = d.to_f32() * s as f32;
+            if step > 0.0 {
+                (((v + dmin.to_f32() * m as f32) / step).round() as i32).clamp(0, 15) as u8
+            } else {
+                0
+            }
+        };
+        for g in 0..4 {
+            for l in 0..32 {
+                let (a, b) = (2 * g, 2 * g + 1);
+                out.push(code(a, blk[a * 32 + l]) | (code(b, blk[b * 32 + l]) << 4));
+            }
+        }
+    }
+    out
+}
+
+/// Quantizes f32 rows to `ty` (Q8_0, Q4_0 or Q4_K; F32 copies). `x.len()` must be a multiple of the
+/// block size.
+///
+/// # Panics
+/// For other types.
+pub fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    match ty {
+        GgmlType::Q8_0 => quantize_q8_0(x),
+        GgmlType::Q4_0 => quantize_q4_0(x),
+        GgmlType::Q4_K => quantize_q4_k(x),
+        GgmlType::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        other => panic!("quantizing to {} is not supported", other.name()),
+    }
+}
+
 /// Fills `n_blocks` blocks of `ty` with random bytes whose f16 scale fields hold small finite values,
 /// so that every block decodes to finite numbers. `next` yields random u32s. Used by tests and fixtures.
 pub fn random_blocks(ty: GgmlType, n_blocks: usize, mut next: impl FnMut() -> u32) -> Vec<u8> {
@@ -355,4 +440,56 @@ pub fn random_blocks(ty: GgmlType, n_blocks: usize, mut next: impl FnMut() -> u3
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quantize, dequantize with the reference decoder, and bound the relative RMS error: each format
+    /// keeps what its bits allow (8-bit ≈ 0.4%, 4-bit ≈ 7–9% on Gaussian-like data).
+    #[test]
+    fn quantizers_round_trip_through_the_reference_decoder() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Sum of uniforms: roughly Gaussian, with an offset so minima differ from -maxima.
+            (0..4)
+                .map(|i| ((state >> (16 * i)) & 0xffff) as f32 / 65536.0)
+                .sum::<f32>()
+                - 1.7
+        };
+        let x: Vec<f32> = (0..4096).map(|_| next()).collect();
+        for (ty, bound) in [
+            (GgmlType::Q8_0, 0.01),
+            (GgmlType::Q4_0, 0.15),
+            (GgmlType::Q4_K, 0.15),
+        ] {
+            let q = quantize(ty, &x);
+            assert_eq!(
+                q.len() as u64,
+                ty.row_bytes(x.len() as u64),
+                "{}",
+                ty.name()
+            );
+            let mut y = vec![0f32; x.len()];
+            dequantize(ty, &q, &mut y);
+            let err: f32 = x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum();
+            let norm: f32 = x.iter().map(|a| a * a).sum();
+            let rel = (err / norm).sqrt();
+            assert!(rel < bound, "{}: relative RMS error {rel}", ty.name());
+            // Not trivially exact either: 4-bit formats must lose something.
+            if ty != GgmlType::Q8_0 {
+                assert!(rel > 0.01, "{}: {rel}", ty.name());
+            }
+        }
+        // All-zero blocks stay zero.
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
+            let mut y = vec![1f32; 256];
+            dequantize(ty, &quantize(ty, &[0.0; 256]), &mut y);
+            assert!(y.iter().all(|&v| v == 0.0), "{}", ty.name());
+        }
+    }
 }

@@ -45,6 +45,15 @@ fn io(name: &str, message: impl Into<String>) -> LoadError {
     }
 }
 
+/// One F32, F16 or BF16 element.
+fn to_f32(ty: GgmlType, c: &[u8]) -> f32 {
+    match ty {
+        GgmlType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+        GgmlType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+        _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+    }
+}
+
 fn read_all(src: &dyn ByteSource) -> Result<Vec<u8>, LoadError> {
     src.read_at(0, src.len())
 }
@@ -115,12 +124,17 @@ fn shard_table(src: &dyn ByteSource) -> Result<Vec<(String, u64, CheckpointTenso
 }
 
 impl Checkpoint {
-    /// Reads the folder's JSON files and safetensors headers (not the weights) and plans the model.
+    /// Reads the folder's JSON files and safetensors headers (not the weights) and plans the model;
+    /// with `quantize` (Q8_0, Q4_0 or Q4_K) the weight matrices are quantized as they stream in.
     ///
     /// # Errors
     /// [`LoadError::Io`] for missing or unreadable files and invalid headers; [`LoadError::Model`] when
     /// the checkpoint does not describe a model webmoe runs.
-    pub fn open(name: &str, open: &OpenFile) -> Result<Self, LoadError> {
+    pub fn open(
+        name: &str,
+        open: &OpenFile,
+        quantize: Option<GgmlType>,
+    ) -> Result<Self, LoadError> {
         let must = |f: &str| -> Result<Box<dyn ByteSource + Sync>, LoadError> {
             open(f)?.ok_or_else(|| io(&format!("{name}/{f}"), "not found"))
         };
@@ -166,7 +180,10 @@ impl Checkpoint {
             .iter()
             .map(|(k, v)| (k.clone(), v.info.clone()))
             .collect();
-        let model = HfModel::new(&config, &table).map_err(LoadError::Model)?;
+        let mut model = HfModel::new(&config, &table).map_err(LoadError::Model)?;
+        if let Some(ty) = quantize {
+            model.quantize(ty);
+        }
         let header = model.header();
         let mut files = HashMap::new();
         for f in [
@@ -191,6 +208,9 @@ impl Checkpoint {
 
     /// Bytes `[a, b)` of a planned tensor, in its GPU type.
     fn tensor_bytes(&self, p: &PlannedTensor, a: u64, b: u64) -> Result<Vec<u8>, LoadError> {
+        if p.ggml_type.block_elems() > 1 {
+            return self.quantized_bytes(p, a, b);
+        }
         let (ses, oes) = (p.src_type.block_bytes(), p.ggml_type.block_bytes());
         let (e0, e1) = (a / oes, b.div_ceil(oes));
         let src = self.source_elements(p, e0, e1)?;
@@ -199,18 +219,27 @@ impl Checkpoint {
         } else {
             // Vectors are widened to f32.
             src.chunks_exact(ses as usize)
-                .flat_map(|c| {
-                    let v = match p.src_type {
-                        GgmlType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
-                        GgmlType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
-                        _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-                    };
-                    v.to_le_bytes()
-                })
+                .flat_map(|c| to_f32(p.src_type, c).to_le_bytes())
                 .collect()
         };
         let skip = (a - e0 * oes) as usize;
         Ok(out[skip..skip + (b - a) as usize].to_vec())
+    }
+
+    /// Bytes `[a, b)` of a tensor quantized on load: the rows they touch, widened to f32 and quantized.
+    fn quantized_bytes(&self, p: &PlannedTensor, a: u64, b: u64) -> Result<Vec<u8>, LoadError> {
+        let k = p.dims[0];
+        let rb = p.ggml_type.row_bytes(k);
+        let (r0, r1) = (a / rb, b.div_ceil(rb));
+        let src = self.source_elements(p, r0 * k, r1 * k)?;
+        let es = p.src_type.block_bytes() as usize;
+        let x: Vec<f32> = src
+            .chunks_exact(es)
+            .map(|c| to_f32(p.src_type, c))
+            .collect();
+        let q = webmoe_core::quant::quantize(p.ggml_type, &x);
+        let skip = (a - r0 * rb) as usize;
+        Ok(q[skip..skip + (b - a) as usize].to_vec())
     }
 
     /// Source-type bytes of elements `[e0, e1)` of a planned tensor.
