@@ -140,6 +140,9 @@ struct MoeScratch {
     xs: Option<wgpu::Buffer>,
     /// The shared-expert gate logit of each token (Qwen2-MoE).
     shared_gate: wgpu::Buffer,
+    /// Prefill: the slots grouped by expert (offsets `[E + 1]`, slots `[T * k]`).
+    offsets: wgpu::Buffer,
+    sorted: wgpu::Buffer,
 }
 
 /// A loaded model on the GPU with its KV cache.
@@ -212,6 +215,8 @@ pub fn plan(
                 u64::from(m.routing.weights_input()),
             ),
             (f32s(t), 1),
+            (f32s(m.n_experts + 1), 1),
+            (f32s(t * m.n_used), 1),
         ]
     }))
     .collect();
@@ -329,6 +334,8 @@ impl Engine {
                     .weights_input()
                     .then(|| gpu.storage("expert inputs", f32s(t * m.n_used * c.hidden))),
                 shared_gate: gpu.storage("shared expert gate", f32s(t)),
+                offsets: gpu.storage("expert offsets", ((m.n_experts + 1) * 4) as u64),
+                sorted: gpu.storage("slots by expert", (t * m.n_used * 4) as u64),
             }),
         };
         let kv_caches: Vec<LayerCache> = desc

@@ -16,6 +16,8 @@ pub enum Grid {
     Attention(u32),
     /// `(x, y, n_tokens)`.
     TokensZ(u32, u32),
+    /// `(x, y, ceil(n_tokens / tile))`: the grouped expert mat-mul (y = experts).
+    TileZ(u32, u32, u32),
 }
 
 impl Grid {
@@ -28,6 +30,7 @@ impl Grid {
             Grid::TokenTiles(x, tile) => [x, n_tokens.div_ceil(tile), 1],
             Grid::Attention(heads) => [n_tokens * heads, n_splits, 1],
             Grid::TokensZ(x, y) => [x, y, n_tokens],
+            Grid::TileZ(x, y, tile) => [x, y, n_tokens.div_ceil(tile)],
         }
     }
 }

@@ -30,6 +30,8 @@ const SOURCES: &[(&str, &str)] = sources![
     "matvec_experts.wgsl",
     "moe_combine.wgsl",
     "qk_norm.wgsl",
+    "moe_group.wgsl",
+    "matmul_experts.wgsl",
 ];
 
 fn source(name: &str) -> Result<&'static str, GpuError> {
@@ -164,15 +166,17 @@ mod tests {
                     }
                 }
                 for per_slot in ["0u", "1u"] {
-                    check(
-                        "matvec_experts.wgsl",
-                        &[
-                            ("HDR", h.clone()),
-                            ("DQ4", d.clone()),
-                            ("ALIGNED", aligned.into()),
-                            ("X_PER_SLOT", per_slot.into()),
-                        ],
-                    );
+                    for shader in ["matvec_experts.wgsl", "matmul_experts.wgsl"] {
+                        check(
+                            shader,
+                            &[
+                                ("HDR", h.clone()),
+                                ("DQ4", d.clone()),
+                                ("ALIGNED", aligned.into()),
+                                ("X_PER_SLOT", per_slot.into()),
+                            ],
+                        );
+                    }
                 }
                 check(
                     "embed.wgsl",
@@ -198,6 +202,7 @@ mod tests {
             "moe_route.wgsl",
             "moe_combine.wgsl",
             "qk_norm.wgsl",
+            "moe_group.wgsl",
         ] {
             check(name, &[]);
         }

@@ -1,6 +1,7 @@
 //! Mixture-of-Experts kernels against the CPU reference (webmoe-core `moe`): router top-k in both
 //! weightings with ties in the logits, expert mat-vecs that read expert ids from a GPU buffer (every
 //! weight type, experts that get no token, a tensor split across bindings so experts straddle shards),
+//! the prefill grouping by expert and the grouped expert mat-mul,
 //! and a whole routed layer composed from the launches as the executor will run it.
 
 mod common;
@@ -102,13 +103,15 @@ fn k_for(ty: GgmlType) -> usize {
     }
 }
 
+/// Decode's expert mat-vec and prefill's grouping + grouped mat-mul give the same per-slot outputs as the
+/// CPU, and the grouping is the CPU's (slots of each expert in increasing order).
 #[test]
-fn expert_matvec_reads_only_the_chosen_experts_for_every_type() {
+fn expert_matvec_and_grouped_matmul_read_only_the_chosen_experts_for_every_type() {
     // Small bindings split the stacked tensor so that experts straddle shards.
     for gpu in [gpu(), gpu_with(Some(4096))] {
         for ty in GgmlType::ALL {
             let mut rng = Rng(ty.id() as u64 + 3);
-            let (n_exp, rows, k, k_used, tokens) = (6usize, 37usize, k_for(ty), 2usize, 3usize);
+            let (n_exp, rows, k, k_used, tokens) = (6usize, 37usize, k_for(ty), 2usize, 9usize);
             let (bytes, w) = random_matrix(&mut rng, ty, n_exp * rows, k);
             let store = upload(
                 &gpu,
@@ -119,8 +122,17 @@ fn expert_matvec_reads_only_the_chosen_experts_for_every_type() {
                 1000,
             );
             let t = store.get("w").unwrap();
-            // Experts 0 and 4 get no token; expert 5 is chosen twice.
-            let ids: Vec<u32> = vec![5, 1, 3, 5, 2, 1];
+            // Experts 0 and 4 get no token; the others get 4 or 5 slots (more than one tile of 4).
+            let chosen = [5u32, 1, 3, 2];
+            let ids: Vec<u32> = (0..tokens)
+                .flat_map(|t| [chosen[t % 4], chosen[(t + 1) % 4]])
+                .collect();
+            let mut offsets = vec![0u32];
+            let mut sorted = Vec::new();
+            for e in 0..n_exp as u32 {
+                sorted.extend((0..ids.len() as u32).filter(|&s| ids[s as usize] == e));
+                offsets.push(sorted.len() as u32);
+            }
             for per_slot in [false, true] {
                 let x_rows = if per_slot { tokens * k_used } else { tokens };
                 let x = rng.vec(x_rows * k);
@@ -150,6 +162,25 @@ fn expert_matvec_reads_only_the_chosen_experts_for_every_type() {
                 assert!(
                     e < F32_NMSE,
                     "{} per_slot={per_slot} shards={}: nmse {e:e}",
+                    ty.name(),
+                    t.shards.len()
+                );
+                // Prefill: group, then the grouped mat-mul into a fresh output.
+                let g = moe::Grouped {
+                    offsets: &gpu.storage("offsets", ((n_exp + 1) * 4) as u64),
+                    sorted: &gpu.storage("sorted", (ids.len() * 4) as u64),
+                    n_experts: n_exp,
+                };
+                let y2 = gpu.storage("y2", (tokens * k_used * rows * 4) as u64);
+                let mut ops = vec![moe::group(&gpu, r, g).unwrap()];
+                ops.extend(moe::experts_grouped(&gpu, t, rows, &xb, &y2, r, g, per_slot).unwrap());
+                run(&gpu, &ops.iter().collect::<Vec<_>>(), tokens as u32, 1);
+                assert_eq!(read_u32(&gpu, g.offsets, n_exp + 1), offsets);
+                assert_eq!(read_u32(&gpu, g.sorted, ids.len()), sorted);
+                let e = nmse(&read_f32(&gpu, &y2, tokens * k_used * rows), &want);
+                assert!(
+                    e < F32_NMSE,
+                    "grouped {} per_slot={per_slot} shards={}: nmse {e:e}",
                     ty.name(),
                     t.shards.len()
                 );

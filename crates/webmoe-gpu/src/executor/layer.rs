@@ -7,7 +7,7 @@ use crate::kernels::attention::{self, Shape};
 use crate::kernels::elementwise::{self, Kind};
 use crate::kernels::kv::{self, LayerCache};
 use crate::kernels::linear::{self, Layout};
-use crate::kernels::moe::{self, Routed, Weighting};
+use crate::kernels::moe::{self, Grouped, Routed, Weighting};
 use crate::kernels::{norm, qk, rope};
 use crate::weights::WeightStore;
 use crate::{Gpu, GpuError};
@@ -200,6 +200,18 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
         "route",
         moe::route(g, &ms.logits, r, m.n_experts, m.routing)?,
     ));
+    // Prefill groups the slots by expert so that each expert's weights are read once per tile of its
+    // tokens; decode reads the chosen experts' rows directly.
+    let grouped = Grouped {
+        offsets: &ms.offsets,
+        sorted: &ms.sorted,
+        n_experts: m.n_experts,
+    };
+    out.push(Launch {
+        name: "group",
+        vec: Vec::new(),
+        mat: vec![moe::group(g, r, grouped)?],
+    });
     // Llama 4 scales each slot's input by its weight; the others scale the outputs in the combine.
     let (x_in, per_slot, weighting) = match &ms.xs {
         Some(xs) => {
@@ -212,10 +224,11 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
         None => (&s.xn, false, Weighting::Weights),
     };
     let experts = |name, t: &str, rows, x, y, per_slot| -> Result<Launch, GpuError> {
-        Ok(Launch::ops(
+        Ok(Launch {
             name,
-            moe::experts(g, w(t)?, rows, x, y, r, per_slot)?,
-        ))
+            vec: moe::experts(g, w(t)?, rows, x, y, r, per_slot)?,
+            mat: moe::experts_grouped(g, w(t)?, rows, x, y, r, grouped, per_slot)?,
+        })
     };
     out.push(experts("gate", &l.gate, i, x_in, &s.gate, per_slot)?);
     out.push(experts("up", &l.up, i, x_in, &s.up, per_slot)?);

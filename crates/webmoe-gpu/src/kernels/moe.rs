@@ -115,6 +115,97 @@ pub fn experts(
         .collect())
 }
 
+/// A prefill's routing slots grouped by expert (`shaders/moe_group.wgsl`): offsets `[E + 1]` and the
+/// slots of each expert in `sorted` `[T * k]`.
+#[derive(Clone, Copy)]
+pub struct Grouped<'a> {
+    /// u32 `[E + 1]`.
+    pub offsets: &'a wgpu::Buffer,
+    /// u32 `[T * k]`.
+    pub sorted: &'a wgpu::Buffer,
+    /// Experts E.
+    pub n_experts: usize,
+}
+
+/// The launch that groups `r.ids` by expert into `g`.
+///
+/// # Errors
+/// [`GpuError::Invalid`] for more than [`MAX_EXPERTS`] experts; pipeline errors.
+pub fn group(gpu: &Gpu, r: Routed, g: Grouped) -> Result<Op, GpuError> {
+    if g.n_experts == 0 || g.n_experts > MAX_EXPERTS {
+        return Err(GpuError::Invalid(format!(
+            "{} experts: grouping supports 1..={MAX_EXPERTS}",
+            g.n_experts
+        )));
+    }
+    let p = gpu.pipeline("moe_group.wgsl", "main", &[])?;
+    let params = gpu.uniform(&[g.n_experts as u32, r.k as u32, 0, 0]);
+    Ok(Op {
+        bind_group: gpu.bind(&p, &[r.ids, g.offsets, g.sorted, &params, r.step]),
+        pipeline: p,
+        grid: Grid::Fixed([1, 1, 1]),
+    })
+}
+
+/// The grouped expert mat-mul launches (one per shard of `w`): every expert's weights are read once
+/// per tile of its slots (`shaders/matmul_experts.wgsl`). Arguments as [`experts`].
+///
+/// # Errors
+/// As [`experts`].
+#[allow(clippy::too_many_arguments)]
+pub fn experts_grouped(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    rows_per_expert: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    r: Routed,
+    g: Grouped,
+    x_per_slot: bool,
+) -> Result<Vec<Op>, GpuError> {
+    let k = w.row_len() as u32;
+    if !k.is_multiple_of(32)
+        || rows_per_expert == 0
+        || w.n_rows() != (g.n_experts * rows_per_expert) as u64
+    {
+        return Err(GpuError::Invalid(format!(
+            "expert tensor of {} rows × {k} is not {} experts of {rows_per_expert} rows with rows a multiple of 32 long",
+            w.n_rows(),
+            g.n_experts
+        )));
+    }
+    let pipeline = gpu.pipeline(
+        "matmul_experts.wgsl",
+        "main",
+        &[
+            ("HDR", hdr_name(w.ty)),
+            ("DQ4", dq4_name(w.ty)),
+            ("ALIGNED", aligned(w.ty, w.row_bytes)),
+            ("X_PER_SLOT", if x_per_slot { "1u" } else { "0u" }.into()),
+        ],
+    )?;
+    Ok(w.shards
+        .iter()
+        .map(|s| {
+            let params = gpu.uniform(&[
+                k,
+                rows_per_expert as u32,
+                w.row_bytes as u32,
+                s.row0 as u32,
+                s.n_rows as u32,
+                r.k as u32,
+                k,
+                0,
+            ]);
+            Op {
+                bind_group: gpu.bind(&pipeline, &[&s.buffer, x, y, g.offsets, g.sorted, &params]),
+                pipeline: pipeline.clone(),
+                grid: Grid::TileZ(groups(rows_per_expert as u64, 256), g.n_experts as u32, 4),
+            }
+        })
+        .collect())
+}
+
 /// `xs[t, j] = r.weights[t, j] · x[t]` over rows of `n` (Llama 4 weights the expert input).
 ///
 /// # Errors
