@@ -13,7 +13,8 @@ const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check
   test   fetch the test model and run every test: native (on the default wgpu adapter), then the
          browser end-to-end suite in headless Chromium
   bench-moe  synthetic MoE (128 experts, 8 per token, Q4_0) against the dense model with the same
-         active parameters per token: `webmoe bench` on both and the MoE/dense ratios
+         active parameters per token: `webmoe bench` on both and the MoE/dense ratios; with --web
+         also in headless Chromium
   web    build the web package (web/pkg) with the settings in wasm-pack.toml
   bench-web  load the test model in headless Chromium and print load time, prefill and decode speed
          as JSON, beside llama.cpp's WebAssembly build (wllama) on the same model
@@ -102,8 +103,9 @@ fn node(script: &str, extra: &[String]) -> Result<()> {
         .env("WEBMOE_MODEL", root().join(MODEL)))
 }
 
-/// `cargo xtask bench-moe`: generates the pair with the committed generator and benchmarks both.
-fn bench_moe() -> Result<()> {
+/// `cargo xtask bench-moe [--web]`: generates the pair with the committed generator and benchmarks
+/// both natively, and with `--web` also in headless Chromium (`web/tests/bench_moe.mjs`).
+fn bench_moe(web: bool) -> Result<()> {
     let dir = root().join("target/bench-models");
     std::fs::create_dir_all(&dir)?;
     // The dense model's weights (about 85 MB) must not fit the CPU's last-level cache, or the dense
@@ -114,6 +116,7 @@ fn bench_moe() -> Result<()> {
         ("dense", vec![width * used, vocab]),
     ];
     let mut results = Vec::new();
+    let mut paths = Vec::new();
     for (name, dims) in models {
         let path = dir.join(format!("synthetic-{name}.gguf"));
         let mut c = cli_crate(&["--example", "synth"]);
@@ -134,6 +137,7 @@ fn bench_moe() -> Result<()> {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         println!("{name}: {v}");
         results.push(v);
+        paths.push(path.display().to_string());
     }
     let ratio = |key: &str| {
         let get = |v: &serde_json::Value| v[key].as_f64().unwrap_or(f64::NAN);
@@ -146,6 +150,13 @@ fn bench_moe() -> Result<()> {
             "moe_over_dense_prefill": ratio("prefill_tokens_per_s"),
         })
     );
+    if web {
+        web::build()?;
+        npm_install()?;
+        sh(Command::new("node")
+            .arg("web/tests/bench_moe.mjs")
+            .args(&paths))?;
+    }
     Ok(())
 }
 
@@ -170,7 +181,7 @@ fn main() -> Result<()> {
             node("web/tests/e2e.mjs", &[])
         }
         "web" => web::build(),
-        "bench-moe" => bench_moe(),
+        "bench-moe" => bench_moe(args.iter().any(|a| a == "--web")),
         "demo" => {
             web::build()?;
             fetch_model()?;

@@ -242,4 +242,13 @@ macro_rules! families {
     };
 }
 
-families!(mixtral, qwen2moe, qwen3moe, olmoe, llama4, llama4_128e);
+families!(
+    mixtral,
+    qwen2moe,
+    qwen3moe,
+    olmoe,
+    llama4,
+    llama4_128e,
+    qwen2,
+    qwen3
+);
