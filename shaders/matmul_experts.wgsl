@@ -13,16 +13,7 @@
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
 
-struct Params {
-    k: u32,               // row length (elements)
-    rows_per_expert: u32, // R
-    row_bytes: u32,
-    shard_row0: u32,      // first stacked row in this shard
-    shard_rows: u32,
-    n_used: u32,          // K
-    x_stride: u32,        // elements per x row
-    pad: u32,
-}
+#include "common/expert_params.wgsl"
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;

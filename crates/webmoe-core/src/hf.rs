@@ -9,7 +9,8 @@
 use crate::error::ModelError;
 use crate::gguf::{GgufHeader, TensorInfo};
 use crate::model::{
-    AttnTemperature, LayerNames, ModelConfig, ModelDesc, MoeConfig, QkNorm, RopeStyle, SharedExpert,
+    same_shape, AttnTemperature, LayerNames, ModelConfig, ModelDesc, MoeConfig, QkNorm, RopeStyle,
+    SharedExpert,
 };
 use crate::moe::Routing;
 use crate::quant::GgmlType;
@@ -113,7 +114,8 @@ fn need(c: &Value, key: &str) -> Result<usize, ModelError> {
     u(c, key).ok_or_else(|| ModelError::MissingKey(format!("config.json {key}")))
 }
 
-fn ids(v: Option<&Value>) -> Vec<u32> {
+/// Token ids from a JSON number or array of numbers (`eos_token_id` takes both forms).
+pub fn token_ids(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
         Some(Value::Array(a)) => a
@@ -481,7 +483,11 @@ impl HfModel {
             bos: u(c, "bos_token_id")
                 .or_else(|| u(top, "bos_token_id"))
                 .map(|v| v as u32),
-            eos: [ids(c.get("eos_token_id")), ids(top.get("eos_token_id"))].concat(),
+            eos: [
+                token_ids(c.get("eos_token_id")),
+                token_ids(top.get("eos_token_id")),
+            ]
+            .concat(),
         })
     }
 
@@ -657,21 +663,13 @@ fn plan_tensor(
                 let row = *t.shape.last().unwrap_or(&1);
                 let n_rows = t.shape.iter().product::<usize>() / row.max(1);
                 if s.rows == usize::MAX {
-                    // A whole tensor: its shape must be the expected one (trailing 1s aside).
-                    let want: Vec<u64> = dims.iter().rev().copied().collect();
-                    let trim = |d: Vec<u64>| {
-                        let mut d: Vec<u64> = d.into_iter().skip_while(|&x| x == 1).collect();
-                        if d.is_empty() {
-                            d.push(1);
-                        }
-                        d
-                    };
-                    let found: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
-                    if trim(found.clone()) != trim(want.clone()) {
+                    // A whole tensor: its shape (PyTorch order) must be the expected one.
+                    let found: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+                    if !same_shape(&found, &dims) {
                         return Err(ModelError::BadShape {
                             name: s.tensor.clone(),
-                            found,
-                            expected: want,
+                            found: t.shape.iter().map(|&d| d as u64).collect(),
+                            expected: dims.iter().rev().copied().collect(),
                         });
                     }
                     s.rows = n_rows;

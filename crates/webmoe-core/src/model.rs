@@ -270,6 +270,12 @@ pub mod llama4_gguf_defaults {
     pub const ATTN_SCALE: f32 = 0.1;
 }
 
+/// Whether two GGUF-order shapes are the same, trailing dimensions of 1 aside (`[H]` and `[H, 1]`).
+pub fn same_shape(a: &[u64], b: &[u64]) -> bool {
+    let trim = |d: &[u64]| d[..d.iter().rposition(|&x| x != 1).map_or(0, |i| i + 1)].to_vec();
+    trim(a) == trim(b)
+}
+
 fn get_u(h: &GgufHeader, key: &str) -> Result<usize, ModelError> {
     h.get(key)
         .and_then(|v| v.as_u64())
@@ -593,12 +599,7 @@ impl ModelDesc {
             let t: &TensorInfo = h
                 .tensor(&name)
                 .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
-            // Trailing dimensions of 1 are the same shape (`[H]` and `[H, 1]`).
-            let trim = |d: &[u64]| {
-                let n = d.iter().rposition(|&x| x != 1).map_or(0, |i| i + 1);
-                d[..n].to_vec()
-            };
-            if trim(&t.dims) != trim(&dims) {
+            if !same_shape(&t.dims, &dims) {
                 return Err(ModelError::BadShape {
                     name,
                     found: t.dims.clone(),

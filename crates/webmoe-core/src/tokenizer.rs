@@ -308,17 +308,6 @@ impl Tokenizer {
                 _ => None,
             }
         };
-        let id_list = |v: Option<&Value>| -> Vec<u32> {
-            match v {
-                Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_u64)
-                    .map(|x| x as u32)
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
         let bos_text = text("bos_token");
         let eos_text = text("eos_token");
         let bos = bos_text
@@ -335,7 +324,7 @@ impl Tokenizer {
             .and_then(|t| tok.token_to_id(t))
             .into_iter()
             .collect();
-        for id in id_list(generation_config.and_then(|g| g.get("eos_token_id")))
+        for id in crate::hf::token_ids(generation_config.and_then(|g| g.get("eos_token_id")))
             .into_iter()
             .chain(config_eos.iter().copied())
         {

@@ -15,6 +15,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "common/step.wgsl",
     "common/attention_params.wgsl",
     "common/linear_params.wgsl",
+    "common/expert_params.wgsl",
     "matvec.wgsl",
     "matmul.wgsl",
     "embed.wgsl",

@@ -58,20 +58,19 @@ pub fn route(
     })
 }
 
-/// The expert mat-vec launches (one per shard of `w`) for the experts in `r.ids`, with `w` the stacked
-/// `[E * rows_per_expert, k]` tensor. `x_per_slot`: `x` holds one row per (token, slot) instead of one per token.
-///
-/// # Errors
-/// [`GpuError::Invalid`] when the row length is not a multiple of 32 or the rows do not divide into
-/// experts; pipeline errors.
-pub fn experts(
+/// One launch per shard of the stacked expert tensor `w` with `shader` (`matvec_experts.wgsl` or
+/// `matmul_experts.wgsl`, which share their parameters); a shard's bindings are its weights, `before`,
+/// the parameter uniform, then `after`.
+#[allow(clippy::too_many_arguments)]
+fn expert_launches(
     gpu: &Gpu,
+    shader: &str,
     w: &GpuTensor,
     rows_per_expert: usize,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
     r: Routed,
     x_per_slot: bool,
+    grid: Grid,
+    (before, after): (&[&wgpu::Buffer], &[&wgpu::Buffer]),
 ) -> Result<Vec<Op>, GpuError> {
     let k = w.row_len() as u32;
     if !k.is_multiple_of(32)
@@ -84,7 +83,7 @@ pub fn experts(
         )));
     }
     let pipeline = gpu.pipeline(
-        "matvec_experts.wgsl",
+        shader,
         "main",
         &[
             ("HDR", hdr_name(w.ty)),
@@ -106,13 +105,45 @@ pub fn experts(
                 k,
                 0,
             ]);
+            let mut buffers = vec![&s.buffer];
+            buffers.extend(before);
+            buffers.push(&params);
+            buffers.extend(after);
             Op {
-                bind_group: gpu.bind(&pipeline, &[&s.buffer, x, y, r.ids, &params, r.step]),
+                bind_group: gpu.bind(&pipeline, &buffers),
                 pipeline: pipeline.clone(),
-                grid: Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32),
+                grid,
             }
         })
         .collect())
+}
+
+/// The expert mat-vec launches (one per shard of `w`) for the experts in `r.ids`, with `w` the stacked
+/// `[E * rows_per_expert, k]` tensor. `x_per_slot`: `x` holds one row per (token, slot) instead of one per token.
+///
+/// # Errors
+/// [`GpuError::Invalid`] when the row length is not a multiple of 32 or the rows do not divide into
+/// experts; pipeline errors.
+pub fn experts(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    rows_per_expert: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    r: Routed,
+    x_per_slot: bool,
+) -> Result<Vec<Op>, GpuError> {
+    let grid = Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32);
+    expert_launches(
+        gpu,
+        "matvec_experts.wgsl",
+        w,
+        rows_per_expert,
+        r,
+        x_per_slot,
+        grid,
+        (&[x, y, r.ids], &[r.step]),
+    )
 }
 
 /// A prefill's routing slots grouped by expert (`shaders/moe_group.wgsl`): offsets `[E + 1]` and the
@@ -148,10 +179,11 @@ pub fn group(gpu: &Gpu, r: Routed, g: Grouped) -> Result<Op, GpuError> {
 }
 
 /// The grouped expert mat-mul launches (one per shard of `w`): every expert's weights are read once
-/// per tile of its slots (`shaders/matmul_experts.wgsl`). Arguments as [`experts`].
+/// per tile of its slots (`shaders/matmul_experts.wgsl`). Arguments as [`experts`]; `g` holds the
+/// grouping made by [`group`].
 ///
 /// # Errors
-/// As [`experts`].
+/// As [`experts`]; also when `w` does not hold exactly `g.n_experts` experts.
 #[allow(clippy::too_many_arguments)]
 pub fn experts_grouped(
     gpu: &Gpu,
@@ -163,47 +195,24 @@ pub fn experts_grouped(
     g: Grouped,
     x_per_slot: bool,
 ) -> Result<Vec<Op>, GpuError> {
-    let k = w.row_len() as u32;
-    if !k.is_multiple_of(32)
-        || rows_per_expert == 0
-        || w.n_rows() != (g.n_experts * rows_per_expert) as u64
-    {
+    if w.n_rows() != (g.n_experts * rows_per_expert) as u64 {
         return Err(GpuError::Invalid(format!(
-            "expert tensor of {} rows × {k} is not {} experts of {rows_per_expert} rows with rows a multiple of 32 long",
+            "expert tensor of {} rows is not {} experts of {rows_per_expert} rows",
             w.n_rows(),
             g.n_experts
         )));
     }
-    let pipeline = gpu.pipeline(
+    let grid = Grid::TileZ(groups(rows_per_expert as u64, 256), g.n_experts as u32, 4);
+    expert_launches(
+        gpu,
         "matmul_experts.wgsl",
-        "main",
-        &[
-            ("HDR", hdr_name(w.ty)),
-            ("DQ4", dq4_name(w.ty)),
-            ("ALIGNED", aligned(w.ty, w.row_bytes)),
-            ("X_PER_SLOT", if x_per_slot { "1u" } else { "0u" }.into()),
-        ],
-    )?;
-    Ok(w.shards
-        .iter()
-        .map(|s| {
-            let params = gpu.uniform(&[
-                k,
-                rows_per_expert as u32,
-                w.row_bytes as u32,
-                s.row0 as u32,
-                s.n_rows as u32,
-                r.k as u32,
-                k,
-                0,
-            ]);
-            Op {
-                bind_group: gpu.bind(&pipeline, &[&s.buffer, x, y, g.offsets, g.sorted, &params]),
-                pipeline: pipeline.clone(),
-                grid: Grid::TileZ(groups(rows_per_expert as u64, 256), g.n_experts as u32, 4),
-            }
-        })
-        .collect())
+        w,
+        rows_per_expert,
+        r,
+        x_per_slot,
+        grid,
+        (&[x, y, g.offsets, g.sorted], &[]),
+    )
 }
 
 /// `xs[t, j] = r.weights[t, j] · x[t]` over rows of `n` (Llama 4 weights the expert input).
