@@ -320,10 +320,15 @@ fn real_main() -> Result<()> {
 fn info(model: &str) -> Result<()> {
     let f = load::open(model)?;
     let c = &f.desc.config;
+    // A checkpoint's header is the GGUF-style plan over it (no metadata, data from offset 0).
+    let format = if f.header.metadata.is_empty() {
+        "Hugging Face folder".to_string()
+    } else {
+        format!("GGUF v{}", f.header.version)
+    };
     println!(
-        "file: {} (GGUF v{}, {} tensors, {:.1} MiB)",
+        "file: {} ({format}, {} tensors, {:.1} MiB)",
         model,
-        f.header.version,
         f.header.tensors.len(),
         f.header.file_size as f64 / 1048576.0
     );
@@ -350,6 +355,30 @@ fn info(model: &str) -> Result<()> {
         c.rope_freq_divisors.is_some(),
         c.rms_eps,
         c.tied_output
+    );
+    if let Some(m) = &c.moe {
+        let moe_layers = f.desc.layers.iter().filter(|l| l.router.is_some()).count();
+        let shared = f.desc.layers.iter().find_map(|l| l.shared.as_ref());
+        println!(
+            "experts: {} per MoE layer ({moe_layers} of {} layers), {} per token, width {}, routing {:?}{}",
+            m.n_experts,
+            c.n_layers,
+            m.n_used,
+            m.expert_ffn_dim,
+            m.routing,
+            shared.map_or(String::new(), |s| format!(
+                ", shared expert width {}{}",
+                s.width,
+                if s.gate_inp.is_some() { " (gated)" } else { "" }
+            ))
+        );
+    }
+    let nope: Vec<usize> = (0..c.n_layers)
+        .filter(|&i| !f.desc.layers[i].rope)
+        .collect();
+    println!(
+        "attention: q/k norm {:?}; NoPE layers {nope:?}; chunk {:?}; temperature tuning {:?}",
+        c.qk_norm, c.attn_chunk, c.temperature
     );
     let mut by_type: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
     for t in &f.header.tensors {
