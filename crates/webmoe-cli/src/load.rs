@@ -31,7 +31,8 @@ fn is_url(s: &str) -> bool {
 /// A Hugging Face folder: a local directory, or a URL that does not name a `.gguf` file.
 fn is_checkpoint(model: &str) -> bool {
     if is_url(model) {
-        !model.to_ascii_lowercase().ends_with(".gguf")
+        let path = model.split(['?', '#']).next().unwrap_or(model);
+        !path.to_ascii_lowercase().ends_with(".gguf")
     } else {
         std::path::Path::new(model).is_dir()
     }

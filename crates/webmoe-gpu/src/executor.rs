@@ -101,6 +101,17 @@ fn ffn_scratch(desc: &ModelDesc) -> usize {
         .max(shared)
 }
 
+/// KV cache slots of layer `l`: the context, or a ring for a chunked-attention (RoPE) layer.
+fn cache_slots(
+    desc: &ModelDesc,
+    l: &webmoe_core::model::LayerNames,
+    ctx: usize,
+    prefill_chunk: usize,
+) -> usize {
+    let chunk = if l.rope { desc.config.attn_chunk } else { None };
+    attention::cache_slots(ctx, chunk, prefill_chunk)
+}
+
 /// One step of a forward pass: its launches for decode (one token) and for prefill (several).
 struct Launch {
     /// Kind, for `bench --profile`.
@@ -185,14 +196,10 @@ pub fn plan(
     let ctx = opts.max_context.min(c.context_length).max(1);
     let t = opts.prefill_chunk;
     let f16 = opts.kv_dtype == KvDtype::F16;
-    let slots = |l: &webmoe_core::model::LayerNames| {
-        let chunk = if l.rope { c.attn_chunk } else { None };
-        attention::cache_slots(ctx, chunk, t)
-    };
     let kv_bytes: Vec<u64> = desc
         .layers
         .iter()
-        .map(|l| kv::layer_bytes(c.n_kv_heads, c.head_dim, slots(l), f16))
+        .map(|l| kv::layer_bytes(c.n_kv_heads, c.head_dim, cache_slots(desc, l, ctx, t), f16))
         .collect();
     let layer_kv = kv_bytes.iter().copied().max().unwrap_or(0);
     // (bytes of one buffer, how many such buffers)
@@ -342,8 +349,7 @@ impl Engine {
             .layers
             .iter()
             .map(|l| {
-                let chunk = if l.rope { c.attn_chunk } else { None };
-                let slots = attention::cache_slots(ctx, chunk, t);
+                let slots = cache_slots(&desc, l, ctx, t);
                 kv::alloc(&gpu, c.n_kv_heads, c.head_dim, slots, f16)
             })
             .collect();
