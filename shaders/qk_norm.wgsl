@@ -8,6 +8,7 @@
 // dispatch: (q_rows + k_rows, n_tokens, 1); workgroup = 64 threads, one row each.
 
 #include "common/step.wgsl"
+#include "common/workgroup_sum.wgsl"
 
 struct Params {
     q_rows: u32,
@@ -26,8 +27,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> kw: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 @group(0) @binding(5) var<uniform> step: Step;
-
-var<workgroup> sums: array<f32, 64>;
 
 fn load(is_q: bool, i: u32) -> f32 {
     if (is_q) { return q[i]; }
@@ -58,13 +57,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let v = load(is_q, base + i);
             s += v * v;
         }
-        sums[li] = s;
-        workgroupBarrier();
-        for (var off = 32u; off > 0u; off >>= 1u) {
-            if (li < off) { sums[li] += sums[li + off]; }
-            workgroupBarrier();
-        }
-        scale = 1.0 / sqrt(sums[0] / f32(n) + p.eps);
+        scale = 1.0 / sqrt(workgroup_sum64(li, s) / f32(n) + p.eps);
     }
     if (is_q && p.floor_scale > 0.0) {
         let pos = f32(step.pos0 + t);

@@ -4,6 +4,7 @@
 // token's row into row 0 of y: the logits of a prefill need nothing else). Workgroup = 64 threads.
 
 #include "common/step.wgsl"
+#include "common/workgroup_sum.wgsl"
 
 struct Params {
     n: u32,
@@ -18,8 +19,6 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> step: Step;
 
-var<workgroup> sums: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     var src_row = wg.x;
@@ -32,13 +31,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let v = x[xb + i];
         s += v * v;
     }
-    sums[li] = s;
-    workgroupBarrier();
-    for (var off = 32u; off > 0u; off >>= 1u) {
-        if (li < off) { sums[li] += sums[li + off]; }
-        workgroupBarrier();
-    }
-    let scale = 1.0 / sqrt(sums[0] / f32(p.n) + p.eps);
+    let scale = 1.0 / sqrt(workgroup_sum64(li, s) / f32(p.n) + p.eps);
     let yb = dst_row * p.n;
     for (var i = li; i < p.n; i += 64u) {
         y[yb + i] = x[xb + i] * scale * weight[i];

@@ -16,6 +16,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "common/attention_params.wgsl",
     "common/linear_params.wgsl",
     "common/expert_params.wgsl",
+    "common/workgroup_sum.wgsl",
     "matvec.wgsl",
     "matmul.wgsl",
     "embed.wgsl",
