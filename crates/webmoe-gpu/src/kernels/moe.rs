@@ -49,10 +49,18 @@ pub fn route(
         Routing::Softmax { renorm } => (0, u32::from(renorm)),
         Routing::SigmoidInput => (1, 0),
     };
-    let p = gpu.pipeline("moe_route.wgsl", "main", &[])?;
-    let params = gpu.uniform(&[n_experts as u32, k as u32, mode, renorm]);
+    let p = gpu.pipeline(
+        "moe_route.wgsl",
+        "main",
+        &[
+            ("N_EXPERTS", format!("{n_experts}u")),
+            ("K_USED", format!("{k}u")),
+            ("MODE", format!("{mode}u")),
+            ("RENORM", format!("{renorm}u")),
+        ],
+    )?;
     Ok(Op {
-        bind_group: gpu.bind(&p, &[logits, r.ids, r.weights, &params, r.step]),
+        bind_group: gpu.bind(&p, &[logits, r.ids, r.weights, r.step]),
         pipeline: p,
         grid: Grid::PerToken,
     })
