@@ -16,8 +16,14 @@ use webmoe_loader::{
 pub struct ModelFile {
     /// Where the tensor bytes come from (a GGUF file or URL, or a checkpoint's virtual data section).
     pub src: Box<dyn ByteSource + Sync>,
-    /// The GGUF header (for a checkpoint: the GGUF-style header over its planned tensors).
+    /// The GGUF header (for a checkpoint: the GGUF-style header over its planned tensors, in the types
+    /// the GPU stores).
     pub header: GgufHeader,
+    /// The layout `src` serves: `header`, except for matrices quantized on load, which stream in their
+    /// source type.
+    pub streamed_header: GgufHeader,
+    /// `(tensor index, streamed type)` of the tensors the GPU quantizes on load.
+    pub quantized_on_load: Vec<(usize, GgmlType)>,
     /// The model it describes.
     pub desc: ModelDesc,
     /// Its tokenizer.
@@ -74,6 +80,8 @@ fn open_checkpoint(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile>
     .context("building the tokenizer from tokenizer.json")?;
     Ok(ModelFile {
         header: ck.header.clone(),
+        streamed_header: ck.streamed_header.clone(),
+        quantized_on_load: ck.model.quantized_on_load(),
         desc: ck.model.desc.clone(),
         src: Box::new(ck),
         tokenizer,
@@ -119,6 +127,8 @@ pub fn open_quantized(model: &str, quantize: Option<GgmlType>) -> Result<ModelFi
     let tokenizer = Tokenizer::from_gguf(&header).context("building the tokenizer")?;
     Ok(ModelFile {
         src,
+        streamed_header: header.clone(),
+        quantized_on_load: Vec::new(),
         header,
         desc,
         tokenizer,
@@ -158,6 +168,9 @@ pub fn load_quantized(
     let tokenizer = file.tokenizer.clone();
     let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
     let mut engine = pollster::block_on(Engine::new(gpu, file.desc.clone(), &file.header, opts))?;
+    for &(index, ty) in &file.quantized_on_load {
+        engine.quantize_on_upload(index, ty)?;
+    }
     let names: Vec<String> = file
         .desc
         .expected_tensors()
@@ -185,7 +198,7 @@ pub fn load_quantized(
     );
     stream_tensors(
         file.src.as_ref(),
-        &file.header,
+        &file.streamed_header,
         &indices,
         DEFAULT_CHUNK_BYTES,
         DEFAULT_PARALLEL,

@@ -120,8 +120,24 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     };
     let last_max_diff = diff(&last);
     let f = &m.file;
+    // The CPU reference reads the streamed rows; matrices the GPU quantized on load go through the CPU
+    // quantizer and back, so both sides run the same quantized weights.
     let cpu = CpuModel::new(f.desc.clone(), |name| {
-        webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.header, name)
+        let x = webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.streamed_header, name)?;
+        let i = f.header.tensors.iter().position(|t| t.name == name);
+        match i.filter(|i| f.quantized_on_load.iter().any(|(q, _)| q == i)) {
+            Some(i) => {
+                let ty = f.header.tensors[i].ggml_type;
+                let mut back = vec![0f32; x.len()];
+                webmoe_core::quant::dequantize(
+                    ty,
+                    &webmoe_core::quant::quantize(ty, &x),
+                    &mut back,
+                );
+                Ok::<_, webmoe_loader::LoadError>(back)
+            }
+            None => Ok(x),
+        }
     })
     .unwrap();
     let all = cpu.forward(&ids);
@@ -193,8 +209,8 @@ fn check_q8_0(family: &str) {
 
 /// The bf16 folder quantized on load: Q8_0 within quantization noise of transformers (85% of the
 /// argmaxes), and for every type the GPU equal to the CPU reference on the same quantized weights.
-/// (The fixtures' 64-wide rows take Q4_K's Q4_0 fallback; Q4_K itself is checked on 256-wide rows
-/// in webmoe-loader's checkpoint tests.)
+/// (The fixtures' 64-wide rows take Q4_K's Q4_0 fallback; the GPU's Q4_K quantization itself is
+/// checked byte for byte on 256-multiple rows in webmoe-gpu's tests/quantize.rs.)
 fn check_quantized_on_load(family: &str) {
     for q in ["hf-q8_0", "hf-q4_0", "hf-q4_k"] {
         let (_, o) = run(family, q);

@@ -69,10 +69,23 @@ pub struct PlannedTensor {
     pub dims: Vec<u64>,
     /// Element type of the source.
     pub src_type: GgmlType,
-    /// Element type stored on the GPU (vectors become F32; weights keep their type).
+    /// Element type stored on the GPU (vectors become F32; weights keep their type unless quantized on
+    /// load).
     pub ggml_type: GgmlType,
     /// Where the bytes come from.
     pub recipe: Recipe,
+}
+
+impl PlannedTensor {
+    /// The type the tensor's bytes are streamed in: the source type for a matrix quantized on load
+    /// (the GPU quantizes it), otherwise the stored type.
+    pub fn streamed_type(&self) -> GgmlType {
+        if self.ggml_type.block_elems() > 1 {
+            self.src_type
+        } else {
+            self.ggml_type
+        }
+    }
 }
 
 /// A checkpoint described as a model.
@@ -508,20 +521,40 @@ impl HfModel {
         }
     }
 
-    /// A GGUF-style header over the planned tensors (data offsets in a virtual data section that
-    /// starts at 0), so the engine and the chunked loader take a checkpoint like a GGUF file.
+    /// A GGUF-style header over the planned tensors as the GPU stores them (data offsets in a virtual
+    /// data section that starts at 0), so the engine takes a checkpoint like a GGUF file.
     pub fn header(&self) -> GgufHeader {
+        self.header_with(|p| p.ggml_type)
+    }
+
+    /// The header of the bytes as they are streamed: matrices quantized on load keep their source
+    /// type ([`PlannedTensor::streamed_type`]). The chunked loader reads this layout.
+    pub fn streamed_header(&self) -> GgufHeader {
+        self.header_with(PlannedTensor::streamed_type)
+    }
+
+    /// `(tensor index, streamed type)` of every tensor the GPU quantizes on load.
+    pub fn quantized_on_load(&self) -> Vec<(usize, GgmlType)> {
+        self.tensors
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.streamed_type() != p.ggml_type)
+            .map(|(i, p)| (i, p.streamed_type()))
+            .collect()
+    }
+
+    fn header_with(&self, ty: impl Fn(&PlannedTensor) -> GgmlType) -> GgufHeader {
         let mut offset = 0u64;
         let tensors = self
             .tensors
             .iter()
             .map(|p| {
                 let rows: u64 = p.dims.iter().skip(1).product();
-                let size_bytes = rows * p.ggml_type.row_bytes(p.dims[0]);
+                let size_bytes = rows * ty(p).row_bytes(p.dims[0]);
                 let t = TensorInfo {
                     name: p.name.clone(),
                     dims: p.dims.clone(),
-                    ggml_type: p.ggml_type,
+                    ggml_type: ty(p),
                     offset,
                     size_bytes,
                 };

@@ -17,6 +17,7 @@ use crate::weights::WeightStore;
 use crate::{Gpu, GpuError};
 use webmoe_core::gguf::GgufHeader;
 use webmoe_core::model::ModelDesc;
+use webmoe_core::quant::GgmlType;
 use webmoe_core::sampling::SamplingParams;
 
 /// Element type of the KV cache.
@@ -419,12 +420,21 @@ impl Engine {
         &mut self.weights
     }
 
+    /// Declares that tensor `index` of the header will be streamed as rows of `src` (F32/F16/BF16)
+    /// and quantized on the GPU into the type the header gives it (quantization on load).
+    ///
+    /// # Errors
+    /// [`GpuError::Invalid`] for an unknown tensor or unsupported types.
+    pub fn quantize_on_upload(&mut self, index: usize, src: GgmlType) -> Result<(), GpuError> {
+        self.weights.quantize_on_upload(&self.gpu, index, src)
+    }
+
     /// Completes the upload (flushes partial words) and waits until the GPU has the data.
     ///
     /// # Errors
     /// [`GpuError::Device`] if the device fails.
     pub fn finish_upload(&mut self) -> Result<(), GpuError> {
-        self.weights.finish();
+        self.weights.finish()?;
         self.gpu.queue.submit([]);
         #[cfg(not(target_arch = "wasm32"))]
         self.gpu

@@ -34,6 +34,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "qk_norm.wgsl",
     "moe_group.wgsl",
     "matmul_experts.wgsl",
+    "quantize.wgsl",
 ];
 
 fn source(name: &str) -> Result<&'static str, GpuError> {
@@ -201,12 +202,34 @@ mod tests {
             "elementwise.wgsl",
             "sample.wgsl",
             "copy.wgsl",
-            "moe_route.wgsl",
             "moe_combine.wgsl",
             "qk_norm.wgsl",
             "moe_group.wgsl",
         ] {
             check(name, &[]);
+        }
+        for mode in ["0u", "1u"] {
+            check(
+                "moe_route.wgsl",
+                &[
+                    ("N_EXPERTS", "128u".into()),
+                    ("K_USED", "8u".into()),
+                    ("MODE", mode.into()),
+                    ("RENORM", mode.into()),
+                ],
+            );
+        }
+        for src in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+            for target in ["0u", "1u", "2u"] {
+                check(
+                    "quantize.wgsl",
+                    &[
+                        ("SRC", crate::kernels::dq4_name(src)),
+                        ("ALIGNED", "1u".into()),
+                        ("TARGET", target.into()),
+                    ],
+                );
+            }
         }
     }
 

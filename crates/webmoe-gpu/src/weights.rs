@@ -3,6 +3,10 @@
 //! A tensor larger than one storage binding is split by rows into shards, each its own buffer no
 //! larger than [`Gpu::max_binding_bytes`]; kernels run once per shard. Writes to a buffer must be
 //! 4-byte aligned, so each tensor keeps a small carry of bytes until a word is complete.
+//!
+//! A tensor quantized on load (see [`WeightStore::quantize_on_upload`]) arrives as F32/F16/BF16 rows
+//! instead: complete rows go to a staging buffer and `shaders/quantize.wgsl` writes their blocks into
+//! the tensor's shards, so the CPU never touches the values.
 
 use crate::{Gpu, GpuError};
 use std::collections::HashMap;
@@ -50,14 +54,26 @@ impl GpuTensor {
 
 struct Pending {
     name: String,
+    /// Bytes written so far (for a converted tensor: rows written so far).
     next: u64,
     carry: Vec<u8>,
+    convert: Option<Convert>,
 }
+
+/// Rows of another type that are quantized on the GPU as they arrive.
+struct Convert {
+    src_row_bytes: u64,
+    pipeline: wgpu::ComputePipeline,
+}
+
+/// Source bytes converted per dispatch at most (rounded down to 4 rows, at least 4 rows).
+const CONVERT_BYTES: u64 = 16 << 20;
 
 /// All weights of a model on the GPU; also the [`TensorSink`] that uploads them.
 pub struct WeightStore {
     tensors: HashMap<String, GpuTensor>,
     by_index: HashMap<usize, Pending>,
+    device: wgpu::Device,
     queue: wgpu::Queue,
     /// Bytes uploaded so far.
     pub uploaded: u64,
@@ -87,6 +103,7 @@ impl WeightStore {
         let mut store = WeightStore {
             tensors: HashMap::new(),
             by_index: HashMap::new(),
+            device: gpu.device.clone(),
             queue: gpu.queue.clone(),
             uploaded: 0,
         };
@@ -120,10 +137,34 @@ impl WeightStore {
                     name: t.name.clone(),
                     next: 0,
                     carry: Vec::new(),
+                    convert: None,
                 },
             );
         }
         Ok(store)
+    }
+
+    /// Declares that tensor `index` will arrive as rows of `src` (F32, F16 or BF16) and is to be
+    /// quantized on the GPU into its allocated type (Q8_0, Q4_0 or Q4_K).
+    ///
+    /// # Errors
+    /// [`GpuError::Invalid`] for an unknown index or a pair of types the quantizer does not handle.
+    pub fn quantize_on_upload(
+        &mut self,
+        gpu: &Gpu,
+        index: usize,
+        src: GgmlType,
+    ) -> Result<(), GpuError> {
+        let p = self
+            .by_index
+            .get_mut(&index)
+            .ok_or_else(|| GpuError::Invalid(format!("tensor #{index} was not allocated")))?;
+        let t = &self.tensors[&p.name];
+        p.convert = Some(Convert {
+            src_row_bytes: src.row_bytes(t.row_len()),
+            pipeline: crate::kernels::quantize::pipeline(gpu, src, t.ty, t.row_len())?,
+        });
+        Ok(())
     }
 
     /// A tensor by name.
@@ -144,18 +185,78 @@ impl WeightStore {
             .sum()
     }
 
-    /// Writes out the carried bytes of every tensor (zero-padded to a word). Call after the last chunk.
-    pub fn finish(&mut self) {
-        let names: Vec<(String, u64, Vec<u8>)> = self
-            .by_index
-            .values_mut()
-            .filter(|p| !p.carry.is_empty())
-            .map(|p| (p.name.clone(), p.next, std::mem::take(&mut p.carry)))
-            .collect();
-        for (name, at, mut bytes) in names {
+    /// Writes out the carried bytes of every tensor (zero-padded to a word) and converts the last rows
+    /// of converted tensors. Call after the last chunk.
+    ///
+    /// # Errors
+    /// When a converted tensor ends with a partial row (the source was shorter than planned).
+    pub fn finish(&mut self) -> Result<(), GpuError> {
+        let mut indices: Vec<usize> = self.by_index.keys().copied().collect();
+        indices.sort_unstable();
+        for index in indices {
+            let p = self.by_index.get_mut(&index).expect("listed");
+            if p.carry.is_empty() {
+                continue;
+            }
+            let (name, at, mut bytes) = (p.name.clone(), p.next, std::mem::take(&mut p.carry));
+            if p.convert.is_some() {
+                p.carry = bytes;
+                self.convert_rows(index, true)?;
+                continue;
+            }
             bytes.resize(4, 0);
             self.write_aligned(&name, at, &bytes);
         }
+        Ok(())
+    }
+
+    /// Quantizes the complete rows carried for converted tensor `index` into its shards; before the
+    /// tensor's end only whole groups of 4 rows, so that every call starts on a word.
+    fn convert_rows(&mut self, index: usize, last: bool) -> Result<(), GpuError> {
+        let p = self.by_index.get_mut(&index).expect("allocated");
+        let c = p.convert.as_ref().expect("converted tensor");
+        let t = &self.tensors[&p.name];
+        let mut rows = p.carry.len() as u64 / c.src_row_bytes;
+        if last && p.carry.len() as u64 != rows * c.src_row_bytes {
+            return Err(GpuError::Invalid(format!(
+                "tensor {} ended inside a row",
+                p.name
+            )));
+        }
+        if !last {
+            rows &= !3;
+        }
+        let mut done = 0;
+        while done < rows {
+            // Rows [row, row + n) go to one shard.
+            let row = p.next + done;
+            let shard_rows = t.shards[0].n_rows;
+            let shard = &t.shards[(row / shard_rows) as usize];
+            let in_shard = row - shard.row0;
+            let n = (rows - done)
+                .min((CONVERT_BYTES / c.src_row_bytes).max(4) & !3)
+                .min(shard.n_rows - in_shard);
+            let src =
+                &p.carry[(done * c.src_row_bytes) as usize..][..(n * c.src_row_bytes) as usize];
+            crate::kernels::quantize::run(
+                &self.device,
+                &self.queue,
+                &c.pipeline,
+                src,
+                &shard.buffer,
+                crate::kernels::quantize::Call {
+                    k: t.row_len(),
+                    src_row_bytes: c.src_row_bytes,
+                    n_rows: n,
+                    dst_byte: in_shard * t.row_bytes,
+                    ty: t.ty,
+                },
+            );
+            done += n;
+        }
+        p.next += rows;
+        p.carry.drain(..(rows * c.src_row_bytes) as usize);
+        Ok(())
     }
 
     fn write_aligned(&self, name: &str, mut at: u64, mut bytes: &[u8]) {
@@ -180,12 +281,21 @@ impl TensorSink for WeightStore {
             .by_index
             .get_mut(&index)
             .ok_or_else(|| format!("tensor #{index} was not allocated"))?;
-        if offset != p.next + p.carry.len() as u64 {
+        // Bytes received so far, in the layout they arrive in.
+        let received = match &p.convert {
+            Some(c) => p.next * c.src_row_bytes,
+            None => p.next,
+        } + p.carry.len() as u64;
+        if offset != received {
             return Err(format!(
-                "tensor {}: chunk at {offset} arrived out of order (expected {})",
-                p.name,
-                p.next + p.carry.len() as u64
+                "tensor {}: chunk at {offset} arrived out of order (expected {received})",
+                p.name
             ));
+        }
+        self.uploaded += bytes.len() as u64;
+        if p.convert.is_some() {
+            p.carry.extend_from_slice(bytes);
+            return self.convert_rows(index, false).map_err(|e| e.to_string());
         }
         let mut data = std::mem::take(&mut p.carry);
         data.extend_from_slice(bytes);
@@ -194,7 +304,6 @@ impl TensorSink for WeightStore {
         p.next += aligned as u64;
         p.carry = data[aligned..].to_vec();
         let name = p.name.clone();
-        self.uploaded += bytes.len() as u64;
         self.write_aligned(&name, at, &data[..aligned]);
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! `model.safetensors.index.json`. [`Checkpoint`] is a [`ByteSource`] over a virtual GGUF-style data
 //! section (see `webmoe_core::hf`): reading a range of it reads the matching checkpoint bytes (stacking
 //! experts, splitting fused tensors, transposing Llama 4 experts, widening vectors to f32), so the
-//! chunked loader streams a checkpoint exactly like a GGUF file.
+//! chunked loader streams a checkpoint exactly like a GGUF file. Matrices quantized on load stream in
+//! their source type ([`Checkpoint::streamed_header`]); the GPU quantizes them as they arrive.
 
 use crate::{ByteSource, LoadError};
 use serde_json::Value;
@@ -27,8 +28,11 @@ struct Located {
 pub struct Checkpoint {
     /// The model and its tensor plan.
     pub model: HfModel,
-    /// The GGUF-style header over the virtual data section.
+    /// The GGUF-style header of the tensors as the GPU stores them (the engine's view).
     pub header: GgufHeader,
+    /// The header of the virtual data section this source serves: as `header`, except that matrices
+    /// quantized on load keep their source type (the loader's view).
+    pub streamed_header: GgufHeader,
     /// `tokenizer.json`, `tokenizer_config.json` and `generation_config.json` when present.
     pub files: HashMap<String, Vec<u8>>,
     name: String,
@@ -125,7 +129,8 @@ fn shard_table(src: &dyn ByteSource) -> Result<Vec<(String, u64, CheckpointTenso
 
 impl Checkpoint {
     /// Reads the folder's JSON files and safetensors headers (not the weights) and plans the model;
-    /// with `quantize` (Q8_0, Q4_0 or Q4_K) the weight matrices are quantized as they stream in.
+    /// with `quantize` (Q8_0, Q4_0 or Q4_K) the weight matrices are planned in that type and stream in
+    /// their source type, for the GPU to quantize (see `HfModel::quantized_on_load`).
     ///
     /// # Errors
     /// [`LoadError::Io`] for missing or unreadable files and invalid headers; [`LoadError::Model`] when
@@ -185,6 +190,7 @@ impl Checkpoint {
             model.quantize(ty);
         }
         let header = model.header();
+        let streamed_header = model.streamed_header();
         let mut files = HashMap::new();
         for f in [
             "tokenizer.json",
@@ -198,6 +204,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             model,
             header,
+            streamed_header,
             files,
             name: name.to_string(),
             shards,
@@ -206,15 +213,13 @@ impl Checkpoint {
         })
     }
 
-    /// Bytes `[a, b)` of a planned tensor, in its GPU type.
+    /// Bytes `[a, b)` of a planned tensor, in its streamed type.
     fn tensor_bytes(&self, p: &PlannedTensor, a: u64, b: u64) -> Result<Vec<u8>, LoadError> {
-        if p.ggml_type.block_elems() > 1 {
-            return self.quantized_bytes(p, a, b);
-        }
-        let (ses, oes) = (p.src_type.block_bytes(), p.ggml_type.block_bytes());
+        let out_ty = p.streamed_type();
+        let (ses, oes) = (p.src_type.block_bytes(), out_ty.block_bytes());
         let (e0, e1) = (a / oes, b.div_ceil(oes));
         let src = self.source_elements(p, e0, e1)?;
-        let out: Vec<u8> = if p.src_type == p.ggml_type {
+        let out: Vec<u8> = if p.src_type == out_ty {
             src
         } else {
             // Vectors are widened to f32.
@@ -224,22 +229,6 @@ impl Checkpoint {
         };
         let skip = (a - e0 * oes) as usize;
         Ok(out[skip..skip + (b - a) as usize].to_vec())
-    }
-
-    /// Bytes `[a, b)` of a tensor quantized on load: the rows they touch, widened to f32 and quantized.
-    fn quantized_bytes(&self, p: &PlannedTensor, a: u64, b: u64) -> Result<Vec<u8>, LoadError> {
-        let k = p.dims[0];
-        let rb = p.ggml_type.row_bytes(k);
-        let (r0, r1) = (a / rb, b.div_ceil(rb));
-        let src = self.source_elements(p, r0 * k, r1 * k)?;
-        let es = p.src_type.block_bytes() as usize;
-        let x: Vec<f32> = src
-            .chunks_exact(es)
-            .map(|c| to_f32(p.src_type, c))
-            .collect();
-        let q = webmoe_core::quant::quantize(p.ggml_type, &x);
-        let skip = (a - r0 * rb) as usize;
-        Ok(q[skip..skip + (b - a) as usize].to_vec())
     }
 
     /// Source-type bytes of elements `[e0, e1)` of a planned tensor.
@@ -298,7 +287,7 @@ impl Checkpoint {
 
 impl ByteSource for Checkpoint {
     fn len(&self) -> u64 {
-        self.header.file_size
+        self.streamed_header.file_size
     }
 
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
@@ -307,7 +296,7 @@ impl ByteSource for Checkpoint {
             .filter(|&e| e <= self.len())
             .ok_or_else(|| io(&self.name, format!("range {offset}+{len} beyond the end")))?;
         let mut out = vec![0u8; len as usize];
-        for (info, p) in self.header.tensors.iter().zip(&self.model.tensors) {
+        for (info, p) in self.streamed_header.tensors.iter().zip(&self.model.tensors) {
             let (lo, hi) = (
                 offset.max(info.offset),
                 end.min(info.offset + info.size_bytes),

@@ -1,8 +1,9 @@
 //! Hugging Face folders read in place. Broken folders or folders that disagree with themselves give a
 //! clear error naming the cause: missing expert tensors, expert counts that differ from the config, more
 //! experts per token than experts, truncated or corrupt safetensors, unknown model types, missing files
-//! (the committed fixtures in tests/fixtures/moe/hf, edited in memory). Quantization on load gives the
-//! quantizer's bytes for any read range.
+//! (the committed fixtures in tests/fixtures/moe/hf, edited in memory). With quantization on load the
+//! engine's header has the quantized types while the source serves the matrices' source rows, for the
+//! GPU to quantize (webmoe-gpu's tests/quantize.rs checks that step).
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -178,12 +179,12 @@ fn integer_tensors_are_reported() {
     assert!(e.contains("model.norm.weight") && e.contains("I16"), "{e}");
 }
 
-/// Quantization on load reads exactly the bytes the quantizer makes from the checkpoint's rows, for any
-/// read range (here Q4_K on a synthetic Llama with 256-wide rows, bf16 weights, read in odd slices).
+/// Quantization on load plans the matrices in the quantized type and streams their bf16 source rows
+/// unchanged, for any read range (Q4_K on a synthetic Llama with 256-wide rows, read in odd slices).
 #[test]
-fn quantized_reads_are_the_quantized_source_rows() {
+fn quantized_matrices_stream_their_source_rows() {
     use safetensors::tensor::TensorView;
-    use webmoe_core::quant::{quantize, GgmlType};
+    use webmoe_core::quant::GgmlType;
     let (h, ffn, vocab) = (256usize, 512usize, 32usize);
     let shapes: Vec<(String, Vec<usize>)> = [
         ("model.embed_tokens.weight", vec![vocab, h]),
@@ -259,28 +260,37 @@ fn quantized_reads_are_the_quantized_source_rows() {
         }
     };
     let mut checked = 0;
-    for t in ck.header.tensors.iter().filter(|t| t.dims.len() == 2) {
+    let converted = ck.model.quantized_on_load();
+    for (i, (t, st)) in ck
+        .header
+        .tensors
+        .iter()
+        .zip(&ck.streamed_header.tensors)
+        .enumerate()
+    {
+        if t.dims.len() != 2 {
+            assert_eq!(t.ggml_type, st.ggml_type, "{}", t.name);
+            continue;
+        }
         assert_eq!(t.ggml_type, GgmlType::Q4_K, "{}", t.name);
-        let x: Vec<f32> = src[hf_name(&t.name).as_str()]
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect();
-        let want = quantize(GgmlType::Q4_K, &x);
-        assert_eq!(want.len() as u64, t.size_bytes);
-        // Whole, and in slices that start and end inside blocks and rows.
+        assert_eq!(st.ggml_type, GgmlType::BF16, "{}", t.name);
+        assert!(converted.contains(&(i, GgmlType::BF16)), "{}", t.name);
+        let want = src[hf_name(&t.name).as_str()];
+        assert_eq!(want.len() as u64, st.size_bytes);
+        // Whole, and in slices that start and end inside elements and rows.
         assert_eq!(
-            ck.read_at(t.offset, t.size_bytes).unwrap(),
+            &ck.read_at(st.offset, st.size_bytes).unwrap(),
             want,
             "{}",
             t.name
         );
         let mut at = 0u64;
         for step in [1u64, 143, 145, 1000, 77].iter().cycle() {
-            if at >= t.size_bytes {
+            if at >= st.size_bytes {
                 break;
             }
-            let n = (*step).min(t.size_bytes - at);
-            let got = ck.read_at(t.offset + at, n).unwrap();
+            let n = (*step).min(st.size_bytes - at);
+            let got = ck.read_at(st.offset + at, n).unwrap();
             assert_eq!(
                 got,
                 want[at as usize..(at + n) as usize],
@@ -291,5 +301,6 @@ fn quantized_reads_are_the_quantized_source_rows() {
         }
         checked += 1;
     }
+    assert_eq!(converted.len(), 8);
     assert_eq!(checked, 8, "embedding and seven projections");
 }

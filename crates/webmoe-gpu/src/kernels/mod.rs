@@ -11,6 +11,7 @@ pub mod linear;
 pub mod moe;
 pub mod norm;
 pub mod qk;
+pub mod quantize;
 pub mod rope;
 pub mod sampler;
 

@@ -86,7 +86,7 @@ pub fn upload(
         store.write(0, off, c).unwrap();
         off += c.len() as u64;
     }
-    store.finish();
+    store.finish().unwrap();
     store
 }
 
