@@ -20,31 +20,42 @@
 const GROUPS_PER_WG: u32 = 64u / LANES;
 var<workgroup> partial: array<vec4<f32>, 64>;
 
+// Elements 4i..4i+3 of group g of up to four rows against the activations `xv`. Called with literal
+// `i` so that, once inlined, every shift and offset inside DQ4 is a constant: SwiftShader's Subzero
+// backend executes variable shifts and integer divisions lane by lane.
+fn part(rows: vec4<u32>, g: u32, i: u32, h0: vec4<f32>, h1: vec4<f32>, h2: vec4<f32>, h3: vec4<f32>,
+        xv: vec4<f32>) -> vec4<f32> {
+    var a = vec4<f32>(dot(DQ4(rows.x, g, i, h0), xv), 0.0, 0.0, 0.0);
+    if (RPT > 1u) { a.y = dot(DQ4(rows.y, g, i, h1), xv); }
+    if (RPT > 2u) { a.z = dot(DQ4(rows.z, g, i, h2), xv); }
+    if (RPT > 3u) { a.w = dot(DQ4(rows.w, g, i, h3), xv); }
+    return a;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lane = li % LANES;
     let r0 = (wg.x * GROUPS_PER_WG + li / LANES) * RPT;
     let t = wg.y;
     // Rows past the end repeat the last row (their results are discarded) so the loop has no branch.
-    var rows: array<u32, 4>;
-    for (var j = 0u; j < 4u; j++) { rows[j] = min(r0 + j, p.n_rows - 1u) * p.row_bytes; }
+    let last = p.n_rows - 1u;
+    let rows = vec4<u32>(min(r0, last), min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last))
+        * p.row_bytes;
     var acc = vec4<f32>(0.0);
     if (r0 < p.n_rows) {
-        let xb = (p.x_offset + t * p.x_stride) / 4u;
-        for (var g = lane; g < p.k / 32u; g += LANES) {
+        let xb = (p.x_offset + t * p.x_stride) >> 2u;
+        let n_groups = p.k >> 5u;
+        for (var g = lane; g < n_groups; g += LANES) {
             let xo = xb + g * 8u;
-            let h0 = HDR(rows[0], g);
+            let h0 = HDR(rows.x, g);
             var h1 = h0; var h2 = h0; var h3 = h0;
-            if (RPT > 1u) { h1 = HDR(rows[1], g); }
-            if (RPT > 2u) { h2 = HDR(rows[2], g); }
-            if (RPT > 3u) { h3 = HDR(rows[3], g); }
-            for (var i = 0u; i < 8u; i++) {
-                let xv = x[xo + i];
-                acc.x += dot(DQ4(rows[0], g, i, h0), xv);
-                if (RPT > 1u) { acc.y += dot(DQ4(rows[1], g, i, h1), xv); }
-                if (RPT > 2u) { acc.z += dot(DQ4(rows[2], g, i, h2), xv); }
-                if (RPT > 3u) { acc.w += dot(DQ4(rows[3], g, i, h3), xv); }
-            }
+            if (RPT > 1u) { h1 = HDR(rows.y, g); }
+            if (RPT > 2u) { h2 = HDR(rows.z, g); }
+            if (RPT > 3u) { h3 = HDR(rows.w, g); }
+            acc += part(rows, g, 0u, h0, h1, h2, h3, x[xo]) + part(rows, g, 1u, h0, h1, h2, h3, x[xo + 1u])
+                + part(rows, g, 2u, h0, h1, h2, h3, x[xo + 2u]) + part(rows, g, 3u, h0, h1, h2, h3, x[xo + 3u])
+                + part(rows, g, 4u, h0, h1, h2, h3, x[xo + 4u]) + part(rows, g, 5u, h0, h1, h2, h3, x[xo + 5u])
+                + part(rows, g, 6u, h0, h1, h2, h3, x[xo + 6u]) + part(rows, g, 7u, h0, h1, h2, h3, x[xo + 7u]);
         }
     }
     var s = acc;

@@ -1,5 +1,6 @@
 // Byte-address helpers over a weight buffer bound as `w: array<u32>` (GGUF bytes as uploaded).
-// Blocks are not always 4-byte aligned (Q4_0: 18 bytes, Q8_0: 34), so reads join two words when needed.
+// Blocks are not always 4-byte aligned (Q4_0: 18 bytes, Q8_0: 34), so reads join two words when needed;
+// `rw` offsets must be even (true of every ggml block field).
 // The including shader defines ALIGNED (1u when every block of every row starts on a word boundary, so
 // that the single-load path is chosen at compile time).
 
@@ -7,12 +8,12 @@ fn rw(off: u32) -> u32 {
     if (ALIGNED == 1u) {
         return w[off >> 2u];
     }
+    // Every block and field of every type starts on an even byte, so a word is either aligned or
+    // starts half-way. Constant shifts and a select: SwiftShader's Subzero backend runs variable
+    // shifts and branches lane by lane.
     let a = off >> 2u;
-    let s = (off & 3u) * 8u;
-    if (s == 0u) {
-        return w[a];
-    }
-    return (w[a] >> s) | (w[a + 1u] << (32u - s));
+    let lo = w[a];
+    return select(lo, (lo >> 16u) | (w[a + 1u] << 16u), (off & 2u) != 0u);
 }
 
 fn rb(off: u32) -> u32 {

@@ -1,5 +1,7 @@
 // Dequantization for every supported ggml type, 4 elements at a time without private arrays (which CPU
-// emulators such as lavapipe spill to memory). For the 32-element group `g` of the row starting at byte
+// emulators such as lavapipe spill to memory), integer divisions (shifts and masks instead) or shifts by
+// amounts that vary between invocations (a select between constant shifts instead): SwiftShader's
+// Subzero backend executes both lane by lane. Callers pass a literal `i` where they can. For the 32-element group `g` of the row starting at byte
 // `row`, `hdr_<type>(row, g)` loads the group's scales once and `dq4_<type>(row, g, i, h)` returns elements
 // 4i..4i+3. The preprocessor maps HDR and DQ4 to one type's pair.
 // Formats: spec/models.md §5 (ggml-common.h / ggml-quants.c).
@@ -48,9 +50,14 @@ fn dq4_bf16(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     return bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xffff0000u, b << 16u, b & 0xffff0000u));
 }
 
+// `v >> 4` when `high`, else `v`.
+fn hi_nibbles(v: u32, high: bool) -> u32 {
+    return select(v, v >> 4u, high);
+}
+
 // Nibbles of the 16 quant bytes at `qs`: elements 0..15 are low nibbles, 16..31 high nibbles.
 fn nib4(qs: u32, i: u32) -> vec4<f32> {
-    return bytes4(rw(qs + 4u * (i % 4u)) >> (4u * (i / 4u)), 15u);
+    return bytes4(hi_nibbles(rw(qs + 4u * (i & 3u)), i >= 4u), 15u);
 }
 
 fn hdr_q4_0(row: u32, g: u32) -> vec4<f32> {
@@ -71,7 +78,7 @@ fn dq4_q4_1(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
 
 // 5th bits of Q5_0/Q5_1: bit j of the 32-bit `qh` belongs to element j.
 fn qh4(h: u32, i: u32) -> vec4<f32> {
-    return bits4(h >> (4u * i)) * 16.0;
+    return bits4(h >> (4u * i)) * 16.0; // i is a literal at every call site that matters (matvec)
 }
 
 fn hdr_q5_0(row: u32, g: u32) -> vec4<f32> {
@@ -111,55 +118,56 @@ fn scale_min_k4(s: u32, j: u32) -> vec2<f32> {
 }
 
 fn hdr_q4_k(row: u32, g: u32) -> vec4<f32> {
-    let b = row + (g / 8u) * 144u;
+    let b = row + (g >> 3u) * 144u;
     let dm = unpack2x16float(rw(b));
-    let sm = scale_min_k4(b + 4u, g % 8u);
+    let sm = scale_min_k4(b + 4u, g & 7u);
     return vec4<f32>(dm.x * sm.x, dm.y * sm.y, 0.0, 0.0);
 }
 
 fn dq4_q4_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    let sub = g % 8u;
-    let q = bytes4(rw(row + (g / 8u) * 144u + 16u + 32u * (sub / 2u) + 4u * i) >> (4u * (sub % 2u)), 15u);
+    let sub = g & 7u;
+    let q = bytes4(hi_nibbles(rw(row + (g >> 3u) * 144u + 16u + 32u * (sub >> 1u) + 4u * i), (sub & 1u) == 1u), 15u);
     return q * h.x - h.y;
 }
 
 fn hdr_q5_k(row: u32, g: u32) -> vec4<f32> {
-    let b = row + (g / 8u) * 176u;
+    let b = row + (g >> 3u) * 176u;
     let dm = unpack2x16float(rw(b));
-    let sm = scale_min_k4(b + 4u, g % 8u);
+    let sm = scale_min_k4(b + 4u, g & 7u);
     return vec4<f32>(dm.x * sm.x, dm.y * sm.y, 0.0, 0.0);
 }
 
 fn dq4_q5_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    let b = row + (g / 8u) * 176u;
-    let sub = g % 8u;
-    let q = bytes4(rw(b + 48u + 32u * (sub / 2u) + 4u * i) >> (4u * (sub % 2u)), 15u);
+    let b = row + (g >> 3u) * 176u;
+    let sub = g & 7u;
+    let q = bytes4(hi_nibbles(rw(b + 48u + 32u * (sub >> 1u) + 4u * i), (sub & 1u) == 1u), 15u);
     let hb = bytes4(rw(b + 16u + 4u * i) >> sub, 1u) * 16.0;
     return (q + hb) * h.x - h.y;
 }
 
 fn hdr_q6_k(row: u32, g: u32) -> vec4<f32> {
-    let b = row + (g / 8u) * 210u;
-    let sub = g % 8u;
-    let s = b + 192u + 8u * (sub / 4u) + 2u * (sub % 4u);
+    let b = row + (g >> 3u) * 210u;
+    let sub = g & 7u;
+    let s = b + 192u + 8u * (sub >> 2u) + 2u * (sub & 3u);
     let d = rf16(b + 208u);
     return vec4<f32>(d * sx8(rb(s)), d * sx8(rb(s + 1u)), 0.0, 0.0);
 }
 
 fn dq4_q6_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    let b = row + (g / 8u) * 210u;
-    let sub = g % 8u;
-    let n = sub / 4u;
-    let m = sub % 4u;
-    let lo = bytes4(rw(b + 64u * n + 32u * (m % 2u) + 4u * i) >> (4u * (m / 2u)), 15u);
-    let hi = bytes4(rw(b + 128u + 32u * n + 4u * i) >> (2u * m), 3u);
+    let b = row + (g >> 3u) * 210u;
+    let sub = g & 7u;
+    let n = sub >> 2u;
+    let m = sub & 3u;
+    let lo = bytes4(hi_nibbles(rw(b + 64u * n + 32u * (m & 1u) + 4u * i), m >= 2u), 15u);
+    let v = rw(b + 128u + 32u * n + 4u * i);
+    let hi = bytes4(select(select(v, v >> 2u, m == 1u), select(v >> 4u, v >> 6u, m == 3u), m >= 2u), 3u);
     return (lo + hi * 16.0 - 32.0) * select(h.y, h.x, i < 4u);
 }
 
 fn hdr_q2_k(row: u32, g: u32) -> vec4<f32> {
-    let b = row + (g / 8u) * 84u;
-    let sub = g % 8u;
-    let s = b + 8u * (sub / 4u) + 2u * (sub % 4u);
+    let b = row + (g >> 3u) * 84u;
+    let sub = g & 7u;
+    let s = b + 8u * (sub >> 2u) + 2u * (sub & 3u);
     let dm = unpack2x16float(rw(b + 80u));
     let s0 = rb(s);
     let s1 = rb(s + 1u);
@@ -167,8 +175,8 @@ fn hdr_q2_k(row: u32, g: u32) -> vec4<f32> {
 }
 
 fn dq4_q2_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    let sub = g % 8u;
-    let q = bytes4(rw(row + (g / 8u) * 84u + 16u + 32u * (sub / 4u) + 4u * i) >> (2u * (sub % 4u)), 3u);
+    let sub = g & 7u;
+    let q = bytes4(rw(row + (g >> 3u) * 84u + 16u + 32u * (sub >> 2u) + 4u * i) >> (2u * (sub & 3u)), 3u);
     if (i < 4u) { return q * h.x - h.y; }
     return q * h.z - h.w;
 }
@@ -176,23 +184,23 @@ fn dq4_q2_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
 fn q3k_scale(sb: u32, i: u32) -> f32 {
     var lo: u32;
     if (i < 8u) { lo = rb(sb + i) & 15u; } else { lo = rb(sb + i - 8u) >> 4u; }
-    let hi = (rb(sb + 8u + i % 4u) >> (2u * (i / 4u))) & 3u;
+    let hi = (rb(sb + 8u + (i & 3u)) >> (2u * (i >> 2u))) & 3u;
     return f32(i32(lo | (hi << 4u)) - 32);
 }
 
 fn hdr_q3_k(row: u32, g: u32) -> vec4<f32> {
-    let b = row + (g / 8u) * 110u;
-    let sub = g % 8u;
+    let b = row + (g >> 3u) * 110u;
+    let sub = g & 7u;
     let d = rf16(b + 108u);
-    let si = 8u * (sub / 4u) + 2u * (sub % 4u);
+    let si = 8u * (sub >> 2u) + 2u * (sub & 3u);
     return vec4<f32>(d * q3k_scale(b + 96u, si), d * q3k_scale(b + 96u, si + 1u), 0.0, 0.0);
 }
 
 fn dq4_q3_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    let b = row + (g / 8u) * 110u;
-    let sub = g % 8u;
-    let n = sub / 4u;
-    let jj = sub % 4u;
+    let b = row + (g >> 3u) * 110u;
+    let sub = g & 7u;
+    let n = sub >> 2u;
+    let jj = sub & 3u;
     let q = bytes4(rw(b + 32u + 32u * n + 4u * i) >> (2u * jj), 3u);
     let hm = bytes4(rw(b + 4u * i) >> (4u * n + jj), 1u);
     return (q - 4.0 + 4.0 * hm) * select(h.y, h.x, i < 4u);

@@ -125,7 +125,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.matches("fn rw(").count(), 1);
-        assert!(s.contains("dq4_q8_0(rows[0], g, i, h0)"));
+        assert!(s.contains("dq4_q8_0(rows.x, g, i, h0)"));
         assert!(s.contains("64u / 8u"));
         assert!(!s.contains("#include"));
     }
