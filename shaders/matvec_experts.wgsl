@@ -14,6 +14,7 @@
 #include "common/step.wgsl"
 
 #include "common/expert_params.wgsl"
+#include "common/expert_rows.wgsl"
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -25,40 +26,21 @@
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x * 2u;
-    let j = gid.y;
-    let t = gid.z;
-    if (r >= p.rows_per_expert || t >= step.n_tokens) { return; }
-    let slot = t * p.n_used + j;
-    let first = ids[slot] * p.rows_per_expert;
-    // A second row past the expert's end repeats the first (its result is discarded).
-    let r1 = min(r + 1u, p.rows_per_expert - 1u);
-    let s0 = first + r;
-    let s1 = first + r1;
-    let in0 = s0 >= p.shard_row0 && s0 < p.shard_row0 + p.shard_rows;
-    let in1 = s1 >= p.shard_row0 && s1 < p.shard_row0 + p.shard_rows;
-    if (!in0 && !in1) { return; }
-    // Rows outside this shard read a row inside it instead; their results are not written.
-    var l0 = s0 - p.shard_row0;
-    var l1 = s1 - p.shard_row0;
-    if (!in0) { l0 = l1; }
-    if (!in1) { l1 = l0; }
-    let row0 = l0 * p.row_bytes;
-    let row1 = l1 * p.row_bytes;
-    var xrow = t;
-    if (X_PER_SLOT == 1u) { xrow = slot; }
-    let xb = xrow * p.x_stride / 4u;
+    if (r >= p.rows_per_expert || gid.z >= step.n_tokens) { return; }
+    let e = expert_rows(r, gid.y, gid.z);
+    if (!e.in0 && !e.in1) { return; }
     var acc0 = 0.0;
     var acc1 = 0.0;
-    for (var g = 0u; g < p.k / 32u; g++) {
-        let h0 = HDR(row0, g);
-        let h1 = HDR(row1, g);
+    for (var g = 0u; g < (p.k >> 5u); g++) {
+        let h0 = HDR(e.row0, g);
+        let h1 = HDR(e.row1, g);
         for (var i = 0u; i < 8u; i++) {
-            let xv = x[xb + g * 8u + i];
-            acc0 += dot(DQ4(row0, g, i, h0), xv);
-            acc1 += dot(DQ4(row1, g, i, h1), xv);
+            let xv = x[e.xb + g * 8u + i];
+            acc0 += dot(DQ4(e.row0, g, i, h0), xv);
+            acc1 += dot(DQ4(e.row1, g, i, h1), xv);
         }
     }
-    let o = slot * p.rows_per_expert;
-    if (in0) { y[o + r] = acc0; }
-    if (in1 && r + 1u < p.rows_per_expert) { y[o + r + 1u] = acc1; }
+    let o = e.slot * p.rows_per_expert;
+    if (e.in0) { y[o + r] = acc0; }
+    if (e.in1) { y[o + r + 1u] = acc1; }
 }

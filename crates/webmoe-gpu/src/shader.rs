@@ -1,5 +1,7 @@
-//! WGSL sources (embedded from `shaders/`) and a small preprocessor: `#include "file"` (each file once)
-//! and `defines`, which replace whole identifiers (e.g. `DQ4` → `dq4_q4_k`, `LANES` → `8u`).
+//! WGSL sources (embedded from `shaders/`) and a small preprocessor: `#include "file"` (each file once),
+//! `#include_for NAME "file" ...` (the files again for a second weight binding: every `w` becomes `NAME`
+//! and every function they define `f` becomes `f_NAME`) and `defines`, which replace whole identifiers
+//! (e.g. `DQ4` → `dq4_q4_k`, `LANES` → `8u`).
 
 use crate::GpuError;
 
@@ -17,6 +19,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "common/linear_params.wgsl",
     "common/expert_params.wgsl",
     "common/workgroup_sum.wgsl",
+    "common/expert_rows.wgsl",
     "matvec.wgsl",
     "matmul.wgsl",
     "embed.wgsl",
@@ -30,6 +33,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "copy.wgsl",
     "moe_route.wgsl",
     "matvec_experts.wgsl",
+    "matvec_experts_glu.wgsl",
     "moe_combine.wgsl",
     "qk_norm.wgsl",
     "moe_group.wgsl",
@@ -48,7 +52,8 @@ fn source(name: &str) -> Result<&'static str, GpuError> {
         })
 }
 
-/// Assembles shader `name`: resolves includes and substitutes `defines`.
+/// Assembles shader `name`: resolves includes and substitutes `defines` (whole identifiers, not
+/// members after a `.`).
 ///
 /// # Errors
 /// [`GpuError::Shader`] for an unknown file or a malformed include line.
@@ -65,7 +70,16 @@ fn include(name: &str, out: &mut String, seen: &mut Vec<String>) -> Result<(), G
     }
     seen.push(name.to_string());
     for line in source(name)?.lines() {
-        if let Some(rest) = line.trim().strip_prefix("#include") {
+        if let Some(rest) = line.trim().strip_prefix("#include_for") {
+            let mut parts = rest.split_whitespace().map(|p| p.trim_matches('"'));
+            let (Some(binding), files) = (parts.next(), parts.collect::<Vec<_>>()) else {
+                return Err(GpuError::Shader {
+                    name: name.into(),
+                    reason: format!("malformed include: {line}"),
+                });
+            };
+            out.push_str(&renamed_copy(name, binding, &files)?);
+        } else if let Some(rest) = line.trim().strip_prefix("#include") {
             let file = rest.trim().trim_matches('"');
             if file.is_empty() {
                 return Err(GpuError::Shader {
@@ -82,16 +96,42 @@ fn include(name: &str, out: &mut String, seen: &mut Vec<String>) -> Result<(), G
     Ok(())
 }
 
+/// `files` (with their includes) once more, reading the weight binding `binding` instead of `w`: each
+/// function they define gets the suffix `_binding`.
+fn renamed_copy(name: &str, binding: &str, files: &[&str]) -> Result<String, GpuError> {
+    if files.is_empty() {
+        return Err(GpuError::Shader {
+            name: name.into(),
+            reason: format!("#include_for {binding} names no file"),
+        });
+    }
+    let mut text = String::new();
+    let mut seen = Vec::new();
+    for f in files {
+        include(f, &mut text, &mut seen)?;
+    }
+    let mut renames: Vec<(&str, String)> = vec![("w", binding.to_string())];
+    for line in text.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("fn ") {
+            let f = rest.split('(').next().unwrap_or("").trim();
+            renames.push((f, format!("{f}_{binding}")));
+        }
+    }
+    Ok(substitute(&text, &renames))
+}
+
 fn substitute(src: &str, defines: &[(&str, String)]) -> String {
     if defines.is_empty() {
         return src.to_string();
     }
     let mut out = String::with_capacity(src.len());
     let mut word = String::new();
+    // A word right after `.` is a member (`h.w`), never replaced.
     let flush = |word: &mut String, out: &mut String| {
+        let member = out.ends_with('.');
         match defines.iter().find(|(k, _)| *k == word.as_str()) {
-            Some((_, v)) => out.push_str(v),
-            None => out.push_str(word),
+            Some((_, v)) if !member => out.push_str(v),
+            _ => out.push_str(word),
         }
         word.clear();
     };
@@ -195,6 +235,21 @@ mod tests {
             check("kv_store.wgsl", &[("KV_F16", kv.into())]);
             check("attention.wgsl", &[("KV_F16", kv.into())]);
         }
+        for ty in GgmlType::ALL {
+            for per_slot in ["0u", "1u"] {
+                check(
+                    "matvec_experts_glu.wgsl",
+                    &[
+                        ("HDR", crate::kernels::hdr_name(ty)),
+                        ("DQ4", crate::kernels::dq4_name(ty)),
+                        ("HDR_UP", format!("{}_w_up", crate::kernels::hdr_name(ty))),
+                        ("DQ4_UP", format!("{}_w_up", crate::kernels::dq4_name(ty))),
+                        ("ALIGNED", "0u".into()),
+                        ("X_PER_SLOT", per_slot.into()),
+                    ],
+                );
+            }
+        }
         for name in [
             "attention_reduce.wgsl",
             "rmsnorm.wgsl",
@@ -231,6 +286,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn include_for_renames_the_binding_and_the_functions() {
+        let s = preprocess("matvec_experts_glu.wgsl", &[]).unwrap();
+        assert_eq!(s.matches("fn rw(").count(), 1);
+        assert_eq!(s.matches("fn rw_w_up(").count(), 1);
+        assert!(s.contains("return w_up[off >> 2u];"));
+        assert!(s.contains("fn dq4_q4_k_w_up("));
+        assert!(s.contains("rw_w_up(row + (g >> 3u) * 144u"));
     }
 
     #[test]

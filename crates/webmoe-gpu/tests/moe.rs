@@ -189,7 +189,8 @@ fn expert_matvec_and_grouped_matmul_read_only_the_chosen_experts_for_every_type(
     }
 }
 
-/// route → (scale input) → gate, up → SwiGLU → down → combine, as launches, against `moe_ffn`.
+/// route → (scale input) → gate, up → SwiGLU → down → combine, as launches, against `moe_ffn`; and the
+/// same with the fused gate+up+SwiGLU decode launch.
 #[test]
 fn a_routed_layer_composed_from_the_launches_matches_cpu() {
     let gpu = gpu();
@@ -288,6 +289,11 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
         } else {
             &xb
         };
+        // The same with the fused gate+up+SwiGLU launch.
+        let mut fused = first.clone();
+        let (tg, tu) = (s_gate.get("g").unwrap(), s_up.get("u").unwrap());
+        assert!(moe::can_fuse(tg, tu));
+        fused.extend(moe::experts_glu(&gpu, tg, tu, width, x_in, &g, r, input_weighted).unwrap());
         first.extend(ex(&s_gate, "g", width, x_in, &g, input_weighted));
         first.extend(ex(&s_up, "u", width, x_in, &u, input_weighted));
         // SwiGLU over one row of `width` per slot (token count = slots).
@@ -322,6 +328,10 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
         run(&gpu, &[&swiglu], slots as u32, 1);
         run(&gpu, &last.iter().collect::<Vec<_>>(), tokens as u32, 1);
         let got = read_f32(&gpu, &yb, tokens * h);
+        gpu.queue.write_buffer(&yb, 0, bytemuck::cast_slice(&y0));
+        run(&gpu, &fused.iter().collect::<Vec<_>>(), tokens as u32, 1);
+        run(&gpu, &last.iter().collect::<Vec<_>>(), tokens as u32, 1);
+        let got_fused = read_f32(&gpu, &yb, tokens * h);
         let m = ExpertWeights {
             router: &router,
             gate: &gate,
@@ -336,11 +346,13 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
             .zip(&y0)
             .map(|(a, b)| a + b)
             .collect();
-        let e = nmse(&got, &want);
-        assert!(
-            e < F32_NMSE,
-            "{routing:?} k={k_used} T={tokens} {}: nmse {e:e}",
-            ty.name()
-        );
+        for (what, got) in [("separate", &got), ("fused gate+up", &got_fused)] {
+            let e = nmse(got, &want);
+            assert!(
+                e < F32_NMSE,
+                "{what} {routing:?} k={k_used} T={tokens} {}: nmse {e:e}",
+                ty.name()
+            );
+        }
     }
 }

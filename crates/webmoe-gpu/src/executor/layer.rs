@@ -230,9 +230,29 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
             mat: moe::experts_grouped(g, w(t)?, rows, x, y, r, grouped, per_slot)?,
         })
     };
-    out.push(experts("gate", &l.gate, i, x_in, &s.gate, per_slot)?);
-    out.push(experts("up", &l.up, i, x_in, &s.up, per_slot)?);
-    out.push(swiglu(m.n_used * i)?);
+    let (gate, up) = (w(&l.gate)?, w(&l.up)?);
+    if moe::can_fuse(gate, up) {
+        // Decode: one fused gate+up+SwiGLU launch; prefill keeps the grouped mat-muls.
+        let prefill_only = |l: Launch| Launch {
+            vec: Vec::new(),
+            ..l
+        };
+        out.push(Launch {
+            name: "gate_up",
+            vec: moe::experts_glu(g, gate, up, i, x_in, &s.gate, r, per_slot)?,
+            mat: moe::experts_grouped(g, gate, i, x_in, &s.gate, r, grouped, per_slot)?,
+        });
+        out.push(Launch {
+            name: "up",
+            vec: Vec::new(),
+            mat: moe::experts_grouped(g, up, i, x_in, &s.up, r, grouped, per_slot)?,
+        });
+        out.push(prefill_only(swiglu(m.n_used * i)?));
+    } else {
+        out.push(experts("gate", &l.gate, i, x_in, &s.gate, per_slot)?);
+        out.push(experts("up", &l.up, i, x_in, &s.up, per_slot)?);
+        out.push(swiglu(m.n_used * i)?);
+    }
     out.push(experts("down", &l.down, c.hidden, &s.gate, &ms.out, true)?);
     out.push(Launch::op(
         "combine",

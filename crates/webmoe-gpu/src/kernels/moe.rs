@@ -5,7 +5,7 @@
 
 use super::{aligned, dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
-use crate::weights::GpuTensor;
+use crate::weights::{GpuTensor, Shard};
 use crate::{Gpu, GpuError};
 use webmoe_core::moe::Routing;
 
@@ -66,6 +66,52 @@ pub fn route(
     })
 }
 
+/// Checks that `w` holds whole experts of `rows_per_expert` rows with rows a multiple of 32 long.
+fn check_experts(w: &GpuTensor, rows_per_expert: usize) -> Result<(), GpuError> {
+    let k = w.row_len();
+    if !k.is_multiple_of(32)
+        || rows_per_expert == 0
+        || !w.n_rows().is_multiple_of(rows_per_expert as u64)
+    {
+        return Err(GpuError::Invalid(format!(
+            "expert tensor of {} rows × {k} does not hold whole experts of {rows_per_expert} rows with rows a multiple of 32 long",
+            w.n_rows()
+        )));
+    }
+    Ok(())
+}
+
+/// The parameter uniform (`common/expert_params.wgsl`) of shard `s` of `w`.
+fn expert_params(
+    gpu: &Gpu,
+    w: &GpuTensor,
+    s: &Shard,
+    rows_per_expert: usize,
+    r: Routed,
+) -> wgpu::Buffer {
+    let k = w.row_len() as u32;
+    gpu.uniform(&[
+        k,
+        rows_per_expert as u32,
+        w.row_bytes as u32,
+        s.row0 as u32,
+        s.n_rows as u32,
+        r.k as u32,
+        k,
+        0,
+    ])
+}
+
+/// The type defines of the expert kernels for `w`.
+fn expert_defines(w: &GpuTensor, x_per_slot: bool) -> Vec<(&'static str, String)> {
+    vec![
+        ("HDR", hdr_name(w.ty)),
+        ("DQ4", dq4_name(w.ty)),
+        ("ALIGNED", aligned(w.ty, w.row_bytes)),
+        ("X_PER_SLOT", if x_per_slot { "1u" } else { "0u" }.into()),
+    ]
+}
+
 /// One launch per shard of the stacked expert tensor `w` with `shader` (`matvec_experts.wgsl` or
 /// `matmul_experts.wgsl`, which share their parameters); a shard's bindings are its weights, `before`,
 /// the parameter uniform, then `after`.
@@ -80,45 +126,78 @@ fn expert_launches(
     grid: Grid,
     (before, after): (&[&wgpu::Buffer], &[&wgpu::Buffer]),
 ) -> Result<Vec<Op>, GpuError> {
-    let k = w.row_len() as u32;
-    if !k.is_multiple_of(32)
-        || rows_per_expert == 0
-        || !w.n_rows().is_multiple_of(rows_per_expert as u64)
-    {
-        return Err(GpuError::Invalid(format!(
-            "expert tensor of {} rows × {k} does not hold whole experts of {rows_per_expert} rows with rows a multiple of 32 long",
-            w.n_rows()
-        )));
-    }
-    let pipeline = gpu.pipeline(
-        shader,
-        "main",
-        &[
-            ("HDR", hdr_name(w.ty)),
-            ("DQ4", dq4_name(w.ty)),
-            ("ALIGNED", aligned(w.ty, w.row_bytes)),
-            ("X_PER_SLOT", if x_per_slot { "1u" } else { "0u" }.into()),
-        ],
-    )?;
+    check_experts(w, rows_per_expert)?;
+    let pipeline = gpu.pipeline(shader, "main", &expert_defines(w, x_per_slot))?;
     Ok(w.shards
         .iter()
         .map(|s| {
-            let params = gpu.uniform(&[
-                k,
-                rows_per_expert as u32,
-                w.row_bytes as u32,
-                s.row0 as u32,
-                s.n_rows as u32,
-                r.k as u32,
-                k,
-                0,
-            ]);
+            let params = expert_params(gpu, w, s, rows_per_expert, r);
             let mut buffers = vec![&s.buffer];
             buffers.extend(before);
             buffers.push(&params);
             buffers.extend(after);
             Op {
                 bind_group: gpu.bind(&pipeline, &buffers),
+                pipeline: pipeline.clone(),
+                grid,
+            }
+        })
+        .collect())
+}
+
+/// Whether [`experts_glu`] can fuse `gate` and `up`: the same type, shape and shard split.
+pub fn can_fuse(gate: &GpuTensor, up: &GpuTensor) -> bool {
+    gate.ty == up.ty
+        && gate.dims == up.dims
+        && gate.shards.len() == up.shards.len()
+        && gate
+            .shards
+            .iter()
+            .zip(&up.shards)
+            .all(|(a, b)| a.row0 == b.row0 && a.n_rows == b.n_rows)
+}
+
+/// The fused gate+up decode launches (`shaders/matvec_experts_glu.wgsl`, one per shard pair): `y` gets
+/// `silu(gate · x) · (up · x)` for each chosen expert's rows, replacing the gate and up mat-vecs and
+/// the SwiGLU launch. Arguments as [`experts`].
+///
+/// # Errors
+/// [`GpuError::Invalid`] when the tensors cannot be fused ([`can_fuse`]) or do not hold whole
+/// experts; pipeline errors.
+#[allow(clippy::too_many_arguments)]
+pub fn experts_glu(
+    gpu: &Gpu,
+    gate: &GpuTensor,
+    up: &GpuTensor,
+    rows_per_expert: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    r: Routed,
+    x_per_slot: bool,
+) -> Result<Vec<Op>, GpuError> {
+    check_experts(gate, rows_per_expert)?;
+    if !can_fuse(gate, up) {
+        return Err(GpuError::Invalid(
+            "gate and up expert tensors differ in type, shape or split; they cannot be fused"
+                .into(),
+        ));
+    }
+    let mut defines = expert_defines(gate, x_per_slot);
+    defines.push(("HDR_UP", format!("{}_w_up", hdr_name(up.ty))));
+    defines.push(("DQ4_UP", format!("{}_w_up", dq4_name(up.ty))));
+    let pipeline = gpu.pipeline("matvec_experts_glu.wgsl", "main", &defines)?;
+    let grid = Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32);
+    Ok(gate
+        .shards
+        .iter()
+        .zip(&up.shards)
+        .map(|(g, u)| {
+            let params = expert_params(gpu, gate, g, rows_per_expert, r);
+            Op {
+                bind_group: gpu.bind(
+                    &pipeline,
+                    &[&g.buffer, x, y, r.ids, &params, r.step, &u.buffer],
+                ),
                 pipeline: pipeline.clone(),
                 grid,
             }
