@@ -140,6 +140,8 @@ export interface EngineStats {
   adapterInfo: { vendor: string; architecture: string; device: string; description: string; features: string[]; maxStorageBufferBindingSize: number; maxBufferSize: number };
   backend: string;
   deviceType: string;
+  /** The mat-vec kernel shape in use: [threads per row, rows per thread] (see the `tuning` option). */
+  tuning: [number, number];
   /** Optional WebGPU features the kernels use (none: f16 weights are unpacked from u32). */
   featuresUsed: string[];
   gpuBytesPlanned: number;

@@ -2,7 +2,7 @@
 // without a GPU) through the public API and prints load time, prefill and decode tokens per second as
 // JSON, next to llama.cpp compiled to WebAssembly (@wllama/wllama, CPU, 2 threads) on the same model in
 // the same browser. Options: --runs N (default 3), --prompt-words N (default 100), --gen N (default 64),
-// --no-peer.
+// --no-peer, --tuning LANES,ROWS (the engine's `tuning` option).
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,8 @@ const argv = process.argv.slice(2);
 const flag = (name, def) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def; };
 const runs = flag('--runs', 3), words = flag('--prompt-words', 100), gen = flag('--gen', 64);
 const peer = !argv.includes('--no-peer');
+const tuningAt = argv.indexOf('--tuning');
+const tuning = tuningAt >= 0 ? argv[tuningAt + 1].split(',').map(Number) : undefined;
 
 const server = await startServer({
   webRoot, modelPath: MODEL,
@@ -31,9 +33,9 @@ const prompt = `Here is a list of numbers: ${Array.from({ length: words }, (_, i
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
-const webmoe = await page.evaluate(async ([url, prompt, gen, runs]) => {
+const webmoe = await page.evaluate(async ([url, prompt, gen, runs, tuning]) => {
   const t0 = performance.now();
-  const engine = await window.webmoe.createEngine({ model: url, cache: false });
+  const engine = await window.webmoe.createEngine({ model: url, cache: false, tuning });
   const loadS = (performance.now() - t0) / 1000;
   await engine.completions.create({ prompt: 'Hello', max_tokens: 4, temperature: 0 });
   const out = [];
@@ -43,14 +45,16 @@ const webmoe = await page.evaluate(async ([url, prompt, gen, runs]) => {
   }
   const s = await engine.stats();
   await engine.unload();
-  return { loadS, out, adapter: `${s.adapterInfo.vendor}/${s.adapterInfo.architecture}`, heapBytes: s.heapBytes, crossOriginIsolated };
-}, [modelUrl, prompt, gen, runs]);
+  return { loadS, out, adapter: `${s.adapterInfo.vendor}/${s.adapterInfo.architecture}`, deviceType: s.deviceType, tuning: s.tuning, heapBytes: s.heapBytes, crossOriginIsolated };
+}, [modelUrl, prompt, gen, runs, tuning]);
 
 const result = {
   model: path.basename(MODEL),
   machine: `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? ''}`.trim(),
   webmoe: {
     adapter: webmoe.adapter,
+    device_type: webmoe.deviceType,
+    tuning: webmoe.tuning,
     load_s: +webmoe.loadS.toFixed(2),
     prompt_tokens: webmoe.out[0].promptTokens,
     gen_tokens: webmoe.out[0].genTokens,

@@ -31,6 +31,8 @@ struct StaticStats {
     adapter: String,
     backend: String,
     device_type: String,
+    /// The mat-vec kernel shape in use: [threads per row, rows per thread].
+    tuning: [u32; 2],
     features_used: Vec<&'static str>,
     gpu_bytes_planned: u64,
     kv_dtype: &'static str,
@@ -133,6 +135,7 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
         adapter: e.gpu.adapter_name(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
+        tuning: [e.gpu.tuning.lanes, e.gpu.tuning.rows_per_thread],
         // The baseline kernels need no optional WebGPU feature (f16 is packed in u32).
         features_used: Vec::new(),
         gpu_bytes_planned: loaded.gpu_bytes,
