@@ -26,11 +26,16 @@ var<workgroup> sc: array<f32, 64>;
 // Elements e, e+1 (e even) of the K (is_k) or V cache.
 fn cache_pair(is_k: bool, e: u32) -> vec2<f32> {
     if (KV_F16 == 1u) {
-        if (is_k) { return unpack2x16float(kc[e / 2u]); }
-        return unpack2x16float(vc[e / 2u]);
+        if (is_k) { return unpack2x16float(kc[e >> 1u]); }
+        return unpack2x16float(vc[e >> 1u]);
     }
     if (is_k) { return bitcast<vec2<f32>>(vec2<u32>(kc[e], kc[e + 1u])); }
     return bitcast<vec2<f32>>(vec2<u32>(vc[e], vc[e + 1u]));
+}
+
+// `s` reduced once by the ring length.
+fn wrap(s: u32) -> u32 {
+    return select(s, s - p.max_pos, s >= p.max_pos);
 }
 
 @compute @workgroup_size(64)
@@ -61,10 +66,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var o1 = vec2<f32>(0.0);
     for (var j0 = start; j0 < end; j0 += 64u) {
         let j = j0 + li;
+        // Cache slot of key j0 + i: a tile spans at most max_pos keys (the ring holds all a query can
+        // see), so it wraps at most once; one division per tile (SwiftShader divides lane by lane).
+        let slot0 = j0 % p.max_pos;
         var s = -1e30;
         if (j < end) {
             var acc = 0.0;
-            let kb = cache_base + (j % p.max_pos) * hd;
+            let kb = cache_base + wrap(slot0 + li) * hd;
             for (var d = 0u; d < hd; d += 2u) {
                 acc += dot(vec2<f32>(qs[d], qs[d + 1u]), cache_pair(true, kb + d));
             }
@@ -87,7 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = 0u; i < n; i++) {
             let pr = sc[i];
             l += pr;
-            let vb = cache_base + ((j0 + i) % p.max_pos) * hd;
+            let vb = cache_base + wrap(slot0 + i) * hd;
             if (d0 < hd) { o0 += pr * cache_pair(false, vb + d0); }
             if (d0 + 128u < hd) { o1 += pr * cache_pair(false, vb + d0 + 128u); }
         }

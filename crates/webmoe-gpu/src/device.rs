@@ -140,6 +140,16 @@ impl Gpu {
         }
     }
 
+    /// Most key-range splits of a decode attention launch. GPUs want many workgroups; CPU emulators
+    /// pay for each workgroup's barriers (SwiftShader runs them as coroutines: at 400 keys one split cut
+    /// attention from 268 to 176 ms per step there, and lavapipe is no slower), so they get one.
+    pub fn max_attention_splits(&self) -> u32 {
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => 1,
+            _ => crate::kernels::attention::MAX_SPLITS,
+        }
+    }
+
     /// One line describing the adapter.
     pub fn adapter_name(&self) -> String {
         format!(

@@ -483,7 +483,11 @@ impl Engine {
         for (ci, chunk) in chunks.into_iter().enumerate() {
             let last = ci + 1 == n_chunks;
             let n = chunk.len() as u32;
-            let n_splits = attention::n_splits(n, (self.pos + chunk.len()) as u32);
+            let n_splits = attention::n_splits(
+                n,
+                (self.pos + chunk.len()) as u32,
+                self.gpu.max_attention_splits(),
+            );
             self.gpu
                 .queue
                 .write_buffer(&self.s.ids, 0, bytemuck::cast_slice(chunk));

@@ -9,13 +9,16 @@ use crate::{Gpu, GpuError};
 /// Largest number of key-range splits (decode).
 pub const MAX_SPLITS: u32 = 16;
 
-/// Splits for a call of `n_tokens` tokens whose last query sees `kv_len` keys: prefill rows already give
-/// enough workgroups; decode splits the keys in ranges of at least 64.
-pub fn n_splits(n_tokens: u32, kv_len: u32) -> u32 {
+/// Splits for a call of `n_tokens` tokens whose last query sees `kv_len` keys, at most `max_splits`
+/// ([`Gpu::max_attention_splits`]): prefill rows already give enough workgroups; decode splits the keys
+/// in ranges of at least 64.
+pub fn n_splits(n_tokens: u32, kv_len: u32, max_splits: u32) -> u32 {
     if n_tokens > 1 {
         1
     } else {
-        kv_len.div_ceil(64).clamp(1, MAX_SPLITS)
+        kv_len
+            .div_ceil(64)
+            .clamp(1, max_splits.clamp(1, MAX_SPLITS))
     }
 }
 
