@@ -1,9 +1,10 @@
 // Dequantization for every supported ggml type, 4 elements at a time without private arrays (which CPU
 // emulators such as lavapipe spill to memory), integer divisions (shifts and masks instead) or shifts by
 // amounts that vary between invocations (a select between constant shifts instead): SwiftShader's
-// Subzero backend executes both lane by lane. Callers pass a literal `i` where they can. For the 32-element group `g` of the row starting at byte
-// `row`, `hdr_<type>(row, g)` loads the group's scales once and `dq4_<type>(row, g, i, h)` returns elements
-// 4i..4i+3. The preprocessor maps HDR and DQ4 to one type's pair.
+// Subzero backend executes both lane by lane. Callers pass a literal `i` where they can.
+// For the 32-element group `g` of the row starting at byte `row`, `hdr_<type>(row, g)` loads the group's
+// scales once and `dq4_<type>(row, g, i, h)` returns elements 4i..4i+3. The preprocessor maps HDR and
+// DQ4 to one type's pair.
 // Formats: spec/models.md §5 (ggml-common.h / ggml-quants.c).
 
 // The four bytes of `v`, each masked with `mask`, as floats (byte 0 first).
@@ -126,7 +127,8 @@ fn hdr_q4_k(row: u32, g: u32) -> vec4<f32> {
 
 fn dq4_q4_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let sub = g & 7u;
-    let q = bytes4(hi_nibbles(rw(row + (g >> 3u) * 144u + 16u + 32u * (sub >> 1u) + 4u * i), (sub & 1u) == 1u), 15u);
+    let v = rw(row + (g >> 3u) * 144u + 16u + 32u * (sub >> 1u) + 4u * i);
+    let q = bytes4(hi_nibbles(v, (sub & 1u) == 1u), 15u);
     return q * h.x - h.y;
 }
 

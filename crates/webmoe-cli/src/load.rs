@@ -22,12 +22,27 @@ pub struct ModelFile {
     /// The layout `src` serves: `header`, except for matrices quantized on load, which stream in their
     /// source type.
     pub streamed_header: GgufHeader,
-    /// `(tensor index, streamed type)` of the tensors the GPU quantizes on load.
-    pub quantized_on_load: Vec<(usize, GgmlType)>,
     /// The model it describes.
     pub desc: ModelDesc,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
+}
+
+impl ModelFile {
+    /// `(tensor index, streamed type)` of the tensors the GPU quantizes on load: those whose streamed
+    /// type differs from the stored one.
+    pub fn quantized_on_load(&self) -> Vec<(usize, GgmlType)> {
+        let pairs = self
+            .header
+            .tensors
+            .iter()
+            .zip(&self.streamed_header.tensors);
+        pairs
+            .enumerate()
+            .filter(|(_, (t, s))| t.ggml_type != s.ggml_type)
+            .map(|(i, (_, s))| (i, s.ggml_type))
+            .collect()
+    }
 }
 
 fn is_url(s: &str) -> bool {
@@ -81,7 +96,6 @@ fn open_checkpoint(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile>
     Ok(ModelFile {
         header: ck.header.clone(),
         streamed_header: ck.streamed_header.clone(),
-        quantized_on_load: ck.model.quantized_on_load(),
         desc: ck.model.desc.clone(),
         src: Box::new(ck),
         tokenizer,
@@ -128,7 +142,6 @@ pub fn open_quantized(model: &str, quantize: Option<GgmlType>) -> Result<ModelFi
     Ok(ModelFile {
         src,
         streamed_header: header.clone(),
-        quantized_on_load: Vec::new(),
         header,
         desc,
         tokenizer,
@@ -168,7 +181,7 @@ pub fn load_quantized(
     let tokenizer = file.tokenizer.clone();
     let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
     let mut engine = pollster::block_on(Engine::new(gpu, file.desc.clone(), &file.header, opts))?;
-    for &(index, ty) in &file.quantized_on_load {
+    for (index, ty) in file.quantized_on_load() {
         engine.quantize_on_upload(index, ty)?;
     }
     let names: Vec<String> = file

@@ -533,16 +533,6 @@ impl HfModel {
         self.header_with(PlannedTensor::streamed_type)
     }
 
-    /// `(tensor index, streamed type)` of every tensor the GPU quantizes on load.
-    pub fn quantized_on_load(&self) -> Vec<(usize, GgmlType)> {
-        self.tensors
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.streamed_type() != p.ggml_type)
-            .map(|(i, p)| (i, p.streamed_type()))
-            .collect()
-    }
-
     fn header_with(&self, ty: impl Fn(&PlannedTensor) -> GgmlType) -> GgufHeader {
         let mut offset = 0u64;
         let tensors = self

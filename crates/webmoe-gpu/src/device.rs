@@ -27,8 +27,8 @@ pub struct Tuning {
 
 impl Tuning {
     /// CPU emulators (lavapipe, SwiftShader) prefer one long stream per thread and activation loads
-    /// shared by four rows (measured 2026-11-30: decode +10-20 % on both against two rows); GPUs prefer
-    /// many threads per row.
+    /// shared by four rows (measured 2026-11-30 against two rows: decode +10-20 % on lavapipe, +7 % on
+    /// SwiftShader in Chromium); GPUs prefer many threads per row.
     pub fn for_device(ty: wgpu::DeviceType) -> Self {
         match ty {
             wgpu::DeviceType::Cpu => Tuning {
@@ -196,16 +196,7 @@ impl Gpu {
 
     /// A uniform buffer holding `words` (u32s; store f32 with `to_bits`), padded to 16 bytes.
     pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        let mut w = words.to_vec();
-        while !w.len().is_multiple_of(4) || w.is_empty() {
-            w.push(0);
-        }
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::cast_slice(&w),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        uniform(&self.device, words)
     }
 
     /// A storage buffer of `bytes` (rounded up to 4) usable as copy source and destination.
@@ -237,19 +228,41 @@ impl Gpu {
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
     ) -> wgpu::BindGroup {
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
-        })
+        bind(&self.device, pipeline, buffers)
     }
+}
+
+/// [`Gpu::uniform`] for holders of a device alone (the weight store).
+pub fn uniform(device: &wgpu::Device, words: &[u32]) -> wgpu::Buffer {
+    let mut w = words.to_vec();
+    while !w.len().is_multiple_of(4) || w.is_empty() {
+        w.push(0);
+    }
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("params"),
+        contents: bytemuck::cast_slice(&w),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+/// [`Gpu::bind`] for holders of a device alone (the weight store).
+pub fn bind(
+    device: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let layout = pipeline.get_bind_group_layout(0);
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &layout,
+        entries: &entries,
+    })
 }

@@ -198,12 +198,11 @@ impl WeightStore {
             if p.carry.is_empty() {
                 continue;
             }
-            let (name, at, mut bytes) = (p.name.clone(), p.next, std::mem::take(&mut p.carry));
             if p.convert.is_some() {
-                p.carry = bytes;
                 self.convert_rows(index, true)?;
                 continue;
             }
+            let (name, at, mut bytes) = (p.name.clone(), p.next, std::mem::take(&mut p.carry));
             bytes.resize(4, 0);
             self.write_aligned(&name, at, &bytes);
         }

@@ -130,7 +130,7 @@ fn shard_table(src: &dyn ByteSource) -> Result<Vec<(String, u64, CheckpointTenso
 impl Checkpoint {
     /// Reads the folder's JSON files and safetensors headers (not the weights) and plans the model;
     /// with `quantize` (Q8_0, Q4_0 or Q4_K) the weight matrices are planned in that type and stream in
-    /// their source type, for the GPU to quantize (see `HfModel::quantized_on_load`).
+    /// their source type, for the GPU to quantize (the tensors whose types differ between `header` and `streamed_header`).
     ///
     /// # Errors
     /// [`LoadError::Io`] for missing or unreadable files and invalid headers; [`LoadError::Model`] when

@@ -260,7 +260,13 @@ fn quantized_matrices_stream_their_source_rows() {
         }
     };
     let mut checked = 0;
-    let converted = ck.model.quantized_on_load();
+    // The tensors quantized on load: those whose stored and streamed types differ.
+    let converted: Vec<(usize, GgmlType)> = (ck.header.tensors.iter())
+        .zip(&ck.streamed_header.tensors)
+        .enumerate()
+        .filter(|(_, (t, s))| t.ggml_type != s.ggml_type)
+        .map(|(i, (_, s))| (i, s.ggml_type))
+        .collect();
     for (i, (t, st)) in ck
         .header
         .tensors

@@ -232,11 +232,7 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
     };
     let (gate, up) = (w(&l.gate)?, w(&l.up)?);
     if moe::can_fuse(gate, up) {
-        // Decode: one fused gate+up+SwiGLU launch; prefill keeps the grouped mat-muls.
-        let prefill_only = |l: Launch| Launch {
-            vec: Vec::new(),
-            ..l
-        };
+        // Decode: one fused gate+up+SwiGLU launch; prefill keeps the grouped mat-muls and SwiGLU.
         out.push(Launch {
             name: "gate_up",
             vec: moe::experts_glu(g, gate, up, i, x_in, &s.gate, r, per_slot)?,
@@ -247,7 +243,10 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
             vec: Vec::new(),
             mat: moe::experts_grouped(g, up, i, x_in, &s.up, r, grouped, per_slot)?,
         });
-        out.push(prefill_only(swiglu(m.n_used * i)?));
+        out.push(Launch {
+            vec: Vec::new(),
+            ..swiglu(m.n_used * i)?
+        });
     } else {
         out.push(experts("gate", &l.gate, i, x_in, &s.gate, per_slot)?);
         out.push(experts("up", &l.up, i, x_in, &s.up, per_slot)?);

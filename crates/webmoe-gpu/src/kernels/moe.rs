@@ -112,30 +112,33 @@ fn expert_defines(w: &GpuTensor, x_per_slot: bool) -> Vec<(&'static str, String)
     ]
 }
 
-/// One launch per shard of the stacked expert tensor `w` with `shader` (`matvec_experts.wgsl` or
-/// `matmul_experts.wgsl`, which share their parameters); a shard's bindings are its weights, `before`,
-/// the parameter uniform, then `after`.
+/// One launch per shard of the stacked expert tensor `w` with `shader` (`matvec_experts.wgsl`,
+/// `matmul_experts.wgsl` or `matvec_experts_glu.wgsl`, which share their parameters) and `defines`; a
+/// shard's bindings are its weights, `before`, the parameter uniform, `after`, then the same shard of
+/// `paired` if given (the up tensor of the fused kernel, split like `w`).
 #[allow(clippy::too_many_arguments)]
 fn expert_launches(
     gpu: &Gpu,
-    shader: &str,
+    (shader, defines): (&str, &[(&str, String)]),
     w: &GpuTensor,
+    paired: Option<&GpuTensor>,
     rows_per_expert: usize,
     r: Routed,
-    x_per_slot: bool,
     grid: Grid,
     (before, after): (&[&wgpu::Buffer], &[&wgpu::Buffer]),
 ) -> Result<Vec<Op>, GpuError> {
     check_experts(w, rows_per_expert)?;
-    let pipeline = gpu.pipeline(shader, "main", &expert_defines(w, x_per_slot))?;
+    let pipeline = gpu.pipeline(shader, "main", defines)?;
     Ok(w.shards
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let params = expert_params(gpu, w, s, rows_per_expert, r);
             let mut buffers = vec![&s.buffer];
             buffers.extend(before);
             buffers.push(&params);
             buffers.extend(after);
+            buffers.extend(paired.map(|t| &t.shards[i].buffer));
             Op {
                 bind_group: gpu.bind(&pipeline, &buffers),
                 pipeline: pipeline.clone(),
@@ -175,7 +178,6 @@ pub fn experts_glu(
     r: Routed,
     x_per_slot: bool,
 ) -> Result<Vec<Op>, GpuError> {
-    check_experts(gate, rows_per_expert)?;
     if !can_fuse(gate, up) {
         return Err(GpuError::Invalid(
             "gate and up expert tensors differ in type, shape or split; they cannot be fused"
@@ -185,24 +187,21 @@ pub fn experts_glu(
     let mut defines = expert_defines(gate, x_per_slot);
     defines.push(("HDR_UP", format!("{}_w_up", hdr_name(up.ty))));
     defines.push(("DQ4_UP", format!("{}_w_up", dq4_name(up.ty))));
-    let pipeline = gpu.pipeline("matvec_experts_glu.wgsl", "main", &defines)?;
-    let grid = Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32);
-    Ok(gate
-        .shards
-        .iter()
-        .zip(&up.shards)
-        .map(|(g, u)| {
-            let params = expert_params(gpu, gate, g, rows_per_expert, r);
-            Op {
-                bind_group: gpu.bind(
-                    &pipeline,
-                    &[&g.buffer, x, y, r.ids, &params, r.step, &u.buffer],
-                ),
-                pipeline: pipeline.clone(),
-                grid,
-            }
-        })
-        .collect())
+    expert_launches(
+        gpu,
+        ("matvec_experts_glu.wgsl", &defines),
+        gate,
+        Some(up),
+        rows_per_expert,
+        r,
+        decode_grid(rows_per_expert, r),
+        (&[x, y, r.ids], &[r.step]),
+    )
+}
+
+/// Decode grid of the expert mat-vecs: two rows per invocation, one row of workgroups per slot.
+fn decode_grid(rows_per_expert: usize, r: Routed) -> Grid {
+    Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32)
 }
 
 /// The expert mat-vec launches (one per shard of `w`) for the experts in `r.ids`, with `w` the stacked
@@ -220,15 +219,14 @@ pub fn experts(
     r: Routed,
     x_per_slot: bool,
 ) -> Result<Vec<Op>, GpuError> {
-    let grid = Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32);
     expert_launches(
         gpu,
-        "matvec_experts.wgsl",
+        ("matvec_experts.wgsl", &expert_defines(w, x_per_slot)),
         w,
+        None,
         rows_per_expert,
         r,
-        x_per_slot,
-        grid,
+        decode_grid(rows_per_expert, r),
         (&[x, y, r.ids], &[r.step]),
     )
 }
@@ -292,11 +290,11 @@ pub fn experts_grouped(
     let grid = Grid::TileZ(groups(rows_per_expert as u64, 256), g.n_experts as u32, 4);
     expert_launches(
         gpu,
-        "matmul_experts.wgsl",
+        ("matmul_experts.wgsl", &expert_defines(w, x_per_slot)),
         w,
+        None,
         rows_per_expert,
         r,
-        x_per_slot,
         grid,
         (&[x, y, g.offsets, g.sorted], &[]),
     )

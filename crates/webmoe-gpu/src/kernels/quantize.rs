@@ -88,36 +88,16 @@ pub fn run(
         contents: src,
         usage: wgpu::BufferUsages::STORAGE,
     });
-    let words = [
-        c.k as u32,
-        c.src_row_bytes as u32,
-        n_blocks as u32,
-        (c.dst_byte / 4) as u32,
-    ];
-    let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("quantize params"),
-        contents: bytemuck::cast_slice(&words),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    let layout = pipeline.get_bind_group_layout(0);
-    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: staging.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: dst.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: params.as_entire_binding(),
-            },
+    let params = crate::device::uniform(
+        device,
+        &[
+            c.k as u32,
+            c.src_row_bytes as u32,
+            n_blocks as u32,
+            (c.dst_byte / 4) as u32,
         ],
-    });
+    );
+    let bind = crate::device::bind(device, pipeline, &[&staging, dst, &params]);
     let mut enc = device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
