@@ -22,6 +22,30 @@ fn bits4(v: u32) -> vec4<f32> {
     return vec4<f32>(f32(v & 1u), f32((v >> 1u) & 1u), f32((v >> 2u) & 1u), f32((v >> 3u) & 1u));
 }
 
+// Bytes as floats without shifts by amounts given in the shader: `unpack4x8unorm` is built in (CPU
+// emulators implement it with immediate shifts, while a WGSL `>>` by a constant becomes a per-lane
+// shift on SwiftShader's Subzero backend). unorm·255 is the byte to within an ulp, so types scale by 255
+// in their header (dequantized values are then within a few ulps of the exact ones).
+
+// The four bytes at the even byte offset `off`, each masked with `mask` and then xored with `flip`, as
+// unorm floats (byte/255). A word-aligned offset is one load; one half-way joins the top half of its
+// word with the bottom half of the next.
+fn unorm4_at(off: u32, mask: u32, flip: u32) -> vec4<f32> {
+    let a = off >> 2u;
+    if (ALIGNED == 1u) {
+        return unpack4x8unorm((w[a] & mask) ^ flip);
+    }
+    let lo = unpack4x8unorm((w[a] & mask) ^ flip);
+    let hi = unpack4x8unorm((w[a + 1u] & mask) ^ flip);
+    return select(lo, vec4<f32>(lo.zw, hi.xy), (off & 2u) != 0u);
+}
+
+// The f16 at the even byte offset `off`.
+fn f16_at(off: u32) -> f32 {
+    let v = unpack2x16float(w[off >> 2u]);
+    return select(v.x, v.y, (off & 2u) != 0u);
+}
+
 fn hdr_f32(row: u32, g: u32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
@@ -61,20 +85,28 @@ fn nib4(qs: u32, i: u32) -> vec4<f32> {
     return bytes4(hi_nibbles(rw(qs + 4u * (i & 3u)), i >= 4u), 15u);
 }
 
+// Q4_0/Q4_1 nibbles read in place as unorm: a low nibble q reads as q/255, a high one as 16·q/255, so
+// the header holds 255·d and 255·d/16.
+fn nib4_unorm(qs: u32, i: u32) -> vec4<f32> {
+    return unorm4_at(qs + 4u * (i & 3u), select(0x0f0f0f0fu, 0xf0f0f0f0u, i >= 4u), 0u);
+}
+
 fn hdr_q4_0(row: u32, g: u32) -> vec4<f32> {
-    return vec4<f32>(rf16(row + g * 18u), 0.0, 0.0, 0.0);
+    let d = f16_at(row + g * 18u);
+    return vec4<f32>(d * 255.0, d * (255.0 / 16.0), d * 8.0, 0.0);
 }
 
 fn dq4_q4_0(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    return (nib4(row + g * 18u + 2u, i) - 8.0) * h.x;
+    return nib4_unorm(row + g * 18u + 2u, i) * select(h.x, h.y, i >= 4u) - h.z;
 }
 
 fn hdr_q4_1(row: u32, g: u32) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(rw(row + g * 20u)), 0.0, 0.0);
+    let dm = unpack2x16float(rw(row + g * 20u));
+    return vec4<f32>(dm.x * 255.0, dm.x * (255.0 / 16.0), dm.y, 0.0);
 }
 
 fn dq4_q4_1(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    return nib4(row + g * 20u + 4u, i) * h.x + h.y;
+    return nib4_unorm(row + g * 20u + 4u, i) * select(h.x, h.y, i >= 4u) + h.z;
 }
 
 // 5th bits of Q5_0/Q5_1: bit j of the 32-bit `qh` belongs to element j.
@@ -100,12 +132,14 @@ fn dq4_q5_1(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     return (nib4(b + 8u, i) + qh4(rw(b + 4u), i)) * h.x + h.y;
 }
 
+// Q8_0 quants are signed: byte ^ 0x80 is q + 128, read as unorm (q + 128)/255.
 fn hdr_q8_0(row: u32, g: u32) -> vec4<f32> {
-    return vec4<f32>(rf16(row + g * 34u), 0.0, 0.0, 0.0);
+    let d = f16_at(row + g * 34u);
+    return vec4<f32>(d * 255.0, d * 128.0, 0.0, 0.0);
 }
 
 fn dq4_q8_0(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
-    return sbytes4(rw(row + g * 34u + 2u + 4u * i)) * h.x;
+    return unorm4_at(row + g * 34u + 2u + 4u * i, 0xffffffffu, 0x80808080u) * h.x - h.y;
 }
 
 // 6-bit scale and min of sub-block j of a Q4_K/Q5_K block whose 12 scale bytes start at `s`.
@@ -118,18 +152,20 @@ fn scale_min_k4(s: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(f32(sc), f32(mn));
 }
 
+// Q4_K sub-blocks come in pairs sharing 32 quant bytes: the even one takes low nibbles, the odd one high
+// nibbles, read in place as unorm (the header folds in 255 or 255/16).
 fn hdr_q4_k(row: u32, g: u32) -> vec4<f32> {
     let b = row + (g >> 3u) * 144u;
     let dm = unpack2x16float(rw(b));
     let sm = scale_min_k4(b + 4u, g & 7u);
-    return vec4<f32>(dm.x * sm.x, dm.y * sm.y, 0.0, 0.0);
+    let to_q = select(255.0, 255.0 / 16.0, (g & 1u) == 1u);
+    return vec4<f32>(dm.x * sm.x * to_q, dm.y * sm.y, 0.0, 0.0);
 }
 
 fn dq4_q4_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let sub = g & 7u;
-    let v = rw(row + (g >> 3u) * 144u + 16u + 32u * (sub >> 1u) + 4u * i);
-    let q = bytes4(hi_nibbles(v, (sub & 1u) == 1u), 15u);
-    return q * h.x - h.y;
+    let off = row + (g >> 3u) * 144u + 16u + 32u * (sub >> 1u) + 4u * i;
+    return unorm4_at(off, select(0x0f0f0f0fu, 0xf0f0f0f0u, (sub & 1u) == 1u), 0u) * h.x - h.y;
 }
 
 fn hdr_q5_k(row: u32, g: u32) -> vec4<f32> {

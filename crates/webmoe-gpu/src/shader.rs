@@ -295,7 +295,8 @@ mod tests {
         assert_eq!(s.matches("fn rw_w_up(").count(), 1);
         assert!(s.contains("return w_up[off >> 2u];"));
         assert!(s.contains("fn dq4_q4_k_w_up("));
-        assert!(s.contains("rw_w_up(row + (g >> 3u) * 144u"));
+        assert!(s.contains("let dm = unpack2x16float(rw_w_up(b));"));
+        assert!(s.contains("unpack4x8unorm((w_up[a] & mask) ^ flip)"));
     }
 
     #[test]
