@@ -140,13 +140,15 @@ impl Gpu {
         }
     }
 
-    /// Most key-range splits of a decode attention launch. GPUs want many workgroups; CPU emulators
-    /// pay for each workgroup's barriers (SwiftShader runs them as coroutines: at 400 keys one split cut
-    /// attention from 268 to 176 ms per step there, and lavapipe is no slower), so they get one.
-    pub fn max_attention_splits(&self) -> u32 {
+    /// How decode attention runs here: GPUs want many workgroups (key-range splits); CPU emulators pay
+    /// for each workgroup's barriers (SwiftShader runs them as coroutines), so they run it without
+    /// barriers (at 400 keys on SwiftShader: 268 ms per step with splits, 176 with one range, see
+    /// BENCHMARKS.md for the barrier-free number).
+    pub fn attention_plan(&self) -> crate::kernels::attention::Plan {
+        use crate::kernels::attention::{Plan, MAX_SPLITS};
         match self.info.device_type {
-            wgpu::DeviceType::Cpu => 1,
-            _ => crate::kernels::attention::MAX_SPLITS,
+            wgpu::DeviceType::Cpu => Plan::BarrierFree,
+            _ => Plan::Splits(MAX_SPLITS),
         }
     }
 

@@ -113,6 +113,15 @@ fn cache_slots(
     attention::cache_slots(ctx, chunk, prefill_chunk)
 }
 
+/// The most cache slots any layer has.
+fn max_cache_slots(desc: &ModelDesc, ctx: usize, prefill_chunk: usize) -> usize {
+    desc.layers
+        .iter()
+        .map(|l| cache_slots(desc, l, ctx, prefill_chunk))
+        .max()
+        .unwrap_or(0)
+}
+
 /// One step of a forward pass: its launches for decode (one token) and for prefill (several).
 struct Launch {
     /// Kind, for `bench --profile`.
@@ -203,13 +212,23 @@ pub fn plan(
         .map(|l| kv::layer_bytes(c.n_kv_heads, c.head_dim, cache_slots(desc, l, ctx, t), f16))
         .collect();
     let layer_kv = kv_bytes.iter().copied().max().unwrap_or(0);
+    let slots = max_cache_slots(desc, ctx, t);
     // (bytes of one buffer, how many such buffers)
     let scratch: Vec<(u64, u64)> = [
         (f32s(t * c.hidden), 2),
         (f32s(t * c.n_heads * c.head_dim), 2),
         (f32s(t * c.n_kv_heads * c.head_dim), 2),
         (f32s(t * ffn_scratch(desc)), 2),
-        (f32s(attention::partial_len(t, c.n_heads, c.head_dim)), 1),
+        (
+            f32s(attention::partial_len(
+                t,
+                c.n_heads,
+                c.head_dim,
+                slots,
+                gpu.attention_plan(),
+            )),
+            1,
+        ),
         (f32s(c.vocab_size), 2),
     ]
     .into_iter()
@@ -321,7 +340,13 @@ impl Engine {
             up: gpu.storage("up", f32s(t * ffn_scratch(&desc))),
             part: gpu.storage(
                 "attention partials",
-                f32s(attention::partial_len(t, c.n_heads, c.head_dim)),
+                f32s(attention::partial_len(
+                    t,
+                    c.n_heads,
+                    c.head_dim,
+                    max_cache_slots(&desc, ctx, t),
+                    gpu.attention_plan(),
+                )),
             ),
             logits: gpu.storage("logits", f32s(c.vocab_size)),
             ids: gpu.storage("ids", (t * 4) as u64),
@@ -486,7 +511,7 @@ impl Engine {
             let n_splits = attention::n_splits(
                 n,
                 (self.pos + chunk.len()) as u32,
-                self.gpu.max_attention_splits(),
+                self.gpu.attention_plan(),
             );
             self.gpu
                 .queue

@@ -28,6 +28,9 @@ const SOURCES: &[(&str, &str)] = sources![
     "kv_store.wgsl",
     "attention.wgsl",
     "attention_reduce.wgsl",
+    "attention_scores.wgsl",
+    "attention_softmax.wgsl",
+    "attention_pv.wgsl",
     "elementwise.wgsl",
     "sample.wgsl",
     "copy.wgsl",
@@ -234,6 +237,8 @@ mod tests {
         for kv in ["0u", "1u"] {
             check("kv_store.wgsl", &[("KV_F16", kv.into())]);
             check("attention.wgsl", &[("KV_F16", kv.into())]);
+            check("attention_scores.wgsl", &[("KV_F16", kv.into())]);
+            check("attention_pv.wgsl", &[("KV_F16", kv.into())]);
         }
         for ty in GgmlType::ALL {
             for per_slot in ["0u", "1u"] {
@@ -252,6 +257,7 @@ mod tests {
         }
         for name in [
             "attention_reduce.wgsl",
+            "attention_softmax.wgsl",
             "rmsnorm.wgsl",
             "rope.wgsl",
             "elementwise.wgsl",

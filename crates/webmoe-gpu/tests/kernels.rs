@@ -259,11 +259,11 @@ fn round_f16(v: &[f32]) -> Vec<f32> {
 
 /// Full causal attention, and chunked attention whose cache is a ring shorter than the sequence.
 #[test]
-fn attention_matches_cpu_for_prefill_and_split_decode() {
+fn attention_matches_cpu_for_prefill_split_and_barrier_free_decode() {
     let gpu = gpu();
     let mut rng = Rng(13);
     for (chunk, calls) in [
-        (None, &[150usize, 1, 1, 1][..]),
+        (None, &[260usize, 1, 1, 1][..]),
         (Some(40), &[70, 50, 1, 1, 1][..]),
     ] {
         for f16 in [false, true] {
@@ -280,14 +280,14 @@ fn attention_matches_cpu_for_prefill_and_split_decode() {
                     f16,
                 };
                 let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
-                // Prefill in one or two calls, then decode 3 single tokens: the first and the last with
-                // key-range splits (GPUs), the middle one with a single range (CPU adapters).
+                // Prefill in one or two calls, then decode 3 single tokens: with key-range splits
+                // (GPUs), with a single range, and barrier-free (CPU adapters).
                 let mut pos = 0;
                 for (call, &t) in calls.iter().enumerate() {
-                    let max_splits = if call + 2 == calls.len() {
-                        1
-                    } else {
-                        attention::MAX_SPLITS
+                    let plan = match calls.len() - call {
+                        1 => attention::Plan::BarrierFree,
+                        2 => attention::Plan::Splits(1),
+                        _ => attention::Plan::Splits(attention::MAX_SPLITS),
                     };
                     let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
                     let k = rng.vec(t * nkv * hd);
@@ -297,14 +297,18 @@ fn attention_matches_cpu_for_prefill_and_split_decode() {
                         f32_buffer(&gpu, &k),
                         f32_buffer(&gpu, &v),
                     );
-                    let splits = attention::n_splits(t as u32, (pos + t) as u32, max_splits);
+                    let splits = attention::n_splits(t as u32, (pos + t) as u32, plan);
                     let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
-                    let part = gpu.storage("part", (attention::partial_len(t, nh, hd) * 4) as u64);
+                    let part_len = attention::partial_len(t, nh, hd, max_pos, plan);
+                    let part = gpu.storage("part", (part_len * 4) as u64);
                     let out = gpu.storage("out", (t * nh * hd * 4) as u64);
                     let store = kv::build_store(&gpu, &kb, &vb, &cache, &step).unwrap();
-                    let [a, r] =
-                        attention::build(&gpu, shape, &qb, &cache, &part, &out, &step).unwrap();
-                    run(&gpu, &[&store, &a, &r], t as u32, splits);
+                    let att = attention::build(&gpu, shape, plan, &qb, &cache, &part, &out, &step)
+                        .unwrap();
+                    let ops = if t == 1 { &att.decode } else { &att.prefill };
+                    let mut launches = vec![&store];
+                    launches.extend(ops);
+                    run(&gpu, &launches, t as u32, splits);
                     all_k.extend(if f16 { round_f16(&k) } else { k });
                     all_v.extend(if f16 { round_f16(&v) } else { v });
                     pos += t;
@@ -312,10 +316,19 @@ fn attention_matches_cpu_for_prefill_and_split_decode() {
                     let e = nmse(&read_f32(&gpu, &out, want.len()), &want);
                     assert!(
                     e < 1e-9,
-                    "chunk={chunk:?} f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} splits={splits}: nmse {e:e}"
+                    "chunk={chunk:?} f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} {plan:?} splits={splits}: nmse {e:e}"
                 );
                     if t == 1 {
-                        assert_eq!(splits > 1, max_splits > 1, "decode split path as intended");
+                        let (n_ops, split) = match plan {
+                            attention::Plan::Splits(max) => (2, max > 1),
+                            // 256 keys per scores workgroup: the full-causal case spans two.
+                            attention::Plan::BarrierFree => (3, pos > 256),
+                        };
+                        assert_eq!(
+                            (ops.len(), splits > 1),
+                            (n_ops, split),
+                            "{plan:?} as intended"
+                        );
                     }
                 }
                 if chunk.is_some() {

@@ -142,10 +142,21 @@ fn attention_part(
         "kv_store",
         kv::build_store(g, &s.k, &s.v, cache, &s.step)?,
     ));
-    out.push(Launch::ops(
-        "attention",
-        attention::build(g, shape, &s.q, cache, &s.part, &s.att, &s.step)?.to_vec(),
-    ));
+    let att = attention::build(
+        g,
+        shape,
+        g.attention_plan(),
+        &s.q,
+        cache,
+        &s.part,
+        &s.att,
+        &s.step,
+    )?;
+    out.push(Launch {
+        name: "attention",
+        vec: att.decode,
+        mat: att.prefill,
+    });
     out.push(lin("o", &l.wo, &s.att, &s.x, RESIDUAL)?);
     Ok(out)
 }

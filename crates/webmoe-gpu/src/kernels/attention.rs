@@ -1,5 +1,6 @@
 //! Causal GQA attention over the KV cache: split-K partials (`shaders/attention.wgsl`) and their merge
-//! (`shaders/attention_reduce.wgsl`).
+//! (`shaders/attention_reduce.wgsl`); on CPU adapters, decode runs barrier-free instead: scores, softmax
+//! and weighted sum (`shaders/attention_scores.wgsl`, `attention_softmax.wgsl`, `attention_pv.wgsl`).
 
 use super::groups;
 use super::kv::LayerCache;
@@ -9,16 +10,28 @@ use crate::{Gpu, GpuError};
 /// Largest number of key-range splits (decode).
 pub const MAX_SPLITS: u32 = 16;
 
-/// Splits for a call of `n_tokens` tokens whose last query sees `kv_len` keys, at most `max_splits`
-/// ([`Gpu::max_attention_splits`]): prefill rows already give enough workgroups; decode splits the keys
-/// in ranges of at least 64.
-pub fn n_splits(n_tokens: u32, kv_len: u32, max_splits: u32) -> u32 {
-    if n_tokens > 1 {
-        1
-    } else {
-        kv_len
-            .div_ceil(64)
-            .clamp(1, max_splits.clamp(1, MAX_SPLITS))
+/// Keys one workgroup of the barrier-free scores launch covers (64 threads × 4 keys).
+const KEYS_PER_SCORES_GROUP: u32 = 256;
+
+/// How a device runs decode attention ([`Gpu::attention_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Online-softmax partials over at most this many key ranges, then their merge (GPUs want many
+    /// workgroups).
+    Splits(u32),
+    /// Scores, softmax and weighted sum as three launches without workgroup barriers. CPU emulators
+    /// pay for barriers per workgroup (SwiftShader runs each invocation group as a coroutine).
+    BarrierFree,
+}
+
+/// The `n_splits` of a call of `n_tokens` tokens whose last query sees `kv_len` keys: prefill rows
+/// already give enough workgroups (1); decode splits the keys in ranges of at least 64, at most the
+/// plan's; barrier-free decode counts the scores launch's workgroups along the keys.
+pub fn n_splits(n_tokens: u32, kv_len: u32, plan: Plan) -> u32 {
+    match plan {
+        _ if n_tokens > 1 => 1,
+        Plan::Splits(max) => kv_len.div_ceil(64).clamp(1, max.clamp(1, MAX_SPLITS)),
+        Plan::BarrierFree => kv_len.div_ceil(KEYS_PER_SCORES_GROUP).max(1),
     }
 }
 
@@ -32,9 +45,27 @@ pub fn cache_slots(ctx: usize, chunk: Option<usize>, prefill_chunk: usize) -> us
     }
 }
 
-/// Floats of partial-result scratch for up to `max_tokens` tokens.
-pub fn partial_len(max_tokens: usize, n_heads: usize, head_dim: usize) -> usize {
-    max_tokens.max(MAX_SPLITS as usize) * n_heads * (head_dim + 2)
+/// Floats of partial-result scratch for up to `max_tokens` tokens, caches of up to `max_pos` slots.
+pub fn partial_len(
+    max_tokens: usize,
+    n_heads: usize,
+    head_dim: usize,
+    max_pos: usize,
+    plan: Plan,
+) -> usize {
+    let partials = max_tokens.max(MAX_SPLITS as usize) * n_heads * (head_dim + 2);
+    match plan {
+        Plan::Splits(_) => partials,
+        Plan::BarrierFree => partials.max(n_heads * (max_pos + 1)),
+    }
+}
+
+/// The launches of one attention layer.
+pub struct Launches {
+    /// For one token.
+    pub decode: Vec<Op>,
+    /// For several.
+    pub prefill: Vec<Op>,
 }
 
 /// Shapes of one attention layer.
@@ -56,27 +87,31 @@ pub struct Shape {
     pub f16: bool,
 }
 
-/// The two launches: partials from `q` and the cache, then the merge into `out`.
+/// The launches: partials from `q` and the cache, then their merge into `out`; for barrier-free decode
+/// ([`Plan::BarrierFree`]) scores into `part`, their softmax, then the weighted sum into `out`.
 ///
 /// # Errors
-/// [`GpuError`] if a pipeline cannot be built or `head_dim` exceeds 256.
+/// [`GpuError`] if a pipeline cannot be built, `head_dim` exceeds 256 or is odd.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     gpu: &Gpu,
     s: Shape,
+    plan: Plan,
     q: &wgpu::Buffer,
     cache: &LayerCache,
     part: &wgpu::Buffer,
     out: &wgpu::Buffer,
     step: &wgpu::Buffer,
-) -> Result<[Op; 2], GpuError> {
-    if s.head_dim > 256 {
+) -> Result<Launches, GpuError> {
+    if s.head_dim > 256 || s.head_dim % 2 == 1 {
         return Err(GpuError::Invalid(format!(
-            "head_dim {} > 256 is not supported",
+            "head_dim {} is not supported (even and at most 256)",
             s.head_dim
         )));
     }
     let kv = if s.f16 { "1u" } else { "0u" };
-    let pa = gpu.pipeline("attention.wgsl", "main", &[("KV_F16", kv.into())])?;
+    let kv_define = [("KV_F16", kv.into())];
+    let pa = gpu.pipeline("attention.wgsl", "main", &kv_define)?;
     let pr = gpu.pipeline("attention_reduce.wgsl", "main", &[])?;
     let params = gpu.uniform(&[
         s.n_heads as u32,
@@ -88,7 +123,7 @@ pub fn build(
         0,
         0,
     ]);
-    Ok([
+    let prefill = vec![
         Op {
             bind_group: gpu.bind(&pa, &[q, &cache.k, &cache.v, part, &params, step]),
             pipeline: pa,
@@ -99,5 +134,31 @@ pub fn build(
             pipeline: pr,
             grid: Grid::Tokens(groups((s.n_heads * s.head_dim) as u64, 64)),
         },
-    ])
+    ];
+    let decode = match plan {
+        Plan::Splits(_) => prefill.clone(),
+        Plan::BarrierFree => {
+            let sc = gpu.pipeline("attention_scores.wgsl", "main", &kv_define)?;
+            let sm = gpu.pipeline("attention_softmax.wgsl", "main", &[])?;
+            let pv = gpu.pipeline("attention_pv.wgsl", "main", &kv_define)?;
+            vec![
+                Op {
+                    bind_group: gpu.bind(&sc, &[q, &cache.k, part, &params, step]),
+                    pipeline: sc,
+                    grid: Grid::Attention(s.n_heads as u32),
+                },
+                Op {
+                    bind_group: gpu.bind(&sm, &[part, &params, step]),
+                    pipeline: sm,
+                    grid: Grid::Fixed([groups(s.n_heads as u64, 64), 1, 1]),
+                },
+                Op {
+                    bind_group: gpu.bind(&pv, &[part, &cache.v, out, &params, step]),
+                    pipeline: pv,
+                    grid: Grid::Fixed([groups((s.n_heads * s.head_dim / 2) as u64, 64), 1, 1]),
+                },
+            ]
+        }
+    };
+    Ok(Launches { decode, prefill })
 }

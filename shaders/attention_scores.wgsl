@@ -1,0 +1,55 @@
+// op: decode attention scores without workgroup barriers (CPU adapters, which run barriers as
+// coroutines): s[h, i] = scale · q_h · k_(lo + i) for every key lo..=pos the query at pos = step.pos0
+// sees (lo as in attention.wgsl), four keys per invocation so that each q load serves four keys.
+// bindings: 0 q (storage, read, [n_heads, head_dim] f32 as pairs), 1 kc (storage, read, cache as u32),
+//           2 s (storage, read_write, [n_heads, max_pos] scores, then n_heads sums), 3 params, 4 step.
+// dispatch: (n_heads, ceil((pos + 1) / 256), 1); workgroup = 64 threads. head_dim even.
+// defines: KV_F16 (1: packed f16 cache, 0: f32 bit patterns).
+
+#include "common/step.wgsl"
+
+#include "common/attention_params.wgsl"
+
+@group(0) @binding(0) var<storage, read> q: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> kc: array<u32>;
+@group(0) @binding(2) var<storage, read_write> s: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> step: Step;
+
+// Elements 2·d2 and 2·d2 + 1 of the key whose first word is `kw`.
+fn key_pair(kw: u32, d2: u32) -> vec2<f32> {
+    if (KV_F16 == 1u) { return unpack2x16float(kc[kw + d2]); }
+    return bitcast<vec2<f32>>(vec2<u32>(kc[kw + 2u * d2], kc[kw + 2u * d2 + 1u]));
+}
+
+fn wrap(slot: u32) -> u32 {
+    return select(slot, slot - p.max_pos, slot >= p.max_pos);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wg.x;
+    let pos = step.pos0;
+    var lo = 0u;
+    if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
+    let i0 = (wg.y * 64u + li) * 4u;
+    let n = pos + 1u - lo;
+    if (i0 >= n) { return; }
+    let hd2 = p.head_dim / 2u;
+    let words = select(p.head_dim, hd2, KV_F16 == 1u);
+    let base = h / (p.n_heads / p.n_kv_heads) * p.max_pos;
+    // Keys past the last one read whatever their slot holds; their scores are not written.
+    let slot0 = (lo + i0) % p.max_pos;
+    let kw = (base + vec4<u32>(slot0, wrap(slot0 + 1u), wrap(slot0 + 2u), wrap(slot0 + 3u))) * words;
+    let qb = h * hd2;
+    var acc = vec4<f32>(0.0);
+    for (var d2 = 0u; d2 < hd2; d2++) {
+        let qv = q[qb + d2];
+        acc += vec4<f32>(dot(qv, key_pair(kw.x, d2)), dot(qv, key_pair(kw.y, d2)), dot(qv, key_pair(kw.z, d2)),
+                         dot(qv, key_pair(kw.w, d2)));
+    }
+    let sb = h * p.max_pos + i0;
+    for (var i = 0u; i < 4u; i++) {
+        if (i0 + i < n) { s[sb + i] = acc[i] * p.scale; }
+    }
+}
