@@ -1,9 +1,9 @@
-// op: decode attention output from the softmax weights of attention_softmax.wgsl:
-// out[h · head_dim + d] = Σ_i s[h, i] · v_(lo + i)[d] · s[n_heads · max_pos + h]. One thread per output
+// op: attention output from the softmax weights of attention_softmax.wgsl:
+// out[t, h · head_dim + d] = Σ_i s[t, h, i] · v_(lo + i)[d] · s[t, h, max_pos]. One thread per output
 // pair (d even), no workgroup barriers.
 // bindings: 0 s (storage, read), 1 vc (storage, read, cache as u32), 2 out (storage, read_write,
-//           [n_heads · head_dim / 2] pairs), 3 params (attention.wgsl's), 4 step.
-// dispatch: (ceil(n_heads · head_dim / 2 / 64), 1, 1).
+//           [T, n_heads · head_dim / 2] pairs), 3 params (attention.wgsl's), 4 step.
+// dispatch: (ceil(n_heads · head_dim / 2 / 64), T, 1).
 // defines: KV_F16 (1: packed f16 cache, 0: f32 bit patterns).
 
 #include "common/step.wgsl"
@@ -26,16 +26,17 @@ fn value_pair(vw: u32, d2: u32) -> vec2<f32> {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let hd2 = p.head_dim / 2u;
     let e = gid.x;
+    let t = gid.y;
     if (e >= p.n_heads * hd2) { return; }
     let h = e / hd2;
     let d2 = e - h * hd2;
-    let pos = step.pos0;
+    let pos = step.pos0 + t;
     var lo = 0u;
     if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
     let n = pos + 1u - lo;
     let words = select(p.head_dim, hd2, KV_F16 == 1u);
     let base = h / (p.n_heads / p.n_kv_heads) * p.max_pos;
-    let sb = h * p.max_pos;
+    let sb = (t * p.n_heads + h) * (p.max_pos + 1u);
     var slot = lo % p.max_pos;
     var o = vec2<f32>(0.0);
     for (var i = 0u; i < n; i++) {
@@ -43,5 +44,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         slot += 1u;
         slot = select(slot, 0u, slot == p.max_pos);
     }
-    out[e] = o * s[p.n_heads * p.max_pos + h];
+    out[t * p.n_heads * hd2 + e] = o * s[sb + p.max_pos];
 }

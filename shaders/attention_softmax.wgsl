@@ -1,7 +1,7 @@
-// op: softmax of the decode attention scores of attention_scores.wgsl, in place: s[h, i] becomes
-// e^(s[h, i] − max_h), and s[n_heads · max_pos + h] the reciprocal of their sum.
+// op: softmax of the attention scores of attention_scores.wgsl, in place: s[t, h, i] becomes
+// e^(s[t, h, i] − max), and s[t, h, max_pos] the reciprocal of their sum.
 // bindings: 0 s (storage, read_write), 1 params (attention.wgsl's), 2 step.
-// dispatch: (ceil(n_heads / 64), 1, 1); one thread per head.
+// dispatch: (ceil(n_heads / 64), T, 1); one thread per (token, head).
 
 #include "common/step.wgsl"
 
@@ -14,12 +14,13 @@
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = gid.x;
+    let t = gid.y;
     if (h >= p.n_heads) { return; }
-    let pos = step.pos0;
+    let pos = step.pos0 + t;
     var lo = 0u;
     if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
     let n = pos + 1u - lo;
-    let sb = h * p.max_pos;
+    let sb = (t * p.n_heads + h) * (p.max_pos + 1u);
     var m = -1e30;
     for (var i = 0u; i < n; i++) { m = max(m, s[sb + i]); }
     var l = 0.0;
@@ -28,5 +29,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         s[sb + i] = e;
         l += e;
     }
-    s[p.n_heads * p.max_pos + h] = 1.0 / l;
+    s[sb + p.max_pos] = 1.0 / l;
 }

@@ -147,7 +147,7 @@ impl Gpu {
     pub fn attention_plan(&self) -> crate::kernels::attention::Plan {
         use crate::kernels::attention::{Plan, MAX_SPLITS};
         match self.info.device_type {
-            wgpu::DeviceType::Cpu => Plan::BarrierFree,
+            wgpu::DeviceType::Cpu => Plan::BarrierFree { prefill: true },
             _ => Plan::Splits(MAX_SPLITS),
         }
     }

@@ -113,6 +113,18 @@ fn cache_slots(
     attention::cache_slots(ctx, chunk, prefill_chunk)
 }
 
+/// How attention runs for `desc` on `gpu` with calls of up to `prefill_chunk` tokens.
+fn attention_plan(
+    gpu: &Gpu,
+    desc: &ModelDesc,
+    ctx: usize,
+    prefill_chunk: usize,
+) -> attention::Plan {
+    let slots = max_cache_slots(desc, ctx, prefill_chunk);
+    gpu.attention_plan()
+        .fit(prefill_chunk, desc.config.n_heads, slots)
+}
+
 /// The most cache slots any layer has.
 fn max_cache_slots(desc: &ModelDesc, ctx: usize, prefill_chunk: usize) -> usize {
     desc.layers
@@ -183,6 +195,7 @@ pub struct Engine {
     final_norm: Op,
     lm_head: Linear,
     sampler: Sampler,
+    attention_plan: attention::Plan,
     /// Tokens in the KV cache.
     pub pos: usize,
 }
@@ -225,7 +238,7 @@ pub fn plan(
                 c.n_heads,
                 c.head_dim,
                 slots,
-                gpu.attention_plan(),
+                attention_plan(gpu, desc, ctx, t),
             )),
             1,
         ),
@@ -345,7 +358,7 @@ impl Engine {
                     c.n_heads,
                     c.head_dim,
                     max_cache_slots(&desc, ctx, t),
-                    gpu.attention_plan(),
+                    attention_plan(&gpu, &desc, ctx, t),
                 )),
             ),
             logits: gpu.storage("logits", f32s(c.vocab_size)),
@@ -388,6 +401,7 @@ impl Engine {
             last_only: false,
         };
         let shared = layer::Shared {
+            attention_plan: attention_plan(g, &desc, ctx, t),
             gpu: g,
             c: &c,
             weights: &weights,
@@ -423,6 +437,7 @@ impl Engine {
             plain,
         )?;
         let sampler = Sampler::new(g, &s.logits, c.vocab_size)?;
+        let attention_plan = shared.attention_plan;
         Ok(Engine {
             gpu,
             desc,
@@ -436,6 +451,7 @@ impl Engine {
             final_norm,
             lm_head,
             sampler,
+            attention_plan,
             pos: 0,
         })
     }
@@ -508,11 +524,8 @@ impl Engine {
         for (ci, chunk) in chunks.into_iter().enumerate() {
             let last = ci + 1 == n_chunks;
             let n = chunk.len() as u32;
-            let n_splits = attention::n_splits(
-                n,
-                (self.pos + chunk.len()) as u32,
-                self.gpu.attention_plan(),
-            );
+            let n_splits =
+                attention::n_splits(n, (self.pos + chunk.len()) as u32, self.attention_plan);
             self.gpu
                 .queue
                 .write_buffer(&self.s.ids, 0, bytemuck::cast_slice(chunk));

@@ -259,14 +259,15 @@ fn round_f16(v: &[f32]) -> Vec<f32> {
 
 /// Full causal attention, and chunked attention whose cache is a ring shorter than the sequence.
 #[test]
-fn attention_matches_cpu_for_prefill_split_and_barrier_free_decode() {
+fn attention_matches_cpu_for_split_and_barrier_free_plans() {
+    use attention::Plan::{BarrierFree, Splits};
     let gpu = gpu();
     let mut rng = Rng(13);
     for (chunk, calls) in [
         (None, &[260usize, 1, 1, 1][..]),
         (Some(40), &[70, 50, 1, 1, 1][..]),
     ] {
-        for f16 in [false, true] {
+        for (f16, cpu) in [(false, false), (true, false), (false, true), (true, true)] {
             for (nh, nkv, hd) in [(4, 2, 64), (6, 1, 80), (2, 2, 256)] {
                 let max_pos = attention::cache_slots(300, chunk, 70);
                 let cache = kv::alloc(&gpu, nkv, hd, max_pos, f16);
@@ -280,14 +281,16 @@ fn attention_matches_cpu_for_prefill_split_and_barrier_free_decode() {
                     f16,
                 };
                 let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
-                // Prefill in one or two calls, then decode 3 single tokens: with key-range splits
-                // (GPUs), with a single range, and barrier-free (CPU adapters).
+                // Prefill in one or two calls, then decode 3 single tokens. GPU plans: key-range
+                // splits, then a single range, then barrier-free decode only. CPU adapters: all
+                // barrier-free.
                 let mut pos = 0;
                 for (call, &t) in calls.iter().enumerate() {
-                    let plan = match calls.len() - call {
-                        1 => attention::Plan::BarrierFree,
-                        2 => attention::Plan::Splits(1),
-                        _ => attention::Plan::Splits(attention::MAX_SPLITS),
+                    let plan = match (cpu, calls.len() - call) {
+                        (true, _) => BarrierFree { prefill: true },
+                        (false, 1) => BarrierFree { prefill: false },
+                        (false, 2) => Splits(1),
+                        _ => Splits(attention::MAX_SPLITS),
                     };
                     let q: Vec<f32> = rng.vec(t * nh * hd).iter().map(|v| v * 3.0).collect();
                     let k = rng.vec(t * nkv * hd);
@@ -318,18 +321,17 @@ fn attention_matches_cpu_for_prefill_split_and_barrier_free_decode() {
                     e < 1e-9,
                     "chunk={chunk:?} f16={f16} nh={nh} nkv={nkv} hd={hd} t={t} {plan:?} splits={splits}: nmse {e:e}"
                 );
-                    if t == 1 {
-                        let (n_ops, split) = match plan {
-                            attention::Plan::Splits(max) => (2, max > 1),
-                            // 256 keys per scores workgroup: the full-causal case spans two.
-                            attention::Plan::BarrierFree => (3, pos > 256),
-                        };
-                        assert_eq!(
-                            (ops.len(), splits > 1),
-                            (n_ops, split),
-                            "{plan:?} as intended"
-                        );
-                    }
+                    // 256 keys per scores workgroup: the full-causal case spans two.
+                    let (n_ops, split) = match plan {
+                        BarrierFree { prefill } if t == 1 || prefill => (3, pos > 256),
+                        Splits(max) if t == 1 => (2, max > 1),
+                        _ => (2, false),
+                    };
+                    assert_eq!(
+                        (ops.len(), splits > 1),
+                        (n_ops, split),
+                        "{plan:?} t={t} as intended"
+                    );
                 }
                 if chunk.is_some() {
                     assert!(pos > max_pos, "the ring must wrap");

@@ -23,6 +23,7 @@ pub(super) struct Shared<'a> {
     /// Positions the RoPE tables hold.
     pub ctx: usize,
     pub f16: bool,
+    pub attention_plan: attention::Plan,
 }
 
 const PLAIN: Layout = Layout {
@@ -145,7 +146,7 @@ fn attention_part(
     let att = attention::build(
         g,
         shape,
-        g.attention_plan(),
+        sh.attention_plan,
         &s.q,
         cache,
         &s.part,

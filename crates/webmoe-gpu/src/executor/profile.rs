@@ -11,8 +11,7 @@ impl Engine {
     /// submit, so the numbers exclude submit overhead. The entry `whole_layers_step` times all layers'
     /// launches together in one pass, as a real step runs them (without embedding, head and sampling).
     pub fn profile_decode(&mut self, token: u32, reps: u32) -> Vec<(&'static str, f64)> {
-        let n_splits =
-            super::attention::n_splits(1, (self.pos + 1) as u32, self.gpu.attention_plan());
+        let n_splits = super::attention::n_splits(1, (self.pos + 1) as u32, self.attention_plan);
         self.gpu
             .queue
             .write_buffer(&self.s.ids, 0, bytemuck::cast_slice(&[token]));
