@@ -183,12 +183,18 @@ fn dq4_q5_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     return (q + hb) * h.x - h.y;
 }
 
+// Q6_K: sub-block `sub` = 4n + m of a block takes the low (m < 2) or high nibbles of 32 `ql` bytes and
+// bits 2m, 2m+1 of 32 `qh` bytes, both read in place as unorm; the header holds the two 16-element
+// scales and the factors that turn each unorm into its share of the 6-bit code.
 fn hdr_q6_k(row: u32, g: u32) -> vec4<f32> {
     let b = row + (g >> 3u) * 210u;
     let sub = g & 7u;
-    let s = b + 192u + 8u * (sub >> 2u) + 2u * (sub & 3u);
-    let d = rf16(b + 208u);
-    return vec4<f32>(d * sx8(rb(s)), d * sx8(rb(s + 1u)), 0.0, 0.0);
+    let m = sub & 3u;
+    let s = b + 192u + 8u * (sub >> 2u) + 2u * m;
+    let d = f16_at(b + 208u);
+    let lo = select(255.0, 255.0 / 16.0, m >= 2u);
+    let hi = select(select(255.0 * 16.0, 255.0 * 4.0, m == 1u), select(255.0, 255.0 / 4.0, m == 3u), m >= 2u);
+    return vec4<f32>(d * sx8(rb(s)), d * sx8(rb(s + 1u)), lo, hi);
 }
 
 fn dq4_q6_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
@@ -196,10 +202,10 @@ fn dq4_q6_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let sub = g & 7u;
     let n = sub >> 2u;
     let m = sub & 3u;
-    let lo = bytes4(hi_nibbles(rw(b + 64u * n + 32u * (m & 1u) + 4u * i), m >= 2u), 15u);
-    let v = rw(b + 128u + 32u * n + 4u * i);
-    let hi = bytes4(select(select(v, v >> 2u, m == 1u), select(v >> 4u, v >> 6u, m == 3u), m >= 2u), 3u);
-    return (lo + hi * 16.0 - 32.0) * select(h.y, h.x, i < 4u);
+    let lo = unorm4_at(b + 64u * n + 32u * (m & 1u) + 4u * i, select(0x0f0f0f0fu, 0xf0f0f0f0u, m >= 2u), 0u);
+    let hi_mask = select(select(0x03030303u, 0x0c0c0c0cu, m == 1u), select(0x30303030u, 0xc0c0c0c0u, m == 3u), m >= 2u);
+    let hi = unorm4_at(b + 128u + 32u * n + 4u * i, hi_mask, 0u);
+    return (lo * h.z + hi * h.w - 32.0) * select(h.y, h.x, i < 4u);
 }
 
 fn hdr_q2_k(row: u32, g: u32) -> vec4<f32> {
