@@ -28,16 +28,19 @@ fn bits4(v: u32) -> vec4<f32> {
 // in their header (dequantized values are then within a few ulps of the exact ones).
 
 // The four bytes at the even byte offset `off`, each masked with `mask` and then xored with `flip`, as
-// unorm floats (byte/255). A word-aligned offset is one load; one half-way joins the top half of its
-// word with the bottom half of the next.
+// unorm floats (byte/255). A word-aligned offset is one load; one half-way also reads the next word.
 fn unorm4_at(off: u32, mask: u32, flip: u32) -> vec4<f32> {
     let a = off >> 2u;
     if (ALIGNED == 1u) {
         return unpack4x8unorm((w[a] & mask) ^ flip);
     }
-    let lo = unpack4x8unorm((w[a] & mask) ^ flip);
-    let hi = unpack4x8unorm((w[a + 1u] & mask) ^ flip);
-    return select(lo, vec4<f32>(lo.zw, hi.xy), (off & 2u) != 0u);
+    // Half-way: the top half of word a and the bottom half of the next, joined as (next.lo, a.hi) so
+    // that one unpack and a swizzle give the bytes in order.
+    let lo = w[a];
+    let half = (off & 2u) != 0u;
+    let v = select(lo, (lo & 0xffff0000u) | (w[a + 1u] & 0xffffu), half);
+    let u = unpack4x8unorm((v & mask) ^ flip);
+    return select(u, u.zwxy, half);
 }
 
 // The f16 at the even byte offset `off`.
