@@ -9,8 +9,8 @@ fn rw(off: u32) -> u32 {
         return w[off >> 2u];
     }
     // Every block and field of every type starts on an even byte, so a word is either aligned or
-    // starts half-way. Constant shifts and a select: SwiftShader's Subzero backend runs variable
-    // shifts and branches lane by lane.
+    // starts half-way. A select, not a branch; the common types' quants avoid these shifts altogether
+    // (SwiftShader runs every shift lane by lane: see unorm4_at in dequant.wgsl).
     let a = off >> 2u;
     let lo = w[a];
     return select(lo, (lo >> 16u) | (w[a + 1u] << 16u), (off & 2u) != 0u);
@@ -20,12 +20,10 @@ fn rb(off: u32) -> u32 {
     return (w[off >> 2u] >> ((off & 3u) * 8u)) & 0xffu;
 }
 
-fn rh(off: u32) -> u32 {
-    return rw(off) & 0xffffu;
-}
-
+// The f16 at the even byte offset `off`: the half is picked with a select, without shifting.
 fn rf16(off: u32) -> f32 {
-    return unpack2x16float(rh(off)).x;
+    let v = unpack2x16float(w[off >> 2u]);
+    return select(v.x, v.y, (off & 2u) != 0u);
 }
 
 // Sign-extends the 8-bit value in the low byte of `b`.

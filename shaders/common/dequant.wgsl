@@ -1,7 +1,8 @@
 // Dequantization for every supported ggml type, 4 elements at a time without private arrays (which CPU
-// emulators such as lavapipe spill to memory), integer divisions (shifts and masks instead) or shifts by
-// amounts that vary between invocations (a select between constant shifts instead): SwiftShader's
-// Subzero backend executes both lane by lane. Callers pass a literal `i` where they can.
+// emulators such as lavapipe spill to memory) or integer divisions. SwiftShader's Subzero backend
+// executes divisions and every shift (even by a constant) lane by lane, so the common types (Q4_0, Q4_1,
+// Q8_0, Q4_K, Q6_K) read their bytes in place with `unpack4x8unorm` (see `unorm4_at`); the others use
+// shifts and masks. Callers pass a literal `i` where they can.
 // For the 32-element group `g` of the row starting at byte `row`, `hdr_<type>(row, g)` loads the group's
 // scales once and `dq4_<type>(row, g, i, h)` returns elements 4i..4i+3. The preprocessor maps HDR and
 // DQ4 to one type's pair.
@@ -10,11 +11,6 @@
 // The four bytes of `v`, each masked with `mask`, as floats (byte 0 first).
 fn bytes4(v: u32, mask: u32) -> vec4<f32> {
     return vec4<f32>(f32(v & mask), f32((v >> 8u) & mask), f32((v >> 16u) & mask), f32((v >> 24u) & mask));
-}
-
-// The four bytes of `v` as signed 8-bit integers.
-fn sbytes4(v: u32) -> vec4<f32> {
-    return vec4<f32>(f32(i32(v << 24u) >> 24u), f32(i32(v << 16u) >> 24u), f32(i32(v << 8u) >> 24u), f32(i32(v) >> 24u));
 }
 
 // Bits 0..3 of `v` as floats.
@@ -41,12 +37,6 @@ fn unorm4_at(off: u32, mask: u32, flip: u32) -> vec4<f32> {
     let v = select(lo, (lo & 0xffff0000u) | (w[a + 1u] & 0xffffu), half);
     let u = unpack4x8unorm((v & mask) ^ flip);
     return select(u, u.zwxy, half);
-}
-
-// The f16 at the even byte offset `off`.
-fn f16_at(off: u32) -> f32 {
-    let v = unpack2x16float(w[off >> 2u]);
-    return select(v.x, v.y, (off & 2u) != 0u);
 }
 
 fn hdr_f32(row: u32, g: u32) -> vec4<f32> {
@@ -95,7 +85,7 @@ fn nib4_unorm(qs: u32, i: u32) -> vec4<f32> {
 }
 
 fn hdr_q4_0(row: u32, g: u32) -> vec4<f32> {
-    let d = f16_at(row + g * 18u);
+    let d = rf16(row + g * 18u);
     return vec4<f32>(d * 255.0, d * (255.0 / 16.0), d * 8.0, 0.0);
 }
 
@@ -137,7 +127,7 @@ fn dq4_q5_1(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
 
 // Q8_0 quants are signed: byte ^ 0x80 is q + 128, read as unorm (q + 128)/255.
 fn hdr_q8_0(row: u32, g: u32) -> vec4<f32> {
-    let d = f16_at(row + g * 34u);
+    let d = rf16(row + g * 34u);
     return vec4<f32>(d * 255.0, d * 128.0, 0.0, 0.0);
 }
 
@@ -194,7 +184,7 @@ fn hdr_q6_k(row: u32, g: u32) -> vec4<f32> {
     let sub = g & 7u;
     let m = sub & 3u;
     let s = b + 192u + 8u * (sub >> 2u) + 2u * m;
-    let d = f16_at(b + 208u);
+    let d = rf16(b + 208u);
     let lo = select(255.0, 255.0 / 16.0, m >= 2u);
     let hi = select(select(255.0 * 16.0, 255.0 * 4.0, m == 1u), select(255.0, 255.0 / 4.0, m == 3u), m >= 2u);
     return vec4<f32>(d * sx8(rb(s)), d * sx8(rb(s + 1u)), lo, hi);
