@@ -140,10 +140,11 @@ impl Gpu {
         }
     }
 
-    /// How decode attention runs here: GPUs want many workgroups (key-range splits); CPU emulators pay
-    /// for each workgroup's barriers (SwiftShader runs them as coroutines), so they run it without
-    /// barriers (at 400 keys on SwiftShader: 268 ms per step with splits, 176 with one range, see
-    /// BENCHMARKS.md for the barrier-free number).
+    /// How attention runs here (before [`Plan::fit`](crate::kernels::attention::Plan::fit) for a
+    /// model): GPUs want many workgroups (key-range splits); CPU emulators pay for each workgroup's
+    /// barriers (SwiftShader runs them as coroutines), so they run it without barriers (see
+    /// BENCHMARKS.md: at 400 keys on SwiftShader decode attention took 268 ms per step with splits,
+    /// 176 with one range, 50 barrier-free).
     pub fn attention_plan(&self) -> crate::kernels::attention::Plan {
         use crate::kernels::attention::{Plan, MAX_SPLITS};
         match self.info.device_type {

@@ -342,6 +342,7 @@ impl Engine {
         };
         let weights = WeightStore::allocate(&gpu, &needed)?;
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let att_plan = attention_plan(&gpu, &desc, ctx, t);
         let s = Scratch {
             x: gpu.storage("x", f32s(t * c.hidden)),
             xn: gpu.storage("xn", f32s(t * c.hidden)),
@@ -358,7 +359,7 @@ impl Engine {
                     c.n_heads,
                     c.head_dim,
                     max_cache_slots(&desc, ctx, t),
-                    attention_plan(&gpu, &desc, ctx, t),
+                    att_plan,
                 )),
             ),
             logits: gpu.storage("logits", f32s(c.vocab_size)),
@@ -401,7 +402,7 @@ impl Engine {
             last_only: false,
         };
         let shared = layer::Shared {
-            attention_plan: attention_plan(g, &desc, ctx, t),
+            attention_plan: att_plan,
             gpu: g,
             c: &c,
             weights: &weights,
@@ -437,7 +438,6 @@ impl Engine {
             plain,
         )?;
         let sampler = Sampler::new(g, &s.logits, c.vocab_size)?;
-        let attention_plan = shared.attention_plan;
         Ok(Engine {
             gpu,
             desc,
@@ -451,7 +451,7 @@ impl Engine {
             final_norm,
             lm_head,
             sampler,
-            attention_plan,
+            attention_plan: att_plan,
             pos: 0,
         })
     }

@@ -1,6 +1,7 @@
 //! Causal GQA attention over the KV cache: split-K partials (`shaders/attention.wgsl`) and their merge
-//! (`shaders/attention_reduce.wgsl`); on CPU adapters, decode runs barrier-free instead: scores, softmax
-//! and weighted sum (`shaders/attention_scores.wgsl`, `attention_softmax.wgsl`, `attention_pv.wgsl`).
+//! (`shaders/attention_reduce.wgsl`); on CPU adapters decode, and prefill when its scores fit, run
+//! barrier-free instead: scores, softmax and weighted sum (`shaders/attention_scores.wgsl`,
+//! `attention_softmax.wgsl`, `attention_pv.wgsl`).
 
 use super::groups;
 use super::kv::LayerCache;
