@@ -467,3 +467,30 @@ fn qk_norm_and_temperature_match_cpu() {
         );
     }
 }
+
+#[test]
+fn attention_rejects_unsupported_head_dims_clearly() {
+    let gpu = gpu();
+    for hd in [258, 63] {
+        let cache = kv::alloc(&gpu, 1, hd, 8, true);
+        let shape = attention::Shape {
+            n_heads: 1,
+            n_kv_heads: 1,
+            head_dim: hd,
+            max_pos: 8,
+            chunk: None,
+            scale: 1.0,
+            f16: true,
+        };
+        let b = gpu.storage("b", 4096);
+        for plan in [
+            attention::Plan::Splits(16),
+            attention::Plan::BarrierFree { prefill: true },
+        ] {
+            let err = attention::build(&gpu, shape, plan, &b, &cache, &b, &b, &b)
+                .err()
+                .expect("an error");
+            assert!(err.to_string().contains(&format!("head_dim {hd}")), "{err}");
+        }
+    }
+}
