@@ -33,11 +33,6 @@ fn cache_pair(is_k: bool, e: u32) -> vec2<f32> {
     return bitcast<vec2<f32>>(vec2<u32>(vc[e], vc[e + 1u]));
 }
 
-// `s` reduced once by the ring length.
-fn wrap(s: u32) -> u32 {
-    return select(s, s - p.max_pos, s >= p.max_pos);
-}
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let hd = p.head_dim;
@@ -48,8 +43,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let pos = step.pos0 + t;
     let kv_len = pos + 1u;
     // Chunked local attention: only keys of the query's own chunk (and the cache is a ring of max_pos).
-    var lo = 0u;
-    if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
+    let lo = first_key(pos);
     let span = kv_len - lo;
     let per_split = (span + step.n_splits - 1u) / step.n_splits;
     let start = lo + min(split * per_split, span);

@@ -31,8 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h = e / hd2;
     let d2 = e - h * hd2;
     let pos = step.pos0 + t;
-    var lo = 0u;
-    if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
+    let lo = first_key(pos);
     let n = pos + 1u - lo;
     let words = select(p.head_dim, hd2, KV_F16 == 1u);
     let base = h / (p.n_heads / p.n_kv_heads) * p.max_pos;

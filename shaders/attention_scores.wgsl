@@ -22,17 +22,12 @@ fn key_pair(kw: u32, d2: u32) -> vec2<f32> {
     return bitcast<vec2<f32>>(vec2<u32>(kc[kw + 2u * d2], kc[kw + 2u * d2 + 1u]));
 }
 
-fn wrap(slot: u32) -> u32 {
-    return select(slot, slot - p.max_pos, slot >= p.max_pos);
-}
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let t = wg.x / p.n_heads;
     let h = wg.x - t * p.n_heads;
     let pos = step.pos0 + t;
-    var lo = 0u;
-    if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
+    let lo = first_key(pos);
     let i0 = (wg.y * 64u + li) * 4u;
     let n = pos + 1u - lo;
     if (i0 >= n) { return; }

@@ -17,8 +17,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.y;
     if (h >= p.n_heads) { return; }
     let pos = step.pos0 + t;
-    var lo = 0u;
-    if (p.chunk > 0u) { lo = pos / p.chunk * p.chunk; }
+    let lo = first_key(pos);
     let n = pos + 1u - lo;
     let sb = (t * p.n_heads + h) * (p.max_pos + 1u);
     var m = -1e30;
