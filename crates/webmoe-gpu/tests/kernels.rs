@@ -282,13 +282,14 @@ fn attention_matches_cpu_for_split_and_barrier_free_plans() {
                 };
                 let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
                 // Prefill in one or two calls, then decode 3 single tokens. GPU plans: key-range
-                // splits, then a single range, then barrier-free decode only. CPU adapters: all
-                // barrier-free.
+                // splits, then a single range, then barrier-free decode only (which also runs the
+                // chunked case's second prefill call, with the online-softmax kernel). CPU adapters:
+                // all barrier-free.
                 let mut pos = 0;
                 for (call, &t) in calls.iter().enumerate() {
                     let plan = match (cpu, calls.len() - call) {
                         (true, _) => BarrierFree { prefill: true },
-                        (false, 1) => BarrierFree { prefill: false },
+                        (false, 1 | 4) => BarrierFree { prefill: false },
                         (false, 2) => Splits(1),
                         _ => Splits(attention::MAX_SPLITS),
                     };
