@@ -4,8 +4,9 @@
 // reused for RPT rows; the LANES partial sums of a row meet in workgroup memory.
 // bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read, vec4), 2 y (storage, read_write),
 //           3 params (uniform).
-// dispatch: (ceil(n_rows / (RPT * 64 / LANES)), n_tokens, 1); workgroup = 64 threads.
-// defines: HDR, DQ4, ALIGNED, LANES (power of two ≤ 64), RPT (rows per thread, 1..4), ACCUMULATE (0/1).
+// dispatch: (ceil(n_rows / (RPT * WG / LANES)), n_tokens, 1); workgroup = WG threads.
+// defines: HDR, DQ4, ALIGNED, WG (8 or 64), LANES (power of two ≤ WG), RPT (rows per thread, 1..4),
+//          ACCUMULATE (0/1).
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -17,8 +18,8 @@
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const GROUPS_PER_WG: u32 = 64u / LANES;
-var<workgroup> partial: array<vec4<f32>, 64>;
+const GROUPS_PER_WG: u32 = WG / LANES;
+var<workgroup> partial: array<vec4<f32>, WG>;
 
 // Elements 4i..4i+3 of group g of up to four rows against the activations `xv`. Called with literal
 // `i` so that, once inlined, every shift and offset inside DQ4 is a constant: SwiftShader's Subzero
@@ -32,7 +33,7 @@ fn part(rows: vec4<u32>, g: u32, i: u32, h0: vec4<f32>, h1: vec4<f32>, h2: vec4<
     return a;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lane = li % LANES;
     let r0 = (wg.x * GROUPS_PER_WG + li / LANES) * RPT;

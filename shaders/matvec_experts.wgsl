@@ -6,8 +6,8 @@
 // bindings gets one launch per shard, and each launch skips rows outside its shard.
 // bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read, vec4), 2 y (storage, read_write),
 //           3 ids (storage, read, u32 [T, K]), 4 params (uniform), 5 step (uniform).
-// dispatch: (ceil(R / 128), K, n_tokens); two rows per invocation share the activation loads.
-// defines: HDR, DQ4, ALIGNED (as matvec.wgsl), X_PER_SLOT (0/1).
+// dispatch: (ceil(R / (2 * WG)), K, n_tokens); two rows per invocation share the activation loads.
+// defines: WG (threads per workgroup), HDR, DQ4, ALIGNED (as matvec.wgsl), X_PER_SLOT (0/1).
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -29,7 +29,7 @@ fn part(e: ExpertRows, g: u32, i: u32, h0: vec4<f32>, h1: vec4<f32>, xv: vec4<f3
     return vec2<f32>(dot(DQ4(e.row0, g, i, h0), xv), dot(DQ4(e.row1, g, i, h1), xv));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x * 2u;
     if (r >= p.rows_per_expert || gid.z >= step.n_tokens) { return; }

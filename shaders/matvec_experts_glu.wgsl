@@ -6,8 +6,8 @@
 // share every activation load, and no separate SwiGLU launch is needed.
 // bindings: 0 w (gate shard), 1 x (storage, read, vec4), 2 y (storage, read_write), 3 ids, 4 params
 //           (uniform, the gate shard's), 5 step (uniform), 6 w_up (the up shard).
-// dispatch: (ceil(R / 128), K, n_tokens).
-// defines: HDR, DQ4, ALIGNED (as matvec.wgsl), HDR_UP, DQ4_UP (the same type's functions for w_up:
+// dispatch: (ceil(R / (2 * WG)), K, n_tokens).
+// defines: WG (threads per workgroup), HDR, DQ4, ALIGNED (as matvec.wgsl), HDR_UP, DQ4_UP (the same type's functions for w_up:
 //          `hdr_<type>_w_up`, `dq4_<type>_w_up`), X_PER_SLOT (0/1).
 
 #include "common/bytes.wgsl"
@@ -38,7 +38,7 @@ fn part(e: ExpertRows, g: u32, i: u32, hg0: vec4<f32>, hg1: vec4<f32>, hu0: vec4
                      dot(DQ4_UP(e.row0, g, i, hu0), xv), dot(DQ4_UP(e.row1, g, i, hu1), xv));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x * 2u;
     if (r >= p.rows_per_expert || gid.z >= step.n_tokens) { return; }

@@ -162,6 +162,7 @@ mod tests {
                 ("HDR", "hdr_q8_0".into()),
                 ("DQ4", "dq4_q8_0".into()),
                 ("ALIGNED", "0u".into()),
+                ("WG", "64u".into()),
                 ("LANES", "8u".into()),
                 ("ACCUMULATE", "0u".into()),
             ],
@@ -204,8 +205,9 @@ mod tests {
                         ("ACCUMULATE", acc.into()),
                     ];
                     check("matmul.wgsl", &base);
-                    for (lanes, rpt) in [(1, 1), (1, 4), (16, 1)] {
+                    for (lanes, rpt, wg) in [(1, 1, 8), (1, 4, 8), (16, 1, 64)] {
                         let mut v = base.to_vec();
+                        v.push(("WG", format!("{wg}u")));
                         v.push(("LANES", format!("{lanes}u")));
                         v.push(("RPT", format!("{rpt}u")));
                         check("matvec.wgsl", &v);
@@ -216,6 +218,7 @@ mod tests {
                         check(
                             shader,
                             &[
+                                ("WG", "8u".into()),
                                 ("HDR", h.clone()),
                                 ("DQ4", d.clone()),
                                 ("ALIGNED", aligned.into()),
@@ -245,6 +248,7 @@ mod tests {
                 check(
                     "matvec_experts_glu.wgsl",
                     &[
+                        ("WG", "64u".into()),
                         ("HDR", crate::kernels::hdr_name(ty)),
                         ("DQ4", crate::kernels::dq4_name(ty)),
                         ("HDR_UP", format!("{}_w_up", crate::kernels::hdr_name(ty))),

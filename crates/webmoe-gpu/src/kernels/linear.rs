@@ -58,6 +58,7 @@ pub fn build(
             ("HDR", hdr.clone()),
             ("DQ4", dq.clone()),
             ("ALIGNED", aligned(w.ty, w.row_bytes)),
+            ("WG", format!("{}u", gpu.tuning.workgroup())),
             ("LANES", format!("{lanes}u")),
             ("RPT", format!("{rpt}u")),
             ("ACCUMULATE", acc.into()),
@@ -88,7 +89,10 @@ pub fn build(
         vec.push(Op {
             bind_group: gpu.bind(&pv, &[&s.buffer, x, y, &params]),
             pipeline: pv.clone(),
-            grid: Grid::Tokens(groups(s.n_rows, (64 / lanes * rpt) as u64)),
+            grid: Grid::Tokens(groups(
+                s.n_rows,
+                (gpu.tuning.workgroup() / lanes * rpt) as u64,
+            )),
         });
         mat.push(Op {
             bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),

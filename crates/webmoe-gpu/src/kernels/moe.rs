@@ -102,9 +102,10 @@ fn expert_params(
     ])
 }
 
-/// The type defines of the expert kernels for `w`.
-fn expert_defines(w: &GpuTensor, x_per_slot: bool) -> Vec<(&'static str, String)> {
+/// The type defines of the expert kernels for `w` (and the decode kernels' workgroup size).
+fn expert_defines(gpu: &Gpu, w: &GpuTensor, x_per_slot: bool) -> Vec<(&'static str, String)> {
     vec![
+        ("WG", format!("{}u", gpu.tuning.workgroup())),
         ("HDR", hdr_name(w.ty)),
         ("DQ4", dq4_name(w.ty)),
         ("ALIGNED", aligned(w.ty, w.row_bytes)),
@@ -184,7 +185,7 @@ pub fn experts_glu(
                 .into(),
         ));
     }
-    let mut defines = expert_defines(gate, x_per_slot);
+    let mut defines = expert_defines(gpu, gate, x_per_slot);
     defines.push(("HDR_UP", format!("{}_w_up", hdr_name(up.ty))));
     defines.push(("DQ4_UP", format!("{}_w_up", dq4_name(up.ty))));
     expert_launches(
@@ -194,14 +195,15 @@ pub fn experts_glu(
         Some(up),
         rows_per_expert,
         r,
-        decode_grid(rows_per_expert, r),
+        decode_grid(gpu, rows_per_expert, r),
         (&[x, y, r.ids], &[r.step]),
     )
 }
 
 /// Decode grid of the expert mat-vecs: two rows per invocation, one row of workgroups per slot.
-fn decode_grid(rows_per_expert: usize, r: Routed) -> Grid {
-    Grid::TokensZ(groups(rows_per_expert as u64, 128), r.k as u32)
+fn decode_grid(gpu: &Gpu, rows_per_expert: usize, r: Routed) -> Grid {
+    let rows_per_group = 2 * gpu.tuning.workgroup() as u64;
+    Grid::TokensZ(groups(rows_per_expert as u64, rows_per_group), r.k as u32)
 }
 
 /// The expert mat-vec launches (one per shard of `w`) for the experts in `r.ids`, with `w` the stacked
@@ -221,12 +223,12 @@ pub fn experts(
 ) -> Result<Vec<Op>, GpuError> {
     expert_launches(
         gpu,
-        ("matvec_experts.wgsl", &expert_defines(w, x_per_slot)),
+        ("matvec_experts.wgsl", &expert_defines(gpu, w, x_per_slot)),
         w,
         None,
         rows_per_expert,
         r,
-        decode_grid(rows_per_expert, r),
+        decode_grid(gpu, rows_per_expert, r),
         (&[x, y, r.ids], &[r.step]),
     )
 }
@@ -290,7 +292,7 @@ pub fn experts_grouped(
     let grid = Grid::TileZ(groups(rows_per_expert as u64, 256), g.n_experts as u32, 4);
     expert_launches(
         gpu,
-        ("matmul_experts.wgsl", &expert_defines(w, x_per_slot)),
+        ("matmul_experts.wgsl", &expert_defines(gpu, w, x_per_slot)),
         w,
         None,
         rows_per_expert,
