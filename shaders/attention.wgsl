@@ -12,6 +12,8 @@
 #include "common/step.wgsl"
 
 #include "common/attention_params.wgsl"
+#include_for kc "common/kv_pair.wgsl"
+#include_for vc "common/kv_pair.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
@@ -22,16 +24,6 @@
 
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 64>;
-
-// Elements e, e+1 (e even) of the K (is_k) or V cache.
-fn cache_pair(is_k: bool, e: u32) -> vec2<f32> {
-    if (KV_F16 == 1u) {
-        if (is_k) { return unpack2x16float(kc[e >> 1u]); }
-        return unpack2x16float(vc[e >> 1u]);
-    }
-    if (is_k) { return bitcast<vec2<f32>>(vec2<u32>(kc[e], kc[e + 1u])); }
-    return bitcast<vec2<f32>>(vec2<u32>(vc[e], vc[e + 1u]));
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -68,7 +60,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             var acc = 0.0;
             let kb = cache_base + wrap(slot0 + li) * hd;
             for (var d = 0u; d < hd; d += 2u) {
-                acc += dot(vec2<f32>(qs[d], qs[d + 1u]), cache_pair(true, kb + d));
+                acc += dot(vec2<f32>(qs[d], qs[d + 1u]), kv_pair_kc(0u, (kb + d) >> 1u));
             }
             s = acc;
         }
@@ -90,8 +82,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let pr = sc[i];
             l += pr;
             let vb = cache_base + wrap(slot0 + i) * hd;
-            if (d0 < hd) { o0 += pr * cache_pair(false, vb + d0); }
-            if (d0 + 128u < hd) { o1 += pr * cache_pair(false, vb + d0 + 128u); }
+            if (d0 < hd) { o0 += pr * kv_pair_vc(0u, (vb + d0) >> 1u); }
+            if (d0 + 128u < hd) { o1 += pr * kv_pair_vc(0u, (vb + d0 + 128u) >> 1u); }
         }
         m = m_new;
         workgroupBarrier();

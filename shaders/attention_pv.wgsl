@@ -9,18 +9,13 @@
 #include "common/step.wgsl"
 
 #include "common/attention_params.wgsl"
+#include_for vc "common/kv_pair.wgsl"
 
 @group(0) @binding(0) var<storage, read> s: array<f32>;
 @group(0) @binding(1) var<storage, read> vc: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<vec2<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> step: Step;
-
-// Elements 2·d2 and 2·d2 + 1 of the value whose first word is `vw`.
-fn value_pair(vw: u32, d2: u32) -> vec2<f32> {
-    if (KV_F16 == 1u) { return unpack2x16float(vc[vw + d2]); }
-    return bitcast<vec2<f32>>(vec2<u32>(vc[vw + 2u * d2], vc[vw + 2u * d2 + 1u]));
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -39,7 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var slot = lo % p.max_pos;
     var o = vec2<f32>(0.0);
     for (var i = 0u; i < n; i++) {
-        o += s[sb + i] * value_pair((base + slot) * words, d2);
+        o += s[sb + i] * kv_pair_vc((base + slot) * words, d2);
         slot += 1u;
         slot = select(slot, 0u, slot == p.max_pos);
     }

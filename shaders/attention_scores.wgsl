@@ -9,18 +9,13 @@
 #include "common/step.wgsl"
 
 #include "common/attention_params.wgsl"
+#include_for kc "common/kv_pair.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<vec2<f32>>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;
 @group(0) @binding(2) var<storage, read_write> s: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> step: Step;
-
-// Elements 2·d2 and 2·d2 + 1 of the key whose first word is `kw`.
-fn key_pair(kw: u32, d2: u32) -> vec2<f32> {
-    if (KV_F16 == 1u) { return unpack2x16float(kc[kw + d2]); }
-    return bitcast<vec2<f32>>(vec2<u32>(kc[kw + 2u * d2], kc[kw + 2u * d2 + 1u]));
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -41,8 +36,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc = vec4<f32>(0.0);
     for (var d2 = 0u; d2 < hd2; d2++) {
         let qv = q[qb + d2];
-        acc += vec4<f32>(dot(qv, key_pair(kw.x, d2)), dot(qv, key_pair(kw.y, d2)), dot(qv, key_pair(kw.z, d2)),
-                         dot(qv, key_pair(kw.w, d2)));
+        acc += vec4<f32>(dot(qv, kv_pair_kc(kw.x, d2)), dot(qv, kv_pair_kc(kw.y, d2)),
+                         dot(qv, kv_pair_kc(kw.z, d2)), dot(qv, kv_pair_kc(kw.w, d2)));
     }
     let sb = wg.x * (p.max_pos + 1u) + i0;
     for (var i = 0u; i < 4u; i++) {

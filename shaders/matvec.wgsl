@@ -22,8 +22,8 @@ const GROUPS_PER_WG: u32 = WG / LANES;
 var<workgroup> partial: array<vec4<f32>, WG>;
 
 // Elements 4i..4i+3 of group g of up to four rows against the activations `xv`. Called with literal
-// `i` so that, once inlined, every shift and offset inside DQ4 is a constant: SwiftShader's Subzero
-// backend executes variable shifts and integer divisions lane by lane.
+// `i` so that, once inlined, every offset, mask and select inside DQ4 that depends on `i` is a
+// constant (SwiftShader's Subzero backend computes per-invocation values lane by lane).
 fn part(rows: vec4<u32>, g: u32, i: u32, h0: vec4<f32>, h1: vec4<f32>, h2: vec4<f32>, h3: vec4<f32>,
         xv: vec4<f32>) -> vec4<f32> {
     var a = vec4<f32>(dot(DQ4(rows.x, g, i, h0), xv), 0.0, 0.0, 0.0);

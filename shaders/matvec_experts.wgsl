@@ -23,8 +23,7 @@
 @group(0) @binding(4) var<uniform> p: Params;
 @group(0) @binding(5) var<uniform> step: Step;
 
-// Elements 4i..4i+3 of group g of both rows against `xv`; a literal `i` makes every shift inside DQ4 a
-// constant once inlined (as in matvec.wgsl).
+// Elements 4i..4i+3 of group g of both rows against `xv`, called with a literal `i` (as in matvec.wgsl).
 fn part(e: ExpertRows, g: u32, i: u32, h0: vec4<f32>, h1: vec4<f32>, xv: vec4<f32>) -> vec2<f32> {
     return vec2<f32>(dot(DQ4(e.row0, g, i, h0), xv), dot(DQ4(e.row1, g, i, h1), xv));
 }

@@ -7,8 +7,8 @@
 // bindings: 0 w (gate shard), 1 x (storage, read, vec4), 2 y (storage, read_write), 3 ids, 4 params
 //           (uniform, the gate shard's), 5 step (uniform), 6 w_up (the up shard).
 // dispatch: (ceil(R / (2 * WG)), K, n_tokens).
-// defines: WG (threads per workgroup), HDR, DQ4, ALIGNED (as matvec.wgsl), HDR_UP, DQ4_UP (the same type's functions for w_up:
-//          `hdr_<type>_w_up`, `dq4_<type>_w_up`), X_PER_SLOT (0/1).
+// defines: WG (threads per workgroup), HDR, DQ4, ALIGNED (as matvec.wgsl), HDR_UP, DQ4_UP (the same
+//          type's functions for w_up: `hdr_<type>_w_up`, `dq4_<type>_w_up`), X_PER_SLOT (0/1).
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
@@ -30,8 +30,8 @@ fn silu_times(g: f32, u: f32) -> f32 {
     return g / (1.0 + exp(-g)) * u;
 }
 
-// Elements 4i..4i+3 of group g of the four rows against `xv`; a literal `i` makes every shift inside
-// DQ4 a constant once inlined (as in matvec.wgsl).
+// Elements 4i..4i+3 of group g of the four rows against `xv`, called with a literal `i` (as in
+// matvec.wgsl).
 fn part(e: ExpertRows, g: u32, i: u32, hg0: vec4<f32>, hg1: vec4<f32>, hu0: vec4<f32>, hu1: vec4<f32>,
         xv: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(dot(DQ4(e.row0, g, i, hg0), xv), dot(DQ4(e.row1, g, i, hg1), xv),

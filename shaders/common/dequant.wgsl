@@ -196,7 +196,8 @@ fn dq4_q6_k(row: u32, g: u32, i: u32, h: vec4<f32>) -> vec4<f32> {
     let n = sub >> 2u;
     let m = sub & 3u;
     let lo = unorm4_at(b + 64u * n + 32u * (m & 1u) + 4u * i, select(0x0f0f0f0fu, 0xf0f0f0f0u, m >= 2u), 0u);
-    let hi_mask = select(select(0x03030303u, 0x0c0c0c0cu, m == 1u), select(0x30303030u, 0xc0c0c0c0u, m == 3u), m >= 2u);
+    let hi_mask = select(select(0x03030303u, 0x0c0c0c0cu, m == 1u), select(0x30303030u, 0xc0c0c0c0u, m == 3u),
+                         m >= 2u);
     let hi = unorm4_at(b + 128u + 32u * n + 4u * i, hi_mask, 0u);
     return (lo * h.z + hi * h.w - 32.0) * select(h.y, h.x, i < 4u);
 }

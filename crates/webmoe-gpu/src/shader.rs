@@ -20,6 +20,7 @@ const SOURCES: &[(&str, &str)] = sources![
     "common/expert_params.wgsl",
     "common/workgroup_sum.wgsl",
     "common/expert_rows.wgsl",
+    "common/kv_pair.wgsl",
     "matvec.wgsl",
     "matmul.wgsl",
     "embed.wgsl",
