@@ -5,12 +5,16 @@
 
 pub mod chat;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod model;
 pub mod moe;
+pub mod options;
+pub mod plan;
 pub mod quant;
 pub mod reference;
+pub mod rope;
 pub mod sampling;
 pub mod stop;
 pub mod synthetic;

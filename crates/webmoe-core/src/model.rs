@@ -5,8 +5,9 @@
 
 use crate::error::ModelError;
 use crate::gguf::{GgufHeader, TensorInfo};
-use crate::moe::Routing;
 use crate::quant::GgmlType;
+
+pub use crate::rope::rope_tables;
 
 /// How RoPE pairs dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +87,25 @@ pub struct ModelConfig {
     pub attn_chunk: Option<usize>,
     /// Attention temperature tuning on NoPE layers (Llama 4).
     pub temperature: Option<AttnTemperature>,
+}
+
+/// How router logits become expert weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Softmax over all experts, top k, renormalized over the k when `renorm`; weights scale outputs.
+    Softmax {
+        /// Divide the k weights by their sum (`norm_topk_prob`).
+        renorm: bool,
+    },
+    /// Top k of the raw logits, weight `sigmoid(logit)`, applied to the expert input (Llama 4).
+    SigmoidInput,
+}
+
+impl Routing {
+    /// Whether the weights scale the expert input (else the output).
+    pub fn weights_input(self) -> bool {
+        matches!(self, Routing::SigmoidInput)
+    }
 }
 
 /// Mixture-of-Experts settings of a model whose feed-forward blocks are routed experts.
@@ -625,30 +645,4 @@ impl ModelDesc {
             .map(|t| t.size_bytes)
             .sum()
     }
-}
-
-/// RoPE angle tables for positions `0..n_pos`: `(cos, sin)`, each `n_pos * rope_dim/2` f32, pair `i` of
-/// position `p` at `p * rope_dim/2 + i`. Frequencies follow HF: `inv_freq` in f32, θ = `p * inv_freq`
-/// in f32 (divided by the llama3 divisor when present), cos/sin evaluated in f64 and rounded.
-pub fn rope_tables(c: &ModelConfig, start: usize, n_pos: usize) -> (Vec<f32>, Vec<f32>) {
-    let half = c.rope_dim / 2;
-    let inv: Vec<f32> = (0..half)
-        .map(|i| {
-            let base = 1.0f32 / c.rope_base.powf((2 * i) as f32 / c.rope_dim as f32);
-            match &c.rope_freq_divisors {
-                Some(d) => base / d[i],
-                None => base,
-            }
-        })
-        .collect();
-    let mut cos = Vec::with_capacity(n_pos * half);
-    let mut sin = Vec::with_capacity(n_pos * half);
-    for p in start..start + n_pos {
-        for &f in &inv {
-            let theta = (p as f32 * f) as f64;
-            cos.push(theta.cos() as f32);
-            sin.push(theta.sin() as f32);
-        }
-    }
-    (cos, sin)
 }

@@ -8,24 +8,7 @@
 //!
 //! Ties in the logits go to the lower expert id.
 
-/// How router logits become expert weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routing {
-    /// Softmax over all experts, top k, renormalized over the k when `renorm`; weights scale outputs.
-    Softmax {
-        /// Divide the k weights by their sum (`norm_topk_prob`).
-        renorm: bool,
-    },
-    /// Top k of the raw logits, weight `sigmoid(logit)`, applied to the expert input (Llama 4).
-    SigmoidInput,
-}
-
-impl Routing {
-    /// Whether the weights scale the expert input (else the output).
-    pub fn weights_input(self) -> bool {
-        matches!(self, Routing::SigmoidInput)
-    }
-}
+pub use crate::model::Routing;
 
 /// Routes each token: `logits` is `[tokens, n_experts]`; returns `(ids, weights)`, each `[tokens, k]`,
 /// experts in order of decreasing logit (ties: lower id first).
@@ -58,55 +41,6 @@ pub fn route(logits: &[f32], n_experts: usize, k: usize, routing: Routing) -> (V
         weights.extend(w);
     }
     (ids, weights)
-}
-
-/// The stacked expert weights of one MoE layer, dequantized (CPU reference).
-pub struct ExpertWeights<'a> {
-    /// Router `[E, H]`.
-    pub router: &'a [f32],
-    /// Gates `[E * I, H]`.
-    pub gate: &'a [f32],
-    /// Ups `[E * I, H]`.
-    pub up: &'a [f32],
-    /// Downs `[E * H, I]`.
-    pub down: &'a [f32],
-    /// Experts E.
-    pub n_experts: usize,
-    /// Experts per token k.
-    pub k: usize,
-    /// Expert width I.
-    pub width: usize,
-}
-
-/// The routed output of a MoE layer for `x` `[T, H]` (shared experts are added by the caller):
-/// `Σ_j w_j · down_e(silu(gate_e x') · up_e x')` with `x' = x` and output weighting, or `x' = w_j · x`
-/// and unit output weights for input-weighted routing.
-pub fn moe_ffn(x: &[f32], hidden: usize, m: &ExpertWeights, routing: Routing) -> Vec<f32> {
-    use crate::reference::{matmul, swiglu};
-    let (i_w, h) = (m.width, hidden);
-    let logits = matmul(x, m.router, h);
-    let (ids, weights) = route(&logits, m.n_experts, m.k, routing);
-    let mut out = vec![0f32; x.len()];
-    for (t, xt) in x.chunks(h).enumerate() {
-        for j in 0..m.k {
-            let (e, w) = (ids[t * m.k + j] as usize, weights[t * m.k + j]);
-            let xin: Vec<f32> = if routing.weights_input() {
-                xt.iter().map(|v| v * w).collect()
-            } else {
-                xt.to_vec()
-            };
-            let rows = |a: &[f32], n: usize, len: usize| a[e * n * len..(e + 1) * n * len].to_vec();
-            let g = matmul(&xin, &rows(m.gate, i_w, h), h);
-            let u = matmul(&xin, &rows(m.up, i_w, h), h);
-            let y = matmul(&swiglu(&g, &u), &rows(m.down, h, i_w), i_w);
-            let c = if routing.weights_input() { 1.0 } else { w };
-            out[t * h..(t + 1) * h]
-                .iter_mut()
-                .zip(&y)
-                .for_each(|(o, v)| *o += c * v);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

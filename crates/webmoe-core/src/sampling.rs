@@ -43,3 +43,156 @@ impl SamplingParams {
         self.temperature <= 0.0
     }
 }
+
+/// Most distinct recent tokens the repetition penalty looks at (the GPU sampler's limit too).
+pub const MAX_RECENT: usize = 1024;
+
+/// The distinct tokens of the penalty window, newest first, at most [`MAX_RECENT`].
+pub fn penalty_window(params: &SamplingParams, recent: &[u32]) -> Vec<u32> {
+    let mut uniq: Vec<u32> = Vec::new();
+    let window = &recent[recent.len().saturating_sub(params.repeat_last_n)..];
+    for &t in window.iter().rev() {
+        if !uniq.contains(&t) && uniq.len() < MAX_RECENT {
+            uniq.push(t);
+        }
+    }
+    uniq
+}
+
+/// The PCG hash the GPU sampler draws with.
+fn pcg(v: u32) -> u32 {
+    let s = v.wrapping_mul(747796405).wrapping_add(2891336453);
+    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277803737);
+    (w >> 22) ^ w
+}
+
+/// The uniform number in `[0, 1)` of draw `counter` of the stream `seed` (the same on every backend).
+pub fn uniform(seed: u64, counter: u32) -> f32 {
+    let r = pcg(pcg(seed as u32 ^ pcg((seed >> 32) as u32)) ^ counter);
+    (r >> 8) as f32 * (1.0 / 16777216.0)
+}
+
+/// Largest `t` in `[lo, hi]` (by 40 bisection steps, as the GPU sampler does) with `f(t) >= goal`.
+fn bisect(mut lo: f32, mut hi: f32, goal: f32, f: impl Fn(f32) -> f32) -> f32 {
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) >= goal {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Chooses the next token from `logits` on the CPU with the GPU sampler's chain and thresholds
+/// (`shaders/sample.wgsl`): repetition penalty over `recent`, greedy argmax (lowest id on ties) when
+/// `temperature <= 0`, else the top-k, top-p and min-p thresholds on the penalized logits and a draw
+/// from `softmax(l / temperature)` over the kept tokens in index order with [`uniform`]`(seed, counter)`.
+/// `logits` is used as scratch.
+pub fn sample(logits: &mut [f32], p: &SamplingParams, recent: &[u32], counter: u32) -> u32 {
+    let n = logits.len();
+    if p.repeat_penalty != 1.0 {
+        for id in penalty_window(p, recent) {
+            if let Some(v) = logits.get_mut(id as usize) {
+                *v = if *v > 0.0 {
+                    *v / p.repeat_penalty
+                } else {
+                    *v * p.repeat_penalty
+                };
+            }
+        }
+    }
+    let (mut mx, mut argmax, mut mn) = (-3.4e38f32, 0usize, 3.4e38f32);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > mx {
+            mx = v;
+            argmax = i;
+        }
+        mn = mn.min(v);
+    }
+    if p.is_greedy() {
+        return argmax as u32;
+    }
+    let mut tau = mn;
+    if p.top_k > 0 && (p.top_k as usize) < n {
+        let count = |t: f32| logits.iter().filter(|&&v| v >= t).count() as f32;
+        tau = bisect(mn, mx, p.top_k as f32, count);
+    }
+    if p.top_p < 1.0 {
+        let mass = |t: f32| -> f32 {
+            logits
+                .iter()
+                .filter(|&&v| v >= t)
+                .map(|&v| (v - mx).exp())
+                .sum()
+        };
+        let goal = p.top_p * mass(tau);
+        tau = tau.max(bisect(tau, mx, goal, mass));
+    }
+    if p.min_p > 0.0 {
+        tau = tau.max(mx + p.min_p.ln());
+    }
+    tau = tau.min(mx);
+    let weight = |v: f32| ((v - mx) / p.temperature).exp();
+    let total: f32 = logits.iter().filter(|&&v| v >= tau).map(|&v| weight(v)).sum();
+    let u = uniform(p.seed, counter) * total;
+    let mut acc = 0.0;
+    let mut pick = argmax;
+    for (i, &v) in logits.iter().enumerate() {
+        if v >= tau {
+            pick = i;
+            acc += weight(v);
+            if acc > u {
+                break;
+            }
+        }
+    }
+    pick as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_lowest_id_among_equal_maxima() {
+        let mut l = vec![0.0, 3.0, 1.0, 3.0];
+        assert_eq!(sample(&mut l, &SamplingParams::default(), &[], 0), 1);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_at_any_temperature() {
+        let p = SamplingParams {
+            temperature: 5.0,
+            top_k: 1,
+            ..Default::default()
+        };
+        for counter in 0..20 {
+            let mut l = vec![0.5, 0.1, 2.0, 1.9, -1.0];
+            assert_eq!(sample(&mut l, &p, &[], counter), 2);
+        }
+    }
+
+    #[test]
+    fn draws_follow_the_softmax_over_kept_tokens() {
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
+        let logits = [0.0f32, 1.0, 2.0];
+        let mut counts = [0usize; 3];
+        for c in 0..3000 {
+            counts[sample(&mut logits.to_vec(), &p, &[], c) as usize] += 1;
+        }
+        let z: f32 = logits.iter().map(|v| v.exp()).sum();
+        for (i, &n) in counts.iter().enumerate() {
+            let want = logits[i].exp() / z;
+            let got = n as f32 / 3000.0;
+            assert!((got - want).abs() < 0.03, "token {i}: {got} vs {want}");
+        }
+    }
+}

@@ -20,35 +20,7 @@ use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::sampling::SamplingParams;
 
-/// Element type of the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KvDtype {
-    /// Packed f16 (default: half the memory).
-    F16,
-    /// f32 (exact; used by the tight reference tests).
-    F32,
-}
-
-/// Engine settings.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// Positions the KV cache holds (prompt + generated tokens). Capped at the model's context length.
-    pub max_context: usize,
-    /// Tokens per prefill call (scratch buffers are sized for this).
-    pub prefill_chunk: usize,
-    /// KV cache element type.
-    pub kv_dtype: KvDtype,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            max_context: 4096,
-            prefill_chunk: 256,
-            kv_dtype: KvDtype::F16,
-        }
-    }
-}
+pub use webmoe_core::options::{EngineOptions, KvDtype};
 
 /// How much GPU memory a model needs, and whether it fits.
 #[derive(Debug, Clone)]
@@ -87,30 +59,16 @@ struct Scratch {
     moe: Option<MoeScratch>,
 }
 
-/// Elements per token of the SwiGLU scratch: the dense width, k expert widths or a shared expert's.
-fn ffn_scratch(desc: &ModelDesc) -> usize {
-    let c = &desc.config;
-    let shared = desc
-        .layers
-        .iter()
-        .filter_map(|l| l.shared.as_ref().map(|s| s.width))
-        .max()
-        .unwrap_or(0);
-    c.moe
-        .map_or(c.ffn_dim, |m| m.n_used * m.expert_ffn_dim)
-        .max(c.ffn_dim)
-        .max(shared)
-}
-
-/// KV cache slots of layer `l`: the context, or a ring for a chunked-attention (RoPE) layer.
+/// KV cache slots of block `l`: the context, or a ring for a chunked-attention layer.
 fn cache_slots(
     desc: &ModelDesc,
     l: &webmoe_core::model::LayerNames,
     ctx: usize,
     prefill_chunk: usize,
 ) -> usize {
-    let chunk = if l.rope { desc.config.attn_chunk } else { None };
-    attention::cache_slots(ctx, chunk, prefill_chunk)
+    webmoe_core::plan::LayerPlan::new(desc, l)
+        .attention
+        .cache_slots(ctx, prefill_chunk)
 }
 
 /// How attention runs for `desc` on `gpu` with calls of up to `prefill_chunk` tokens.
@@ -231,7 +189,7 @@ pub fn plan(
         (f32s(t * c.hidden), 2),
         (f32s(t * c.n_heads * c.head_dim), 2),
         (f32s(t * c.n_kv_heads * c.head_dim), 2),
-        (f32s(t * ffn_scratch(desc)), 2),
+        (f32s(t * desc.ffn_scratch_width()), 2),
         (
             f32s(attention::partial_len(
                 t,
@@ -350,8 +308,8 @@ impl Engine {
             k: gpu.storage("k", f32s(t * kvd)),
             v: gpu.storage("v", f32s(t * kvd)),
             att: gpu.storage("att", f32s(t * qd)),
-            gate: gpu.storage("gate", f32s(t * ffn_scratch(&desc))),
-            up: gpu.storage("up", f32s(t * ffn_scratch(&desc))),
+            gate: gpu.storage("gate", f32s(t * desc.ffn_scratch_width())),
+            up: gpu.storage("up", f32s(t * desc.ffn_scratch_width())),
             part: gpu.storage(
                 "attention partials",
                 f32s(attention::partial_len(
@@ -412,7 +370,7 @@ impl Engine {
             f16,
         };
         let layers = desc
-            .layers
+            .layer_plans()
             .iter()
             .zip(&kv_caches)
             .map(|(l, cache)| layer::build(&shared, l, cache))
@@ -586,6 +544,11 @@ impl Engine {
         }
     }
 
+    /// The resolved layer plan the launches were built from.
+    pub fn layer_plan(&self) -> Vec<webmoe_core::plan::LayerPlan> {
+        self.desc.layer_plans()
+    }
+
     /// Reads back the logits of the last token of the last call.
     ///
     /// # Errors
@@ -628,5 +591,33 @@ impl Engine {
             0
         };
         self.weights.total_bytes() - embd + tied_extra - all_experts + used_experts
+    }
+}
+
+impl webmoe_core::generate::Backend for Engine {
+    type Error = GpuError;
+
+    fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn max_context(&self) -> usize {
+        self.opts.max_context
+    }
+
+    fn model_context(&self) -> usize {
+        self.desc.config.context_length
+    }
+
+    fn reset(&mut self) {
+        Engine::reset(self);
+    }
+
+    async fn forward(
+        &mut self,
+        ids: &[u32],
+        sample: Option<(&SamplingParams, &[u32], u32)>,
+    ) -> Result<Option<u32>, GpuError> {
+        Engine::forward(self, ids, sample).await
     }
 }

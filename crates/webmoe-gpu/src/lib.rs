@@ -5,7 +5,6 @@
 
 mod device;
 pub mod executor;
-pub mod generate;
 pub mod kernels;
 mod op;
 mod readback;

@@ -235,7 +235,7 @@ fn rope_matches_cpu_in_both_conventions() {
             let tables = webmoe_gpu::kernels::rope::tables(&gpu, &c, 2048);
             let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
             let op =
-                webmoe_gpu::kernels::rope::build(&gpu, &c, &qb, &kb, &tables, &step, 2048).unwrap();
+                webmoe_gpu::kernels::rope::build(&gpu, &c, c.rope_style, &qb, &kb, &tables, &step, 2048).unwrap();
             run(&gpu, &[&op], t as u32, 1);
             let (cos, sin) = webmoe_core::model::rope_tables(&c, pos0 as usize, t);
             let (mut wq, mut wk) = (q.clone(), k.clone());
@@ -269,7 +269,7 @@ fn attention_matches_cpu_for_split_and_barrier_free_plans() {
     ] {
         for (f16, cpu) in [(false, false), (true, false), (false, true), (true, true)] {
             for (nh, nkv, hd) in [(4, 2, 64), (6, 1, 80), (2, 2, 256)] {
-                let max_pos = attention::cache_slots(300, chunk, 70);
+                let max_pos = webmoe_core::plan::cache_slots(300, chunk, 70);
                 let cache = kv::alloc(&gpu, nkv, hd, max_pos, f16);
                 let shape = attention::Shape {
                     n_heads: nh,

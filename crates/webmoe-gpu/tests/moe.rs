@@ -333,6 +333,7 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
         run(&gpu, &last.iter().collect::<Vec<_>>(), tokens as u32, 1);
         let got_fused = read_f32(&gpu, &yb, tokens * h);
         let m = ExpertWeights {
+            q8_inputs: false,
             router: &router,
             gate: &gate,
             up: &up,

@@ -1,6 +1,7 @@
-//! The launches of one transformer block, built once at load from the layer's description: attention
-//! (norm, projections, biases, q/k norms, RoPE, cache store, attention, output) and the feed-forward part
-//! (dense SwiGLU, or routed experts with an optional shared expert).
+//! The launches of one transformer block, built once at load from its resolved plan
+//! ([`webmoe_core::plan::LayerPlan`]): attention (norm, projections, biases, q/k norms, RoPE, cache
+//! store, attention, output) and the feed-forward part (dense SwiGLU, or routed experts with an
+//! optional shared expert).
 
 use super::{Launch, Scratch};
 use crate::kernels::attention::{self, Shape};
@@ -11,7 +12,8 @@ use crate::kernels::moe::{self, Grouped, Routed, Weighting};
 use crate::kernels::{norm, qk, rope};
 use crate::weights::WeightStore;
 use crate::{Gpu, GpuError};
-use webmoe_core::model::{LayerNames, ModelConfig, QkNorm};
+use webmoe_core::model::ModelConfig;
+use webmoe_core::plan::{AttentionPlan, FfnPlan, LayerPlan};
 
 /// What every layer's launches share.
 pub(super) struct Shared<'a> {
@@ -41,17 +43,17 @@ const RESIDUAL: Layout = Layout {
 /// The launches of one block, in order.
 pub(super) fn build(
     sh: &Shared,
-    l: &LayerNames,
+    l: &LayerPlan,
     cache: &LayerCache,
 ) -> Result<Vec<Launch>, GpuError> {
-    let mut out = attention_part(sh, l, cache)?;
-    out.extend(ffn_part(sh, l)?);
+    let mut out = attention_part(sh, &l.attention, cache)?;
+    out.extend(ffn_part(sh, &l.ffn_norm, &l.ffn)?);
     Ok(out)
 }
 
 fn attention_part(
     sh: &Shared,
-    l: &LayerNames,
+    l: &AttentionPlan,
     cache: &LayerCache,
 ) -> Result<Vec<Launch>, GpuError> {
     let (g, c, s) = (sh.gpu, sh.c, sh.s);
@@ -74,7 +76,7 @@ fn attention_part(
             norm::build(
                 g,
                 &s.x,
-                &w(&l.attn_norm)?.shards[0].buffer,
+                &w(&l.norm)?.shards[0].buffer,
                 &s.xn,
                 &s.step,
                 rms,
@@ -100,31 +102,29 @@ fn attention_part(
         k_len: c.head_dim,
     };
     let qk_op = |rows, norm, temp| qk::build(g, &s.q, &s.k, rows, norm, c.rms_eps, temp, &s.step);
-    if let Some([qn, kn]) = &l.qk_norm {
-        let rows = match c.qk_norm {
-            QkNorm::Full => qk::Rows {
-                q_rows: 1,
-                q_len: qd,
-                k_rows: 1,
-                k_len: kvd,
-            },
-            _ => per_head,
+    if let Some(n) = &l.qk_norm {
+        let rows = qk::Rows {
+            q_rows: qd / n.q_len,
+            q_len: n.q_len,
+            k_rows: kvd / n.k_len,
+            k_len: n.k_len,
         };
-        let norm = qk::Norm::Weighted(&w(qn)?.shards[0].buffer, &w(kn)?.shards[0].buffer);
+        let norm = qk::Norm::Weighted(&w(&n.q)?.shards[0].buffer, &w(&n.k)?.shards[0].buffer);
         out.push(Launch::op("qk_norm", qk_op(rows, norm, None)?));
     }
-    if l.rope {
+    if let Some(style) = l.rope {
         out.push(Launch::op(
             "rope",
-            rope::build(g, c, &s.q, &s.k, sh.rope_tables, &s.step, sh.ctx)?,
+            rope::build(g, c, style, &s.q, &s.k, sh.rope_tables, &s.step, sh.ctx)?,
         ));
-        if c.qk_norm == QkNorm::L2AfterRope {
-            out.push(Launch::op(
-                "qk_norm",
-                qk_op(per_head, qk::Norm::Unit, None)?,
-            ));
-        }
-    } else if let Some(t) = c.temperature {
+    }
+    if l.l2_after_rope {
+        out.push(Launch::op(
+            "qk_norm",
+            qk_op(per_head, qk::Norm::Unit, None)?,
+        ));
+    }
+    if let Some(t) = l.temperature {
         out.push(Launch::op(
             "qk_norm",
             qk_op(per_head, qk::Norm::None, Some(t))?,
@@ -135,7 +135,7 @@ fn attention_part(
         n_kv_heads: c.n_kv_heads,
         head_dim: c.head_dim,
         max_pos: cache.max_pos,
-        chunk: if l.rope { c.attn_chunk } else { None },
+        chunk: l.chunk,
         scale: 1.0 / (c.head_dim as f32).sqrt(),
         f16: sh.f16,
     };
@@ -162,7 +162,7 @@ fn attention_part(
     Ok(out)
 }
 
-fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
+fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, GpuError> {
     let (g, c, s) = (sh.gpu, sh.c, sh.s);
     let w = |n: &str| sh.weights.get(n);
     let rms = norm::Rms {
@@ -175,7 +175,7 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
         norm::build(
             g,
             &s.x,
-            &w(&l.ffn_norm)?.shards[0].buffer,
+            &w(ffn_norm)?.shards[0].buffer,
             &s.xn,
             &s.step,
             rms,
@@ -193,21 +193,34 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
             elementwise::build(g, Kind::SwiGlu, &s.gate, &s.up, &s.step, n as u32)?,
         ))
     };
-    let (Some(rname), Some(m), Some(ms)) = (&l.router, &c.moe, &s.moe) else {
-        out.push(lin("gate", &l.gate, &s.xn, &s.gate, PLAIN)?);
-        out.push(lin("up", &l.up, &s.xn, &s.up, PLAIN)?);
-        out.push(swiglu(c.ffn_dim)?);
-        out.push(lin("down", &l.down, &s.gate, &s.x, RESIDUAL)?);
-        return Ok(out);
+    let m = match ffn {
+        FfnPlan::Dense {
+            gate,
+            up,
+            down,
+            width,
+        } => {
+            out.push(lin("gate", gate, &s.xn, &s.gate, PLAIN)?);
+            out.push(lin("up", up, &s.xn, &s.up, PLAIN)?);
+            out.push(swiglu(*width)?);
+            out.push(lin("down", down, &s.gate, &s.x, RESIDUAL)?);
+            return Ok(out);
+        }
+        FfnPlan::Routed(m) => m,
     };
+    let ms = s
+        .moe
+        .as_ref()
+        .ok_or_else(|| GpuError::Invalid("a routed layer in a model without experts".into()))?;
+    let l = m;
     let r = Routed {
         ids: &ms.ids,
         weights: &ms.weights,
         step: &s.step,
-        k: m.n_used,
+        k: m.k,
     };
-    let i = m.expert_ffn_dim;
-    out.push(lin("router", rname, &s.xn, &ms.logits, PLAIN)?);
+    let i = m.width;
+    out.push(lin("router", &m.router, &s.xn, &ms.logits, PLAIN)?);
     out.push(Launch::op(
         "route",
         moe::route(g, &ms.logits, r, m.n_experts, m.routing)?,
@@ -257,12 +270,12 @@ fn ffn_part(sh: &Shared, l: &LayerNames) -> Result<Vec<Launch>, GpuError> {
         });
         out.push(Launch {
             vec: Vec::new(),
-            ..swiglu(m.n_used * i)?
+            ..swiglu(m.k * i)?
         });
     } else {
         out.push(experts("gate", &l.gate, i, x_in, &s.gate, per_slot)?);
         out.push(experts("up", &l.up, i, x_in, &s.up, per_slot)?);
-        out.push(swiglu(m.n_used * i)?);
+        out.push(swiglu(m.k * i)?);
     }
     out.push(experts("down", &l.down, c.hidden, &s.gate, &ms.out, true)?);
     out.push(Launch::op(

@@ -72,16 +72,6 @@ fn scores_len(n_tokens: usize, n_heads: usize, max_pos: usize) -> usize {
     n_tokens * n_heads * (max_pos + 1)
 }
 
-/// Cache slots a layer needs for a context of `ctx` positions: all of them, or for chunked attention of
-/// `chunk` positions a ring of `chunk + prefill_chunk` (a prefill call writes all its keys before any of its
-/// queries reads, and the oldest key a query needs is at most `chunk - 1` positions back).
-pub fn cache_slots(ctx: usize, chunk: Option<usize>, prefill_chunk: usize) -> usize {
-    match chunk {
-        Some(c) => ctx.min(c + prefill_chunk),
-        None => ctx,
-    }
-}
-
 /// Floats of partial-result scratch for calls of up to `max_tokens` tokens over caches of up to
 /// `max_pos` slots.
 pub fn partial_len(

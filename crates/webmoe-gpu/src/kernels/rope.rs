@@ -3,7 +3,8 @@
 use super::groups;
 use crate::op::{Grid, Op};
 use crate::{Gpu, GpuError};
-use webmoe_core::model::{rope_tables, ModelConfig, RopeStyle};
+use webmoe_core::model::{ModelConfig, RopeStyle};
+use webmoe_core::rope::rope_tables;
 
 /// Uploads the cos/sin tables for positions `0..max_pos` (cos table, then sin table).
 pub fn tables(gpu: &Gpu, c: &ModelConfig, max_pos: usize) -> wgpu::Buffer {
@@ -12,13 +13,14 @@ pub fn tables(gpu: &Gpu, c: &ModelConfig, max_pos: usize) -> wgpu::Buffer {
     gpu.storage_init("rope tables", bytemuck::cast_slice(&cos))
 }
 
-/// The RoPE launch for one layer's q and k.
+/// The RoPE launch for one layer's q and k, pairing dimensions by `style`.
 ///
 /// # Errors
 /// [`GpuError`] if the pipeline cannot be built.
 pub fn build(
     gpu: &Gpu,
     c: &ModelConfig,
+    style: RopeStyle,
     q: &wgpu::Buffer,
     k: &wgpu::Buffer,
     tables: &wgpu::Buffer,
@@ -32,7 +34,7 @@ pub fn build(
         c.n_kv_heads as u32,
         c.head_dim as u32,
         c.rope_dim as u32,
-        (c.rope_style == RopeStyle::NeoX) as u32,
+        (style == RopeStyle::NeoX) as u32,
         max_pos as u32 * half,
         0,
         0,

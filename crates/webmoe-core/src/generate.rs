@@ -1,15 +1,37 @@
-//! The generation loop shared by the CLI and the browser: prefill, GPU sampling, decode, incremental
-//! detokenization, and the stop conditions (end-of-generation token, stop strings, max tokens, full
-//! context, an interrupt from the caller). It is async and takes its clock from the caller, so the
-//! same code runs under `pollster` natively and on the browser's event loop.
+//! The generation loop shared by every backend (GPU, CPU), the CLI and the browser: prefill, sampling,
+//! decode, incremental detokenization, and the stop conditions (end-of-generation token, stop strings,
+//! max tokens, full context, an interrupt from the caller). It is async and takes its clock from the
+//! caller, so the same code runs under `pollster` natively and on the browser's event loop.
 
-use crate::{Engine, GpuError};
+use crate::sampling::SamplingParams;
+use crate::stop::StopMatcher;
+use crate::tokenizer::{TextStream, Tokenizer};
+use crate::TokenizerError;
 use serde::Serialize;
+use std::future::Future;
 use thiserror::Error;
-use webmoe_core::sampling::SamplingParams;
-use webmoe_core::stop::StopMatcher;
-use webmoe_core::tokenizer::{TextStream, Tokenizer};
-use webmoe_core::TokenizerError;
+
+/// What the generation loop needs of an engine: a KV cache position and a forward call that also
+/// samples. The GPU and CPU engines implement it.
+pub trait Backend {
+    /// Its error type.
+    type Error: std::error::Error;
+    /// Tokens in the KV cache.
+    fn pos(&self) -> usize;
+    /// Positions the KV cache holds.
+    fn max_context(&self) -> usize;
+    /// The model's own context length.
+    fn model_context(&self) -> usize;
+    /// Forgets the KV cache.
+    fn reset(&mut self);
+    /// Runs `ids` at the next positions; with `sample = (params, recent tokens, draw counter)` also
+    /// chooses the next token.
+    fn forward(
+        &mut self,
+        ids: &[u32],
+        sample: Option<(&SamplingParams, &[u32], u32)>,
+    ) -> impl Future<Output = Result<Option<u32>, Self::Error>>;
+}
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,10 +81,13 @@ pub struct Generation {
 
 /// Errors of a generation.
 #[derive(Debug, Error)]
-pub enum GenerateError {
-    /// The device failed or the request does not fit.
+pub enum GenerateError<E: std::error::Error> {
+    /// The engine failed.
     #[error(transparent)]
-    Gpu(#[from] GpuError),
+    Backend(E),
+    /// The prompt does not fit the context.
+    #[error("{0}")]
+    TooLong(String),
     /// Detokenization failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
@@ -74,22 +99,21 @@ pub enum GenerateError {
 ///
 /// # Errors
 /// A prompt that does not fit the context, device failures, detokenization errors.
-pub async fn generate(
-    engine: &mut Engine,
+pub async fn generate<B: Backend>(
+    engine: &mut B,
     tok: &Tokenizer,
     req: Request<'_>,
     now: &dyn Fn() -> f64,
     on_text: &mut dyn FnMut(&str) -> bool,
-) -> Result<Generation, GenerateError> {
+) -> Result<Generation, GenerateError<B::Error>> {
     engine.reset();
-    if req.prompt.len() >= engine.opts.max_context {
-        return Err(GpuError::Invalid(format!(
+    if req.prompt.len() >= engine.max_context() {
+        return Err(GenerateError::TooLong(format!(
             "{} prompt tokens do not fit: the context holds {} positions (prompt + answer); shorten the prompt or raise the context size (up to the model's {})",
             req.prompt.len(),
-            engine.opts.max_context,
-            engine.desc.config.context_length
-        ))
-        .into());
+            engine.max_context(),
+            engine.model_context()
+        )));
     }
     let params = req.params;
     let mut history: Vec<u32> = req.prompt.to_vec();
@@ -102,7 +126,8 @@ pub async fn generate(
     let mut next = if req.max_tokens > 0 {
         engine
             .forward(req.prompt, Some((params, &history, 0)))
-            .await?
+            .await
+            .map_err(GenerateError::Backend)?
     } else {
         None
     };
@@ -130,13 +155,14 @@ pub async fn generate(
         if ids.len() >= req.max_tokens {
             break;
         }
-        if engine.pos >= engine.opts.max_context {
+        if engine.pos() >= engine.max_context() {
             finish = Finish::Context;
             break;
         }
         next = engine
             .forward(&[id], Some((params, &history, ids.len() as u32)))
-            .await?;
+            .await
+            .map_err(GenerateError::Backend)?;
         decoded += 1;
     }
     if finish != Finish::Stop {
