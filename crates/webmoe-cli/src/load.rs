@@ -1,4 +1,5 @@
-//! Opening a model file: header, description, tokenizer, GPU engine, streamed weights.
+//! Opening a model file: header, description, tokenizer, the device's engine (GPU or CPU, see
+//! `webmoe_engine`), streamed weights.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -6,7 +7,8 @@ use webmoe_core::gguf::GgufHeader;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::tokenizer::Tokenizer;
-use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
+use webmoe_core::options::EngineOptions;
+use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
 use webmoe_loader::{
     read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, Checkpoint, FileSource,
     HttpSource, LoadError, DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
@@ -154,33 +156,42 @@ pub struct Loaded {
     pub file: ModelFile,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
-    /// The GPU engine with the weights loaded.
-    pub engine: Engine,
+    /// The engine with the weights loaded.
+    pub engine: AnyEngine,
+    /// Which device runs it, and why.
+    pub device: DeviceReport,
 }
 
-/// Opens `model` (a path or an `http(s)://` URL), creates the GPU engine and streams the weights in, with a progress bar on stderr
-/// unless `quiet`.
+/// Opens `model` (a path or an `http(s)://` URL) on the device `auto` chooses and streams the weights
+/// in, with a progress bar on stderr unless `quiet`.
 ///
 /// # Errors
-/// Everything [`open`] reports, tokenizer errors, no GPU, a model too large for the device, read errors.
+/// Everything [`open`] reports, tokenizer errors, a model too large for every device, read errors.
 pub fn load(model: &str, opts: EngineOptions, quiet: bool) -> Result<Loaded> {
-    load_quantized(model, opts, None, quiet)
+    let open = OpenOptions {
+        engine: opts,
+        ..Default::default()
+    };
+    load_on(model, &open, None, quiet)
 }
 
-/// [`load`] with quantization on load for Hugging Face checkpoints (see [`open_quantized`]).
+/// [`load`] on the device `open` asks for, with quantization on load for Hugging Face checkpoints (see
+/// [`open_quantized`]).
 ///
 /// # Errors
-/// As [`load`] and [`open_quantized`].
-pub fn load_quantized(
+/// As [`load`] and [`open_quantized`]; no GPU when `device gpu` is asked for.
+pub fn load_on(
     model: &str,
-    opts: EngineOptions,
+    open: &OpenOptions,
     quantize: Option<GgmlType>,
     quiet: bool,
 ) -> Result<Loaded> {
     let file = open_quantized(model, quantize)?;
     let tokenizer = file.tokenizer.clone();
-    let gpu = pollster::block_on(Gpu::new(GpuOptions::default()))?;
-    let mut engine = pollster::block_on(Engine::new(gpu, file.desc.clone(), &file.header, opts))?;
+    let start = std::time::Instant::now();
+    let now = move || start.elapsed().as_secs_f64();
+    let (mut engine, device) =
+        pollster::block_on(webmoe_engine::open(&file.desc, &file.header, open, &now))?;
     for (index, ty) in file.quantized_on_load() {
         engine.quantize_on_upload(index, ty)?;
     }
@@ -228,5 +239,6 @@ pub fn load_quantized(
         file,
         tokenizer,
         engine,
+        device,
     })
 }

@@ -11,7 +11,8 @@ use std::io::Write;
 use webmoe_core::chat::{encode_chat, Message};
 use webmoe_core::sampling::SamplingParams;
 use webmoe_core::tokenizer::Tokenizer;
-use webmoe_gpu::{EngineOptions, KvDtype};
+use webmoe_core::options::{EngineOptions, KvDtype};
+use webmoe_engine::{DeviceRequest, OpenOptions};
 
 #[derive(Parser)]
 #[command(
@@ -30,8 +31,26 @@ enum Kv {
     F32,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Device {
+    /// The GPU unless there is none, it is a software adapter, the model does not fit it, or its
+    /// self-test fails; then the CPU.
+    Auto,
+    /// The GPU (an error without one).
+    Gpu,
+    /// The CPU backend (SIMD kernels, all cores).
+    Cpu,
+}
+
 #[derive(clap::Args, Clone)]
 struct EngineArgs {
+    /// Which device runs the model.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+    /// Skip the GPU self-test (a tiny model of the same family and weight types, run on the device
+    /// and checked against the CPU reference before loading).
+    #[arg(long)]
+    no_self_test: bool,
     /// KV cache element type.
     #[arg(long, value_enum, default_value = "f16")]
     kv_dtype: Kv,
@@ -62,6 +81,20 @@ impl EngineArgs {
             Quant::Q4_0 => GgmlType::Q4_0,
             Quant::Q4K => GgmlType::Q4_K,
         })
+    }
+
+    fn open(&self) -> OpenOptions {
+        OpenOptions {
+            device: match self.device {
+                Device::Auto => DeviceRequest::Auto,
+                Device::Gpu => DeviceRequest::Gpu,
+                Device::Cpu => DeviceRequest::Cpu,
+            },
+            engine: self.options(),
+            skip_self_test: self.no_self_test,
+            force_self_test_failure: std::env::var_os("WEBMOE_FORCE_SELF_TEST_FAILURE").is_some(),
+            ..Default::default()
+        }
     }
 
     fn options(&self) -> EngineOptions {
@@ -208,7 +241,7 @@ fn real_main() -> Result<()> {
                 seed,
                 ..Default::default()
             };
-            let mut m = load::load_quantized(&model, engine.options(), engine.quantize(), json)?;
+            let mut m = load::load_on(&model, &engine.open(), engine.quantize(), json)?;
             if let Some(path) = tokenizer {
                 let text =
                     std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -230,7 +263,7 @@ fn real_main() -> Result<()> {
                 _ => bail!("give --prompt TEXT or --chat TEXT"),
             };
             let stdout = std::io::stdout();
-            let req = webmoe_gpu::generate::Request {
+            let req = webmoe_core::generate::Request {
                 prompt: &prompt_ids,
                 params: &params,
                 max_tokens,
@@ -245,7 +278,8 @@ fn real_main() -> Result<()> {
             })?;
             if json {
                 let mut v = serde_json::to_value(&g)?;
-                v["adapter"] = m.engine.gpu.adapter_name().into();
+                v["adapter"] = m.device.adapter.clone().unwrap_or_default().into();
+                v["device"] = serde_json::to_value(&m.device)?;
                 println!("{v}");
             } else {
                 println!();
@@ -267,8 +301,12 @@ fn real_main() -> Result<()> {
             json,
             engine,
         } => {
-            let mut m = load::load_quantized(&model, engine.options(), engine.quantize(), true)?;
-            pollster::block_on(m.engine.forward(&ids, None))?;
+            let mut m = load::load_on(&model, &engine.open(), engine.quantize(), true)?;
+            pollster::block_on(webmoe_core::generate::Backend::forward(
+                &mut m.engine,
+                &ids,
+                None,
+            ))?;
             let logits = pollster::block_on(m.engine.logits())?;
             let mut pairs: Vec<(u32, f32)> = logits
                 .iter()
@@ -280,7 +318,12 @@ fn real_main() -> Result<()> {
                 pairs.truncate(top);
             }
             if json {
-                let v = serde_json::json!({ "ids": ids, "top": pairs.iter().map(|(i, l)| serde_json::json!([i, l])).collect::<Vec<_>>(), "adapter": m.engine.gpu.adapter_name() });
+                let v = serde_json::json!({
+                    "ids": ids,
+                    "top": pairs.iter().map(|(i, l)| serde_json::json!([i, l])).collect::<Vec<_>>(),
+                    "adapter": m.device.adapter.clone().unwrap_or_default(),
+                    "device": m.device,
+                });
                 println!("{v}");
             } else {
                 for (i, l) in pairs {
@@ -311,7 +354,7 @@ fn real_main() -> Result<()> {
             gen_tokens,
             json,
             profile,
-            engine.options(),
+            &engine.open(),
             engine.quantize(),
         ),
     }
@@ -389,9 +432,24 @@ fn info(model: &str) -> Result<()> {
     for (ty, (n, b)) in by_type {
         println!("  {ty:>5}: {n:4} tensors, {:9.1} MiB", b as f64 / 1048576.0);
     }
-    let gpu =
-        pollster::block_on(webmoe_gpu::Gpu::new(Default::default())).context("opening the GPU")?;
     let opts = EngineOptions::default();
+    match webmoe_cpu::plan(&f.desc, &f.header, &opts, Some(webmoe_cpu::WASM_HEAP_LIMIT)) {
+        Ok(p) => println!(
+            "memory plan on the CPU backend: weights {:.1} MiB + KV cache {:.1} MiB + scratch {:.1} MiB; fits a WebAssembly heap ({:.1} GiB)",
+            p.weights as f64 / 1048576.0,
+            p.kv_cache as f64 / 1048576.0,
+            p.scratch as f64 / 1048576.0,
+            webmoe_cpu::WASM_HEAP_LIMIT as f64 / (1u64 << 30) as f64,
+        ),
+        Err(e) => println!("memory plan on the CPU backend: {e} (natively it runs without that limit)"),
+    }
+    let gpu = match pollster::block_on(webmoe_gpu::Gpu::new(Default::default())) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("GPU: none ({e})");
+            return Ok(());
+        }
+    };
     match webmoe_gpu::executor::plan(&gpu, &f.desc, &f.header, &opts) {
         Ok(p) => println!(
             "memory plan on {}: weights {:.1} MiB + KV cache {:.1} MiB (ctx {}, f16) + scratch {:.1} MiB; largest buffer {:.1} MiB of {:.1} MiB allowed: fits",

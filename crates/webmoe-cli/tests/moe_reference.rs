@@ -3,15 +3,20 @@
 //! tests/fixtures/moe/make_moe_fixtures.py (run by hand; outputs committed beside it). Llama 4 GGUF
 //! input is compared with the reference recorded under llama.cpp's hard-coded Llama 4 settings
 //! (`gguf` in the reference file), since GGUF cannot store the fixture's own; the Hugging Face folders
-//! (bf16 safetensors, read in place) carry them and are compared with the main reference.
+//! (bf16 safetensors, read in place) carry them and are compared with the main reference. Every check
+//! runs on both backends: the GPU and the CPU backend (whose F32 path is plain f32, so it must agree
+//! as exactly as the GPU; its quantized path rounds activations to 8 bits, so it is compared with the
+//! CPU reference under the same rounding).
 
 use serde_json::Value;
 use std::path::PathBuf;
-use webmoe_cli::load::load_quantized;
+use webmoe_cli::load::load_on;
+use webmoe_core::generate::Backend;
+use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::quant::GgmlType;
 use webmoe_core::reference::CpuModel;
 use webmoe_core::sampling::SamplingParams;
-use webmoe_gpu::{EngineOptions, KvDtype};
+use webmoe_engine::{DeviceRequest, OpenOptions};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,14 +47,14 @@ struct Outcome {
     last_max_diff: f32,
     prefill_last_max_diff: f32,
     cpu_last_max_diff: f32,
-    /// GPU against the CPU reference on the same (possibly quantized) weights.
+    /// The device against the CPU reference on the same (possibly quantized) weights.
     gpu_cpu_max_diff: f32,
     greedy: Vec<u32>,
 }
 
 /// Runs the reference input one token at a time (every position's argmax), then again as one
-/// multi-chunk prefill (last logits), then 16 greedy tokens sampled on the GPU.
-fn run(family: &str, quant: &str) -> (Value, Outcome) {
+/// multi-chunk prefill (last logits), then 16 greedy tokens sampled on the device.
+fn run(family: &str, quant: &str, device: DeviceRequest) -> (Value, Outcome) {
     let r: Value = serde_json::from_str(
         &std::fs::read_to_string(fixture(&format!("{family}.ref.json"))).unwrap(),
     )
@@ -85,7 +90,17 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
         ),
         None => (fixture(&format!("{family}.{quant}.gguf")), None),
     };
-    let mut m = load_quantized(path.to_str().unwrap(), opts, on_load, true).unwrap();
+    let open = OpenOptions {
+        device,
+        engine: opts,
+        skip_self_test: true,
+        ..Default::default()
+    };
+    let mut m = load_on(path.to_str().unwrap(), &open, on_load, true).unwrap();
+    assert_eq!(
+        m.engine.device(),
+        if device == DeviceRequest::Cpu { "cpu" } else { "gpu" }
+    );
     if let Some(ty) = on_load {
         // Every weight matrix was quantized (Q4_K falls back to Q4_0 for these 64-wide rows).
         let want = if ty == GgmlType::Q4_K {
@@ -122,6 +137,17 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
     let f = &m.file;
     // The CPU reference reads the streamed rows; matrices the GPU quantized on load go through the CPU
     // quantizer and back, so both sides run the same quantized weights.
+    // The CPU backend rounds the inputs of quantized matrices to 8 bits: so does its reference.
+    let q8_inputs: Vec<String> = match device {
+        DeviceRequest::Cpu => f
+            .header
+            .tensors
+            .iter()
+            .filter(|t| t.ggml_type.block_elems() > 1)
+            .map(|t| t.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
     let cpu = CpuModel::new(f.desc.clone(), |name| {
         let x = webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.streamed_header, name)?;
         let i = f.header.tensors.iter().position(|t| t.name == name);
@@ -139,7 +165,8 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
             None => Ok(x),
         }
     })
-    .unwrap();
+    .unwrap()
+    .with_q8_inputs(q8_inputs);
     let all = cpu.forward(&ids);
     let cpu_last = &all[all.len() - want_last.len()..];
     let cpu_last_max_diff = diff(cpu_last);
@@ -162,7 +189,7 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
         greedy.push(next);
     }
     eprintln!(
-        "{family} {quant}: argmax agreement {:.3}, last logits max |diff| {:.2e} (decode) {:.2e} (prefill) {:.2e} (CPU reference)",
+        "{family} {quant} {device:?}: argmax agreement {:.3}, last logits max |diff| {:.2e} (decode) {:.2e} (prefill) {:.2e} (CPU reference)",
         agree as f64 / ids.len() as f64,
         last_max_diff,
         prefill_last_max_diff,
@@ -181,8 +208,8 @@ fn run(family: &str, quant: &str) -> (Value, Outcome) {
 
 /// F32 GGUF or the bf16 Hugging Face folder (`source` "f32" or "hf"): last logits within 1e-3 (decode,
 /// prefill and the CPU reference), every argmax and the 16 greedy tokens equal to transformers'.
-fn check_exact(family: &str, source: &str) {
-    let (r, o) = run(family, source);
+fn check_exact(family: &str, source: &str, device: DeviceRequest) {
+    let (r, o) = run(family, source, device);
     for (what, d) in [
         ("decode", o.last_max_diff),
         ("prefill", o.prefill_last_max_diff),
@@ -198,8 +225,8 @@ fn check_exact(family: &str, source: &str) {
 }
 
 /// Q8_0 GGUF: at least 85% of the argmaxes equal transformers' f32 ones.
-fn check_q8_0(family: &str) {
-    let (_, o) = run(family, "q8_0");
+fn check_q8_0(family: &str, device: DeviceRequest) {
+    let (_, o) = run(family, "q8_0", device);
     assert!(
         o.argmax_agree >= 0.85,
         "{family}: argmax agreement {}",
@@ -208,15 +235,15 @@ fn check_q8_0(family: &str) {
 }
 
 /// The bf16 folder quantized on load: Q8_0 within quantization noise of transformers (85% of the
-/// argmaxes), and for every type the GPU equal to the CPU reference on the same quantized weights.
+/// argmaxes), and for every type the device equal to the CPU reference on the same quantized weights.
 /// (The fixtures' 64-wide rows take Q4_K's Q4_0 fallback; the GPU's Q4_K quantization itself is
 /// checked byte for byte on 256-multiple rows in webmoe-gpu's tests/quantize.rs.)
-fn check_quantized_on_load(family: &str) {
+fn check_quantized_on_load(family: &str, device: DeviceRequest) {
     for q in ["hf-q8_0", "hf-q4_0", "hf-q4_k"] {
-        let (_, o) = run(family, q);
+        let (_, o) = run(family, q, device);
         assert!(
             o.gpu_cpu_max_diff < 1e-3,
-            "{family} {q}: GPU and CPU reference differ by {}",
+            "{family} {q} {device:?}: device and CPU reference differ by {}",
             o.gpu_cpu_max_diff
         );
         if q == "hf-q8_0" {
@@ -231,29 +258,35 @@ fn check_quantized_on_load(family: &str) {
 
 macro_rules! families {
     ($($family:ident),*) => {
-        mod f32_gguf_matches_transformers {
-            $(#[test]
-            fn $family() {
-                super::check_exact(stringify!($family), "f32");
-            })*
-        }
-        mod safetensors_folder_matches_transformers {
-            $(#[test]
-            fn $family() {
-                super::check_exact(stringify!($family), "hf");
-            })*
-        }
-        mod safetensors_quantized_on_load {
-            $(#[test]
-            fn $family() {
-                super::check_quantized_on_load(stringify!($family));
-            })*
-        }
-        mod q8_0_gguf_stays_within_quantization_noise {
-            $(#[test]
-            fn $family() {
-                super::check_q8_0(stringify!($family));
-            })*
+        families!(@device gpu, Gpu, $($family),*);
+        families!(@device cpu, Cpu, $($family),*);
+    };
+    (@device $dev:ident, $req:ident, $($family:ident),*) => {
+        mod $dev {
+            mod f32_gguf_matches_transformers {
+                $(#[test]
+                fn $family() {
+                    crate::check_exact(stringify!($family), "f32", webmoe_engine::DeviceRequest::$req);
+                })*
+            }
+            mod safetensors_folder_matches_transformers {
+                $(#[test]
+                fn $family() {
+                    crate::check_exact(stringify!($family), "hf", webmoe_engine::DeviceRequest::$req);
+                })*
+            }
+            mod safetensors_quantized_on_load {
+                $(#[test]
+                fn $family() {
+                    crate::check_quantized_on_load(stringify!($family), webmoe_engine::DeviceRequest::$req);
+                })*
+            }
+            mod q8_0_gguf_stays_within_quantization_noise {
+                $(#[test]
+                fn $family() {
+                    crate::check_q8_0(stringify!($family), webmoe_engine::DeviceRequest::$req);
+                })*
+            }
         }
     };
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
+pub mod miniature;
 pub mod model;
 pub mod moe;
 pub mod options;

@@ -165,6 +165,22 @@ impl Gpu {
         }
     }
 
+    /// Why this adapter is a software rasterizer on the CPU (`None` for a real GPU): the adapter says so
+    /// (`DeviceType::Cpu`; in the browser, `isFallbackAdapter`), or its name is that of one (llvmpipe,
+    /// lavapipe, SwiftShader, Microsoft Basic Render Driver / WARP).
+    pub fn software_reason(&self) -> Option<String> {
+        let name = self.info.name.to_lowercase();
+        let known = ["llvmpipe", "lavapipe", "swiftshader", "basic render", "warp"];
+        if self.info.device_type == wgpu::DeviceType::Cpu {
+            Some(format!("{} is a software adapter (device type CPU)", self.info.name))
+        } else {
+            known
+                .iter()
+                .find(|k| name.contains(*k))
+                .map(|k| format!("{} is a software adapter ({k})", self.info.name))
+        }
+    }
+
     /// One line describing the adapter.
     pub fn adapter_name(&self) -> String {
         format!(

@@ -144,7 +144,7 @@ pub struct Engine {
     pub desc: ModelDesc,
     /// Settings.
     pub opts: EngineOptions,
-    weights: WeightStore,
+    pub(crate) weights: WeightStore,
     s: Scratch,
     _kv: Vec<LayerCache>,
     _rope_tables: wgpu::Buffer,
@@ -574,6 +574,17 @@ impl Engine {
             .map(|t| t.row_bytes * t.n_rows())
             .sum();
         (all, all * m.n_used as u64 / m.n_experts as u64)
+    }
+
+    /// Bytes the weights take on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.total_bytes()
+    }
+
+    /// Kernel launches of one decode step (embedding, every layer's, final norm, output, sampler).
+    pub fn decode_launches(&self) -> usize {
+        let layers: usize = self.layers.iter().flatten().map(|l| l.vec.len()).sum();
+        self.embed.len() + layers + 1 + self.lm_head.vec.len() + 1
     }
 
     /// Weight bytes read per decode token: every weight except the embedding table (decode reads one

@@ -8,6 +8,7 @@ pub mod executor;
 pub mod kernels;
 mod op;
 mod readback;
+pub mod selftest;
 mod shader;
 pub mod weights;
 
