@@ -58,11 +58,18 @@ class Channel {
   }
 }
 
-function requireWebGpu() {
-  if (!globalThis.navigator?.gpu) {
+function checkDevice(device, simd) {
+  if (!['auto', 'gpu', 'cpu'].includes(device)) {
+    throw new WebmoeError('invalid-request', `device must be 'auto', 'gpu' or 'cpu', not ${JSON.stringify(device)}`);
+  }
+  if (simd !== undefined && !['simd128', 'relaxed-simd'].includes(simd)) {
+    throw new WebmoeError('invalid-request', `simd must be 'simd128' or 'relaxed-simd', not ${JSON.stringify(simd)}`);
+  }
+  if (device === 'gpu' && !globalThis.navigator?.gpu) {
     throw new WebmoeError('webgpu-unavailable',
-      'WebGPU is not available in this browser. Use a current Chrome or Edge (113+), Safari 26+, or ' +
-      'Firefox 141+ on Windows; on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu.');
+      "device 'gpu' was requested, but this browser does not offer WebGPU. Use a current Chrome or Edge " +
+      '(113+), Safari 26+, or Firefox 141+ on Windows (on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu), ' +
+      "or device 'auto' / 'cpu' to run on the CPU.");
   }
 }
 
@@ -197,9 +204,12 @@ export class Engine {
  * @returns {Promise<Engine>}
  */
 export async function createEngine(options) {
-  const { model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true } = options ?? {};
-  requireWebGpu();
-  const args = { chunkSize, parallel, kvDtype, contextSize, cache, tuning };
+  const {
+    model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
+    device = 'auto', selfTest, simd, forceSelfTestFailure,
+  } = options ?? {};
+  checkDevice(device, simd);
+  const args = { chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure };
   let name;
   if (typeof model === 'string' || model instanceof URL) {
     args.url = new URL(model, globalThis.location?.href).href;

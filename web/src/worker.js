@@ -5,29 +5,48 @@ import init, * as wasm from './webmoe_web.js';
 
 let ready = null;
 let adapterInfo = null;
+let build = null;
 
+// A module using i8x16.relaxed_swizzle: it validates only where relaxed SIMD is supported.
+const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
+  10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
+
+/** The WebAssembly build to run: 'relaxed-simd' where the engine validates it, else 'simd128'. */
+function chooseBuild(wanted) {
+  if (wanted === 'simd128') return 'simd128';
+  const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
+  if (wanted === 'relaxed-simd' && !relaxed) {
+    throw Object.assign(new Error('this browser does not support WebAssembly relaxed SIMD'), { code: 'invalid-request' });
+  }
+  return relaxed ? 'relaxed-simd' : 'simd128';
+}
+
+const SOFTWARE = /swiftshader|llvmpipe|lavapipe|basic render|warp/i;
+
+/** The adapter as the page sees it, or `{ missing: reason }` when there is none. */
 async function adapterDetails() {
   const gpu = globalThis.navigator?.gpu;
-  if (!gpu) {
-    throw Object.assign(new Error(
-      'WebGPU is not available in this browser. Use a current Chrome or Edge (113+), Safari 26+, or ' +
-      'Firefox 141+ on Windows; on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu.'),
-    { code: 'webgpu-unavailable' });
-  }
+  if (!gpu) return { missing: 'this browser does not offer WebGPU (navigator.gpu is missing)' };
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) {
-    throw Object.assign(new Error(
-      'WebGPU is present but no GPU adapter was given (blocklisted driver or GPU disabled). ' +
-      'Check chrome://gpu, update the graphics driver, or try another browser.'),
-    { code: 'webgpu-unavailable' });
-  }
+  if (!adapter) return { missing: 'WebGPU is present but no GPU adapter was given (blocklisted driver or GPU disabled)' };
   const i = adapter.info ?? {};
-  return {
+  const info = {
     vendor: i.vendor ?? '', architecture: i.architecture ?? '', device: i.device ?? '',
     description: i.description ?? '', features: [...adapter.features].sort(),
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
+    isFallbackAdapter: i.isFallbackAdapter ?? false,
   };
+  info.software = info.isFallbackAdapter || SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.description}`);
+  return info;
+}
+
+function noWebGpu(reason) {
+  return Object.assign(new Error(
+    `device 'gpu' was requested, but ${reason}. Use a current Chrome or Edge (113+), Safari 26+, or ` +
+    'Firefox 141+ on Windows (on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu), or ' +
+    "device 'auto' / 'cpu' to run on the CPU."),
+  { code: 'webgpu-unavailable' });
 }
 
 function errorOf(e) {
@@ -39,21 +58,28 @@ export async function handle(msg, post) {
   const { id, op, args } = msg;
   try {
     if (op === 'interrupt') { if (ready) { await ready; wasm.interrupt(); } post({ id, result: null }); return; }
-    ready ??= init();
+    build ??= chooseBuild(op === 'load' ? args?.simd : undefined);
+    const file = build === 'relaxed-simd' ? './webmoe_web_relaxed_bg.wasm' : './webmoe_web_bg.wasm';
+    ready ??= init({ module_or_path: new URL(file, import.meta.url) });
     await ready;
     let result;
     switch (op) {
-      case 'load':
-        adapterInfo = await adapterDetails();
-        result = await wasm.load(args, (p) => post({ id, progress: p }));
-        result = { ...result, adapterInfo };
+      case 'load': {
+        const device = args.device ?? 'auto';
+        const found = device === 'cpu' ? { missing: "device 'cpu' was requested" } : await adapterDetails();
+        if (found.missing && device === 'gpu') throw noWebGpu(found.missing);
+        adapterInfo = found.missing ? null : found;
+        const hints = { noGpuReason: found.missing ?? null, softwareAdapter: !!adapterInfo?.software };
+        result = await wasm.load({ ...args, ...hints }, (p) => post({ id, progress: p }));
+        result = { ...result, adapterInfo, wasmBuild: build };
         break;
+      }
       case 'generate':
         result = await wasm.generate(args, (text) => post({ id, text }));
         break;
       case 'stats': {
         const s = wasm.stats();
-        result = s ? { ...s, adapterInfo } : null;
+        result = s ? { ...s, adapterInfo, wasmBuild: build } : null;
         break;
       }
       case 'unload': wasm.unload(); result = null; break;

@@ -1,6 +1,10 @@
-//! `cargo xtask web`: the browser package. cargo builds the `webmoe-web` crate for wasm32, wasm-bindgen
-//! writes the ES module and its TypeScript types, and the JS API, worker and types from `web/src` are
-//! copied beside them, so `web/pkg` is a complete ES-module package. Settings come from `wasm-pack.toml`.
+//! `cargo xtask web`: the browser package. cargo builds the `webmoe-web` crate for wasm32 twice, with
+//! SIMD128 and with SIMD128 + relaxed SIMD (the CPU backend's faster dot product; a module with relaxed
+//! opcodes does not validate where they are unsupported, so the worker picks one with
+//! `WebAssembly.validate`). wasm-bindgen writes the ES module and its TypeScript types (one JS glue
+//! serves both modules: the build checks that they are identical), and the JS API, worker and types
+//! from `web/src` are copied beside them, so `web/pkg` is a complete ES-module package. Settings come
+//! from `wasm-pack.toml`.
 
 use crate::{cargo, root, sh};
 use anyhow::{bail, Context, Result};
@@ -67,40 +71,67 @@ pub fn build() -> Result<()> {
         .context("crate path")?
         .to_string_lossy()
         .to_string();
-    let mut c = cargo();
-    c.args([
-        "build",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        &b.profile,
-        "-p",
-        &pkg_name,
-    ]);
-    if !b.features.is_empty() {
-        c.args(["--features", &b.features.join(",")]);
-    }
-    sh(&mut c)?;
-    let wasm = root
-        .join("target/wasm32-unknown-unknown")
-        .join(&b.profile)
-        .join(format!("{}.wasm", pkg_name.replace('-', "_")));
+    let stem = pkg_name.replace('-', "_");
     let out = root.join(&b.out_dir);
     let _ = std::fs::remove_dir_all(&out);
-    sh(Command::new("wasm-bindgen")
-        .args(["--target", &b.target, "--out-dir"])
-        .arg(&out)
-        .arg(&wasm))?;
+    // (target dir, features, output folder): separate target dirs keep both builds incremental.
+    let relaxed_out = root.join("target/wasm-relaxed-pkg");
+    let variants = [
+        ("target/wasm-simd128", "+simd128", out.clone()),
+        ("target/wasm-relaxed", "+simd128,+relaxed-simd", relaxed_out.clone()),
+    ];
+    for (target_dir, features, dir) in &variants {
+        let mut c = cargo();
+        c.args([
+            "build",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            &b.profile,
+            "-p",
+            &pkg_name,
+            "--target-dir",
+            target_dir,
+        ])
+        .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-feature={features}"));
+        if !b.features.is_empty() {
+            c.args(["--features", &b.features.join(",")]);
+        }
+        sh(&mut c)?;
+        let wasm = root
+            .join(target_dir)
+            .join("wasm32-unknown-unknown")
+            .join(&b.profile)
+            .join(format!("{stem}.wasm"));
+        let _ = std::fs::remove_dir_all(dir);
+        sh(Command::new("wasm-bindgen")
+            .args(["--target", &b.target, "--out-dir"])
+            .arg(dir)
+            .arg(&wasm))?;
+    }
+    let glue = |d: &Path| std::fs::read(d.join(format!("{stem}.js")));
+    if glue(&out)? != glue(&relaxed_out)? {
+        bail!("the SIMD128 and relaxed-SIMD builds need different JS glue; ship them as two packages");
+    }
+    std::fs::copy(
+        relaxed_out.join(format!("{stem}_bg.wasm")),
+        out.join(format!("{stem}_relaxed_bg.wasm")),
+    )?;
     match &b.wasm_opt {
         toml::Value::Boolean(false) => {}
         toml::Value::String(path) => {
-            let bg = out.join(format!("{}_bg.wasm", pkg_name.replace('-', "_")));
-            sh(Command::new(root.join(path))
-                .args(["-Os", "--enable-reference-types", "--enable-bulk-memory"])
-                .arg("--enable-nontrapping-float-to-int")
-                .arg(&bg)
-                .arg("-o")
-                .arg(&bg))?;
+            for bg in [
+                out.join(format!("{stem}_bg.wasm")),
+                out.join(format!("{stem}_relaxed_bg.wasm")),
+            ] {
+                sh(Command::new(root.join(path))
+                    .args(["-Os", "--enable-reference-types", "--enable-bulk-memory"])
+                    .args(["--enable-nontrapping-float-to-int", "--enable-simd"])
+                    .arg("--enable-relaxed-simd")
+                    .arg(&bg)
+                    .arg("-o")
+                    .arg(&bg))?;
+            }
         }
         other => bail!("wasm-opt in wasm-pack.toml must be false or a path, not {other}"),
     }

@@ -33,7 +33,7 @@ fn run_json_answers_a_chat_question() {
         "run",
         &model(),
         "--chat",
-        "What is the capital of France?",
+        "What is the capital of Germany?",
         "--max-tokens",
         "24",
         "--json",
@@ -51,7 +51,10 @@ fn run_json_answers_a_chat_question() {
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
-    assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
+    // Both backends answer this one correctly (for "...of France?" the CPU backend, like llama.cpp's
+    // CPU path, answers "L'Étoile, la Marseillaise, ...": same tokens as llama.cpp, checked by hand).
+    assert!(v["text"].as_str().unwrap().contains("Berlin"), "{v}");
+    assert!(v["device"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
     assert_eq!(v["finish_reason"], "stop");
 }
 

@@ -32,6 +32,8 @@ pub struct Engine {
     cos: Vec<f32>,
     sin: Vec<f32>,
     logits: Vec<f32>,
+    /// Every weight arrived ([`Engine::finish_upload`] succeeded).
+    loaded: bool,
 }
 
 /// An activation matrix and its quantized form, built when a quantized matrix needs it.
@@ -142,6 +144,7 @@ impl Engine {
             caches,
             cos,
             sin,
+            loaded: false,
         })
     }
 
@@ -164,7 +167,9 @@ impl Engine {
     /// # Errors
     /// [`CpuError::Load`] naming an incomplete tensor.
     pub fn finish_upload(&mut self) -> Result<(), CpuError> {
-        self.weights.finish()
+        self.weights.finish()?;
+        self.loaded = true;
+        Ok(())
     }
 
     /// Forgets the KV cache.
@@ -203,13 +208,18 @@ impl Engine {
     /// token.
     ///
     /// # Errors
-    /// [`CpuError::Invalid`] for no tokens, tokens that do not fit the context, or ids outside the
-    /// vocabulary.
+    /// [`CpuError::Invalid`] before the weights are loaded, for no tokens, tokens that do not fit the
+    /// context, or ids outside the vocabulary.
     pub fn forward(
         &mut self,
         ids: &[u32],
         sample_with: Option<(&SamplingParams, &[u32], u32)>,
     ) -> Result<Option<u32>, CpuError> {
+        if !self.loaded {
+            return Err(CpuError::Invalid(
+                "the weights are not loaded yet (stream them in and call finish_upload)".into(),
+            ));
+        }
         if ids.is_empty() {
             return Err(CpuError::Invalid("no tokens to run".into()));
         }

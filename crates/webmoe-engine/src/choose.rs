@@ -50,6 +50,15 @@ pub struct OpenOptions {
     pub skip_self_test: bool,
     /// Make the self-test fail (to exercise the fallback).
     pub force_self_test_failure: bool,
+    /// The caller knows the adapter is a software one (in the browser: `GPUAdapterInfo` says
+    /// `isFallbackAdapter` or names SwiftShader), beyond what the adapter tells wgpu.
+    pub software_adapter: bool,
+    /// The caller already knows there is no adapter (in the browser: no `navigator.gpu`, or no
+    /// adapter given): why. `auto` then goes straight to the CPU.
+    pub no_gpu_reason: Option<String>,
+    /// Treat a software adapter as a GPU (so `auto` self-tests it instead of preferring the CPU):
+    /// for tests of the self-test path on machines whose only adapter is a software one.
+    pub software_adapter_is_gpu: bool,
 }
 
 /// What was chosen and why (part of `stats()` and `bench --json`).
@@ -166,6 +175,11 @@ pub async fn open(
     match o.device {
         DeviceRequest::Cpu => cpu(desc, h, o, "requested (device cpu)".into(), None, None),
         DeviceRequest::Gpu => {
+            if let Some(why) = &o.no_gpu_reason {
+                return Err(EngineError::NoGpu(format!(
+                    "device gpu was requested but there is no GPU adapter: {why}"
+                )));
+            }
             let g = match Gpu::new(o.gpu.clone()).await {
                 Ok(g) => g,
                 Err(GpuError::NoAdapter(e)) => {
@@ -188,7 +202,11 @@ pub async fn open(
         }
         DeviceRequest::Auto => {
             let cpu_plan = webmoe_cpu::plan(desc, h, &o.engine, o.cpu_limit);
-            let g = match Gpu::new(o.gpu.clone()).await {
+            let found = match &o.no_gpu_reason {
+                Some(why) => Err(why.clone()),
+                None => Gpu::new(o.gpu.clone()).await.map_err(|e| e.to_string()),
+            };
+            let g = match found {
                 Ok(g) => g,
                 Err(e) => {
                     let reason = format!("no usable GPU adapter ({e})");
@@ -205,7 +223,13 @@ pub async fn open(
                     Err(c) => Err(EngineError::TooLarge(format!("{e}; and {c}"))),
                 };
             }
-            let software = g.software_reason();
+            let software = g
+                .software_reason()
+                .or_else(|| {
+                    o.software_adapter
+                        .then(|| format!("{} is a software adapter", g.adapter_name()))
+                })
+                .filter(|_| !o.software_adapter_is_gpu);
             if let (Some(why), Ok(_)) = (&software, &cpu_plan) {
                 return cpu(desc, h, o, format!("{why}: the CPU backend is faster"), Some(adapter), None);
             }

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wasm_bindgen::prelude::*;
 use webmoe_core::chat::{encode_chat, Message};
 use webmoe_core::sampling::SamplingParams;
-use webmoe_gpu::generate::{generate as run_generation, Finish, Request};
-use webmoe_gpu::{EngineOptions, GpuOptions, KvDtype, Tuning};
+use webmoe_core::generate::{generate as run_generation, Backend, Finish, Request};
+use webmoe_core::options::{EngineOptions, KvDtype};
+use webmoe_engine::{DeviceReport, DeviceRequest, OpenOptions};
+use webmoe_gpu::{GpuOptions, Tuning};
 use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
 
 thread_local! {
@@ -28,12 +30,17 @@ static INTERRUPT: AtomicBool = AtomicBool::new(false);
 #[serde(rename_all = "camelCase")]
 struct StaticStats {
     model: ModelInfo,
+    /// `"gpu"` or `"cpu"`, why, the self-test, the CPU kernels.
+    device: DeviceReport,
+    /// The adapter (empty on the CPU without one).
     adapter: String,
     backend: String,
     device_type: String,
-    /// The mat-vec kernel shape in use: [threads per row, rows per thread].
-    tuning: [u32; 2],
+    /// The mat-vec kernel shape in use on the GPU: [threads per row, rows per thread].
+    tuning: Option<[u32; 2]>,
     features_used: Vec<&'static str>,
+    /// Bytes planned on the device that runs the model (GPU memory, or the CPU backend's heap).
+    bytes_planned: u64,
     gpu_bytes_planned: u64,
     kv_dtype: &'static str,
     context_size: usize,
@@ -62,7 +69,11 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 }
 
 /// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
-/// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread] }`. `onProgress` gets
+/// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread],
+/// device?: "auto" | "gpu" | "cpu", selfTest?: boolean, forceSelfTestFailure?: boolean,
+/// softwareAdapter?: boolean, noGpuReason?: string }` (`softwareAdapter`: the page saw
+/// `isFallbackAdapter` or a software adapter's name in `GPUAdapterInfo`; `noGpuReason`: the page found
+/// no WebGPU adapter, and why). `onProgress` gets
 /// `{ phase, loadedBytes, totalBytes, cachedBytes, bytesPerSecond, fromCache, heapBytes, warning? }`.
 /// Resolves to `stats()`.
 ///
@@ -102,6 +113,10 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             WebError::Invalid(format!("chunkSize {chunk_bytes} is below 4096 bytes")).into(),
         );
     }
+    let device = match opt::<String>(&options, "device")? {
+        None => DeviceRequest::Auto,
+        Some(d) => d.parse::<DeviceRequest>().map_err(WebError::Invalid)?,
+    };
     let spec = LoadSpec {
         url: opt::<String>(&options, "url")?,
         blob,
@@ -110,19 +125,30 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             .unwrap_or(DEFAULT_PARALLEL)
             .clamp(1, 16),
         use_cache: opt::<bool>(&options, "cache")?.unwrap_or(true),
-        engine,
-        gpu: GpuOptions {
-            tuning: opt::<[u32; 2]>(&options, "tuning")?.map(|[lanes, rows_per_thread]| Tuning {
-                lanes,
-                rows_per_thread,
-            }),
-            ..Default::default()
+        open: OpenOptions {
+            device,
+            engine,
+            gpu: GpuOptions {
+                tuning: opt::<[u32; 2]>(&options, "tuning")?.map(|[lanes, rows_per_thread]| {
+                    Tuning {
+                        lanes,
+                        rows_per_thread,
+                    }
+                }),
+                ..Default::default()
+            },
+            cpu_limit: Some(webmoe_cpu::WASM_HEAP_LIMIT),
+            skip_self_test: !opt::<bool>(&options, "selfTest")?.unwrap_or(true),
+            force_self_test_failure: opt::<bool>(&options, "forceSelfTestFailure")?
+                .unwrap_or(false),
+            software_adapter: opt::<bool>(&options, "softwareAdapter")?.unwrap_or(false),
+            no_gpu_reason: opt::<String>(&options, "noGpuReason")?,
         },
     };
     let loaded = load_model(spec, &on_progress).await?;
     let e = &loaded.engine;
-    let c = &e.desc.config;
-    let info = &e.gpu.info;
+    let c = &e.desc().config;
+    let gpu = e.gpu().map(|g| &g.gpu);
     let snapshot = StaticStats {
         model: ModelInfo {
             architecture: c.arch.clone(),
@@ -132,15 +158,21 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             context_length: c.context_length,
             has_chat_template: loaded.tokenizer.chat_template.is_some(),
         },
-        adapter: e.gpu.adapter_name(),
-        backend: format!("{:?}", info.backend),
-        device_type: format!("{:?}", info.device_type),
-        tuning: [e.gpu.tuning.lanes, e.gpu.tuning.rows_per_thread],
+        adapter: loaded.device.adapter.clone().unwrap_or_default(),
+        backend: gpu.map_or("cpu".into(), |g| format!("{:?}", g.info.backend)),
+        device_type: gpu.map_or("Cpu".into(), |g| format!("{:?}", g.info.device_type)),
+        tuning: gpu.map(|g| [g.tuning.lanes, g.tuning.rows_per_thread]),
         // The baseline kernels need no optional WebGPU feature (f16 is packed in u32).
         features_used: Vec::new(),
-        gpu_bytes_planned: loaded.gpu_bytes,
+        bytes_planned: loaded.device.bytes_planned,
+        gpu_bytes_planned: if gpu.is_some() {
+            loaded.device.bytes_planned
+        } else {
+            0
+        },
+        device: loaded.device.clone(),
         kv_dtype: if kv == KvDtype::F16 { "f16" } else { "f32" },
-        context_size: e.opts.max_context,
+        context_size: e.opts().max_context,
         load: loaded.report.clone(),
     };
     STATIC_STATS.with(|s| *s.borrow_mut() = Some(snapshot));
@@ -263,7 +295,7 @@ pub async fn generate(request: JsValue, on_text: js_sys::Function) -> Result<JsV
         Some(Stop::One(s)) => vec![s],
         Some(Stop::Many(v)) => v,
     };
-    let room = m.engine.opts.max_context.saturating_sub(prompt_ids.len());
+    let room = m.engine.max_context().saturating_sub(prompt_ids.len());
     let r = Request {
         prompt: &prompt_ids,
         params: &params,

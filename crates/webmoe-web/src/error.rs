@@ -2,7 +2,9 @@
 
 use thiserror::Error;
 use wasm_bindgen::JsValue;
-use webmoe_gpu::generate::GenerateError;
+use webmoe_core::generate::GenerateError;
+use webmoe_cpu::CpuError;
+use webmoe_engine::EngineError;
 use webmoe_gpu::GpuError;
 use webmoe_loader::LoadError;
 
@@ -30,6 +32,9 @@ pub enum WebError {
     /// The request cannot be served (bad arguments, prompt too long, no model loaded, busy).
     #[error("{0}")]
     Invalid(String),
+    /// The GPU was required (`device: 'gpu'`) and failed its self-test.
+    #[error("{0}")]
+    SelfTest(String),
 }
 
 impl WebError {
@@ -43,6 +48,7 @@ impl WebError {
             WebError::TooLarge(_) => "model-too-large",
             WebError::Device(_) => "device-lost",
             WebError::Invalid(_) => "invalid-request",
+            WebError::SelfTest(_) => "gpu-self-test-failed",
         }
     }
 }
@@ -73,10 +79,35 @@ impl From<GpuError> for WebError {
     }
 }
 
-impl From<GenerateError> for WebError {
-    fn from(e: GenerateError) -> Self {
+impl From<CpuError> for WebError {
+    fn from(e: CpuError) -> Self {
         match e {
-            GenerateError::Gpu(g) => g.into(),
+            CpuError::TooLarge(_) => WebError::TooLarge(e.to_string()),
+            CpuError::Invalid(_) => WebError::Invalid(e.to_string()),
+            CpuError::Load(_) => WebError::InvalidModel(e.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for WebError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NoGpu(m) => WebError::NoWebGpu(format!(
+                "{m}. Use a browser with WebGPU enabled (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows), or device 'auto' / 'cpu'"
+            )),
+            EngineError::TooLarge(m) => WebError::TooLarge(m),
+            EngineError::SelfTest(m) => WebError::SelfTest(m),
+            EngineError::Gpu(g) => g.into(),
+            EngineError::Cpu(c) => c.into(),
+        }
+    }
+}
+
+impl From<GenerateError<EngineError>> for WebError {
+    fn from(e: GenerateError<EngineError>) -> Self {
+        match e {
+            GenerateError::Backend(b) => b.into(),
+            GenerateError::TooLong(m) => WebError::Invalid(m),
             GenerateError::Tokenizer(t) => WebError::Invalid(t.to_string()),
         }
     }

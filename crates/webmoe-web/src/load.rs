@@ -1,7 +1,8 @@
-//! Loading a model in the browser: header with a few small reads, model description and memory plan
-//! (refuse before downloading when it cannot fit), then tensor data in the chunks of a
-//! [`ChunkPlan`] with several reads in flight, each chunk taken from the cache or the network, copied into
-//! one reused buffer, written to its GPU buffers and dropped.
+//! Loading a model in the browser: header with a few small reads, model description, the device choice
+//! and its memory plan (refuse before downloading when it cannot fit; see `webmoe_engine`), then tensor
+//! data in the chunks of a [`ChunkPlan`] with several reads in flight, each chunk taken from the cache or
+//! the network, copied into one reused buffer, written to its GPU buffers (or repacked into the CPU
+//! backend's store) and dropped.
 
 use crate::cache::{ChunkCache, Manifest};
 use crate::error::WebError;
@@ -15,7 +16,7 @@ use webmoe_core::gguf::{parse_header, GgufHeader, HeaderParse};
 use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::dequantize;
 use webmoe_core::tokenizer::Tokenizer;
-use webmoe_gpu::{Engine, EngineOptions, Gpu, GpuOptions};
+use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
 use webmoe_loader::{ChunkPlan, LoadError};
 
 /// First header read; the parser asks for more when the tokenizer is large.
@@ -33,10 +34,8 @@ pub struct LoadSpec {
     pub parallel: usize,
     /// Keep chunks in the Cache API.
     pub use_cache: bool,
-    /// Engine settings.
-    pub engine: EngineOptions,
-    /// Device settings (kernel tuning).
-    pub gpu: GpuOptions,
+    /// Device request and engine settings.
+    pub open: OpenOptions,
 }
 
 /// Facts about the finished load (part of `stats()`).
@@ -79,14 +78,14 @@ struct Progress<'a> {
 
 /// A loaded model.
 pub struct Loaded {
-    /// The GPU engine.
-    pub engine: Engine,
+    /// The engine (GPU or CPU).
+    pub engine: AnyEngine,
+    /// Which device runs it, and why.
+    pub device: DeviceReport,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
     /// How the load went.
     pub report: LoadReport,
-    /// GPU memory planned, bytes.
-    pub gpu_bytes: u64,
 }
 
 async fn read_header(src: &Source, first: Vec<u8>) -> Result<GgufHeader, LoadError> {
@@ -120,7 +119,8 @@ async fn read_f32_tensor(src: &Source, h: &GgufHeader, name: &str) -> Result<Vec
 /// Loads a model, reporting progress to `on_progress`.
 ///
 /// # Errors
-/// [`WebError`] naming the cause: download, changed file, invalid model, no WebGPU, too large, device.
+/// [`WebError`] naming the cause: download, changed file, invalid model, no WebGPU (device 'gpu'), too
+/// large for every device, device failure, a failed self-test (device 'gpu').
 pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Loaded, WebError> {
     let t0 = now_s();
     let heap_before = heap_bytes();
@@ -160,11 +160,9 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         .map_err(|e| WebError::InvalidModel(format!("{}: {e}", src.name())))?;
     let tokenizer = Tokenizer::from_gguf(&header)
         .map_err(|e| WebError::InvalidModel(format!("{}: tokenizer: {e}", src.name())))?;
-    progress(&header_progress("gpu"));
-    let gpu = Gpu::new(spec.gpu.clone()).await?;
-    // Refuse before downloading when it cannot fit.
-    let plan = webmoe_gpu::executor::plan(&gpu, &desc, &header, &spec.engine)?;
-    let mut engine = Engine::new(gpu, desc.clone(), &header, spec.engine.clone()).await?;
+    progress(&header_progress("device"));
+    // Choose the device; refuse before downloading when the model fits none.
+    let (mut engine, device) = webmoe_engine::open(&desc, &header, &spec.open, &now_s).await?;
 
     let names: Vec<String> = desc
         .expected_tensors()
@@ -271,7 +269,9 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
     drop(reads);
     drop(buf);
     engine.finish_upload()?;
-    engine.gpu.check()?;
+    if let Some(g) = engine.gpu() {
+        g.gpu.check()?;
+    }
     let streamed = !src.parallel_ok();
     let report = LoadReport {
         source: src.name(),
@@ -296,8 +296,8 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
     });
     Ok(Loaded {
         engine,
+        device,
         tokenizer,
         report,
-        gpu_bytes: plan.total(),
     })
 }
