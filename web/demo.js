@@ -15,10 +15,9 @@ function showError(el, e) {
 function noWebGpu(reason) {
   $('no-webgpu').hidden = false;
   $('no-webgpu-reason').textContent = reason;
-  $('load-button').disabled = true;
 }
 
-if (!navigator.gpu) noWebGpu('This browser does not offer WebGPU (navigator.gpu is missing).');
+if (!navigator.gpu) noWebGpu('This browser does not offer WebGPU (navigator.gpu is missing): models run on the CPU.');
 
 async function refreshCache() {
   const list = $('cache-list');
@@ -51,7 +50,7 @@ async function load(model) {
       model,
       onProgress: (p) => {
         if (p.phase === 'header') { $('progress-text').textContent = 'reading the model header…'; return; }
-        if (p.phase === 'gpu') { $('progress-text').textContent = 'setting up the GPU…'; return; }
+        if (p.phase === 'device') { $('progress-text').textContent = 'choosing the device (GPU self-test)…'; return; }
         if (p.phase !== 'weights') return;
         const frac = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
         const left = p.bytesPerSecond > 0 ? (p.totalBytes - p.loadedBytes) / p.bytesPerSecond : 0;
@@ -68,9 +67,14 @@ async function load(model) {
     $('progress-text').textContent = `ready: ${mb(l.totalBytes)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s`
       + (l.cachedBytes === l.totalBytes && l.totalBytes > 0 ? ' · from cache' : l.cachedBytes > 0 ? ` · ${mb(l.cachedBytes)} MB from cache` : '');
     const a = s.adapterInfo;
-    $('adapter').textContent = `Adapter: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') || s.adapter || 'unknown'}`
-      + ` · ${s.model.architecture}, ${s.model.layers} layers · GPU memory ${mb(s.gpuBytesPlanned)} MB`
-      + ` · optional features used: ${s.featuresUsed.length ? s.featuresUsed.join(', ') : 'none'}`;
+    if (!a) noWebGpu(`No WebGPU adapter (${s.device.reason}): the model runs on the CPU.`);
+    const adapter = a ? [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') || s.adapter : 'none';
+    const d = s.device;
+    $('adapter').textContent = `Running on the ${d.device.toUpperCase()}`
+      + (d.device === 'cpu' ? ` (${d.cpuKernels})` : '') + ` because ${d.reason}`
+      + ` · Adapter: ${adapter || 'unknown'}`
+      + (d.selfTest ? ` · self-test ${d.selfTest.passed ? 'passed' : 'failed'} in ${(d.selfTestSeconds * 1000).toFixed(0)} ms` : '')
+      + ` · ${s.model.architecture}, ${s.model.layers} layers · ${d.device.toUpperCase()} memory ${mb(s.bytesPlanned)} MB`;
     $('chat-panel').hidden = false;
     $('prompt').focus();
     refreshCache();
@@ -79,7 +83,7 @@ async function load(model) {
     $('progress').hidden = true;
     if (e.code === 'webgpu-unavailable') noWebGpu(e.message);
   } finally {
-    $('load-button').disabled = !navigator.gpu;
+    $('load-button').disabled = false;
   }
 }
 

@@ -2,11 +2,12 @@
 
 /** Codes of {@link WebmoeError}. */
 export type ErrorCode =
-  | 'webgpu-unavailable' // no WebGPU or no adapter: tell the user which browser/flag to use
+  | 'webgpu-unavailable' // device 'gpu' was asked for, but there is no WebGPU or no adapter
   | 'download-failed'    // network error after retries, HTTP error (404...), unreadable file
   | 'model-changed'      // the file changed on the server during the download: load again
   | 'invalid-model'      // not a GGUF, corrupt, unsupported architecture or quant type
-  | 'model-too-large'    // the model does not fit this adapter's limits or memory
+  | 'model-too-large'    // the model fits neither the adapter nor the CPU backend's heap (3 GiB)
+  | 'gpu-self-test-failed' // device 'gpu' was asked for, but the adapter computed a kernel wrongly
   | 'device-lost'        // the GPU device failed or was lost: create a new engine
   | 'invalid-request'    // bad arguments, prompt longer than the context, busy, unloaded
   | 'internal';
@@ -17,8 +18,9 @@ export class WebmoeError extends Error {
 }
 
 export interface LoadProgress {
-  /** 'header' (reading the model header), 'gpu' (setting up the device), 'weights', 'ready'. */
-  phase: 'header' | 'gpu' | 'weights' | 'ready';
+  /** 'header' (reading the model header), 'device' (choosing and setting up the device, with the GPU
+   * self-test), 'weights', 'ready'. */
+  phase: 'header' | 'device' | 'weights' | 'ready';
   loadedBytes: number;
   totalBytes: number;
   /** Bytes of loadedBytes that came from the persistent cache. */
@@ -50,6 +52,22 @@ export interface EngineOptions {
   tuning?: [number, number];
   /** Run the engine in a Web Worker (default true). */
   worker?: boolean;
+  /**
+   * Which device runs the model (default 'auto'). 'auto' takes the GPU unless there is no WebGPU, no
+   * adapter, a software adapter (SwiftShader, WARP, llvmpipe), the model does not fit it, or its
+   * self-test fails; then the CPU backend (WebAssembly SIMD) runs it, unless the model is over the
+   * CPU backend's 3 GiB heap, in which case whatever adapter there is runs it. 'gpu' fails with
+   * 'webgpu-unavailable' or 'gpu-self-test-failed' instead of falling back; 'cpu' always takes the CPU.
+   */
+  device?: 'auto' | 'gpu' | 'cpu';
+  /** Run the GPU self-test before downloading (default true; well under a second). */
+  selfTest?: boolean;
+  /** The WebAssembly build (default: 'relaxed-simd' where the browser validates it, else 'simd128'). */
+  simd?: 'simd128' | 'relaxed-simd';
+  /** Make the GPU self-test fail, to see the fallback (testing only). */
+  forceSelfTestFailure?: boolean;
+  /** Lower the CPU backend's heap limit below its 3 GiB, in bytes (testing only). */
+  cpuHeapLimit?: number;
 }
 
 export interface ChatMessage {
@@ -134,16 +152,46 @@ export interface CachedModel {
   complete: boolean;
 }
 
+export interface SelfTestCheck {
+  /** 'model prefill', 'model decode', 'sampler', 'matvec Q4_1', 'matmul Q8_0', ... */
+  kernel: string;
+  /** Normalized mean-squared error against the CPU reference. */
+  nmse: number;
+  passed: boolean;
+}
+
+export interface DeviceReport {
+  /** The device that runs the model. */
+  device: 'gpu' | 'cpu';
+  /** Why (the request, no WebGPU, a software adapter, the model's size, a failed self-test...). */
+  reason: string;
+  adapter: string | null;
+  /** The GPU self-test (null when it did not run). */
+  selfTest: { passed: boolean; checks: SelfTestCheck[] } | null;
+  selfTestSeconds: number;
+  /** The CPU kernels in use: 'wasm-relaxed-simd' | 'wasm-simd128' (null on the GPU). */
+  cpuKernels: string | null;
+  /** Bytes planned on that device. */
+  bytesPlanned: number;
+}
+
 export interface EngineStats {
   model: { architecture: string; vocabSize: number; hiddenSize: number; layers: number; contextLength: number; hasChatTemplate: boolean };
+  /** Which device runs the model, and why. */
+  device: DeviceReport;
+  /** The WebAssembly build in use. */
+  wasmBuild: 'simd128' | 'relaxed-simd';
   adapter: string;
-  adapterInfo: { vendor: string; architecture: string; device: string; description: string; features: string[]; maxStorageBufferBindingSize: number; maxBufferSize: number };
+  /** The page's view of the adapter (null without WebGPU or with device 'cpu'). */
+  adapterInfo: { vendor: string; architecture: string; device: string; description: string; features: string[]; maxStorageBufferBindingSize: number; maxBufferSize: number; isFallbackAdapter: boolean; software: boolean } | null;
   backend: string;
   deviceType: string;
-  /** The mat-vec kernel shape in use: [threads per row, rows per thread] (see the `tuning` option). */
-  tuning: [number, number];
+  /** The mat-vec kernel shape on the GPU: [threads per row, rows per thread] (null on the CPU). */
+  tuning: [number, number] | null;
   /** Optional WebGPU features the kernels use (none: f16 weights are unpacked from u32). */
   featuresUsed: string[];
+  /** Bytes planned on the device that runs the model; gpuBytesPlanned is 0 on the CPU. */
+  bytesPlanned: number;
   gpuBytesPlanned: number;
   kvDtype: 'f16' | 'f32';
   contextSize: number;

@@ -206,10 +206,12 @@ export class Engine {
 export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
-    device = 'auto', selfTest, simd, forceSelfTestFailure,
+    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit,
   } = options ?? {};
   checkDevice(device, simd);
-  const args = { chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure };
+  const args = {
+    chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit,
+  };
   let name;
   if (typeof model === 'string' || model instanceof URL) {
     args.url = new URL(model, globalThis.location?.href).href;

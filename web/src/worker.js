@@ -23,6 +23,12 @@ function chooseBuild(wanted) {
 
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|basic render|warp/i;
 
+// A macrotask turn for the CPU backend between steps, so messages (interrupt) get through.
+const turns = new MessageChannel();
+const waiting = [];
+turns.port1.onmessage = () => waiting.shift()?.();
+const yieldToEvents = () => new Promise((resolve) => { waiting.push(resolve); turns.port2.postMessage(0); });
+
 /** The adapter as the page sees it, or `{ missing: reason }` when there is none. */
 async function adapterDetails() {
   const gpu = globalThis.navigator?.gpu;
@@ -75,7 +81,7 @@ export async function handle(msg, post) {
         break;
       }
       case 'generate':
-        result = await wasm.generate(args, (text) => post({ id, text }));
+        result = await wasm.generate(args, (text) => post({ id, text }), yieldToEvents);
         break;
       case 'stats': {
         const s = wasm.stats();

@@ -1,5 +1,7 @@
 // Browser end-to-end suite (part of `cargo xtask test`): the public API and the demo page in headless
-// Chromium on WebGPU, against the native CLI on the same machine. Needs WEBMOE_CLI (the release CLI)
+// Chromium (WebGPU on SwiftShader), against the native CLI on the same machine. `device: 'auto'` takes
+// the CPU backend on SwiftShader, so most tests run it, against the native CLI's `--device cpu`; the
+// GPU path is tested with `device: 'gpu'` against `--device gpu`. Needs WEBMOE_CLI (the release CLI)
 // and WEBMOE_MODEL (the test model); `cargo xtask test` sets both. Run one test with
 // `node web/tests/e2e.mjs <name-substring>`.
 import { execFileSync } from 'node:child_process';
@@ -24,8 +26,8 @@ const PROMPTS = [
   { chat: 'Name three colors of the rainbow.' },
 ];
 
-function nativeIds(p, model = MODEL) {
-  const args = ['run', model, '--json', '--temperature', '0', '--max-tokens', String(GEN)];
+function nativeIds(p, model = MODEL, device = 'cpu') {
+  const args = ['run', model, '--json', '--temperature', '0', '--max-tokens', String(GEN), '--device', device];
   if (p.prompt) args.push('--prompt', p.prompt); else args.push('--chat', p.chat);
   const out = JSON.parse(execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
   return { prompt_ids: out.prompt_ids, ids: out.ids, text: out.text };
@@ -71,15 +73,16 @@ async function greedyInPage(p) {
 }
 
 const reference = new Map();
-function expected(p) {
-  const k = JSON.stringify(p);
-  if (!reference.has(k)) reference.set(k, nativeIds(p));
+function expected(p, device) {
+  const k = JSON.stringify([p, device]);
+  if (!reference.has(k)) reference.set(k, nativeIds(p, MODEL, device));
   return reference.get(k);
 }
 
-async function checkGreedy(prompts) {
+/** Greedy tokens of the loaded engine equal the native CLI's on the same device kind. */
+async function checkGreedy(prompts, device = 'cpu') {
   for (const p of prompts) {
-    const want = expected(p);
+    const want = expected(p, device);
     const got = await greedyInPage(p);
     assert(sameIds(got.prompt_ids, want.prompt_ids), `prompt ids differ for ${JSON.stringify(p)}: ${got.prompt_ids} vs native ${want.prompt_ids}`);
     assert(sameIds(got.ids, want.ids), `greedy ids differ for ${JSON.stringify(p)}:\n  browser ${got.ids} (${JSON.stringify(got.text)})\n  native  ${want.ids} (${JSON.stringify(want.text)})`);
@@ -90,10 +93,10 @@ let dataStart = 0;
 const tests = [];
 const test = (name, fn) => tests.push({ name, fn });
 
-test('chunked HTTP load: greedy tokens equal the native CLI; heap growth stays bounded', async () => {
+test('GPU: chunked HTTP load, greedy tokens equal the native GPU path; heap growth stays bounded', async () => {
   await resetLog();
   const chunk = 4 * MiB, parallel = 4;
-  const r = await loadInPage(modelUrl(), { chunkSize: chunk, parallel, cache: false });
+  const r = await loadInPage(modelUrl(), { chunkSize: chunk, parallel, cache: false, device: 'gpu' });
   assert(r.ok, `load failed: ${r.code} ${r.message}`);
   const load = r.info.load;
   dataStart = load.dataStart;
@@ -106,7 +109,42 @@ test('chunked HTTP load: greedy tokens equal the native CLI; heap growth stays b
   const bound = chunk * parallel + 32 * MiB;
   console.log(`  load ${load.loadSeconds.toFixed(2)} s, ${(load.totalBytes / MiB).toFixed(1)} MiB in ${dataRequests.length} requests, heap ${(load.heapBeforeBytes / MiB).toFixed(1)} -> peak ${(load.heapPeakBytes / MiB).toFixed(1)} MiB (growth ${(growth / MiB).toFixed(1)} MiB, bound ${(bound / MiB).toFixed(0)} MiB), adapter ${r.info.adapterInfo.vendor}/${r.info.adapterInfo.architecture}`);
   assert(growth < bound, `heap grew by ${growth} bytes, more than ${bound}`);
-  await checkGreedy(PROMPTS);
+  const st = r.info.device;
+  assert(st.device === 'gpu' && st.selfTest?.passed && st.selfTest.checks.length >= 5, `the self-test ran and passed: ${JSON.stringify(st)}`);
+  console.log(`  self-test: ${st.selfTest.checks.length} checks in ${(st.selfTestSeconds * 1000).toFixed(0)} ms`);
+  await checkGreedy(PROMPTS, 'gpu');
+});
+
+for (const simd of ['simd128', 'relaxed-simd']) {
+  test(`CPU (${simd} build): auto picks the CPU on SwiftShader; greedy tokens equal the native CPU path`, async () => {
+    const chunk = 4 * MiB, parallel = 4;
+    const r = await loadInPage(modelUrl(), { chunkSize: chunk, parallel, cache: false, simd });
+    assert(r.ok, `load failed: ${r.code} ${r.message}`);
+    const d = r.info.device;
+    assert(d.device === 'cpu' && /software adapter/.test(d.reason), `auto chose the CPU over SwiftShader: ${JSON.stringify(d)}`);
+    assert(r.info.wasmBuild === simd && d.cpuKernels === `wasm-${simd}`, `the ${simd} build runs: ${r.info.wasmBuild} ${d.cpuKernels}`);
+    const load = r.info.load;
+    const growth = load.heapPeakBytes - load.heapBeforeBytes;
+    const bound = d.bytesPlanned + chunk * parallel + 32 * MiB;
+    console.log(`  ${d.reason}; load ${load.loadSeconds.toFixed(2)} s; heap growth ${(growth / MiB).toFixed(1)} MiB (planned ${(d.bytesPlanned / MiB).toFixed(1)} MiB)`);
+    assert(growth < bound, `heap grew by ${growth} bytes, more than the plan allows (${bound})`);
+    await checkGreedy(PROMPTS);
+  });
+}
+
+test('device gpu with a failing self-test: a clear gpu-self-test-failed error naming the kernel', async () => {
+  const r = await loadInPage(modelUrl(), { device: 'gpu', forceSelfTestFailure: true });
+  assert(!r.ok && r.code === 'gpu-self-test-failed' && /self-test failed: model prefill/.test(r.message), `got ${JSON.stringify(r)}`);
+  console.log(`  error: ${r.message.slice(0, 120)}…`);
+});
+
+test('a model over the CPU backend\'s heap limit: a clear model-too-large error before downloading', async () => {
+  await resetLog();
+  const r = await loadInPage(modelUrl(), { device: 'cpu', cpuHeapLimit: 64 * MiB, cache: false });
+  assert(!r.ok && r.code === 'model-too-large' && /GiB/.test(r.message) && /WebAssembly heap/.test(r.message), `got ${JSON.stringify(r)}`);
+  const data = (await (await fetch(`${server.base}/__log`)).json()).filter((e) => e.start >= dataStart);
+  assert(data.length === 0, `no weights were downloaded (${data.length} requests)`);
+  console.log(`  error: ${r.message.slice(0, 140)}…`);
 });
 
 test('reload: the second load is served from the cache with no weight requests', async () => {
@@ -198,7 +236,7 @@ test('streaming chat: deltas add up to the text, usage at the end, interrupt sto
     const chunks = [];
     for await (const c of window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], stream: true, temperature: 0, max_tokens: 24 })) chunks.push(c);
     const whole = await window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Tell me a long story about a dragon.' }], temperature: 0, max_tokens: 24 });
-    const it = window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Count from one to one hundred in words.' }], stream: true, temperature: 0, max_tokens: 200 });
+    const it = window.engine.chat.completions.create({ messages: [{ role: 'user', content: 'Write a very long essay about the history of Rome.' }], stream: true, temperature: 0, max_tokens: 200 });
     let n = 0, last = null;
     for await (const c of it) {
       n++;
@@ -214,7 +252,7 @@ test('streaming chat: deltas add up to the text, usage at the end, interrupt sto
   assert(text === r.whole.choices[0].message.content, `streamed text ${JSON.stringify(text)} differs from ${JSON.stringify(r.whole.choices[0].message.content)}`);
   assert(last.choices[0].finish_reason === r.whole.choices[0].finish_reason && last.usage.completion_tokens === r.whole.usage.completion_tokens, 'last chunk carries finish_reason and usage');
   assert(r.last.choices[0].finish_reason === 'abort' && r.last.usage.completion_tokens < 200, `interrupt ends the stream: ${JSON.stringify(r.last)}`);
-  assert(r.stats.decodeTokensPerSecond > 0 && r.stats.heapBytes > 0 && r.stats.gpuBytesPlanned > 0, 'stats report speed, heap and GPU memory');
+  assert(r.stats.decodeTokensPerSecond > 0 && r.stats.heapBytes > 0 && r.stats.bytesPlanned > 0 && r.stats.device.reason, 'stats report speed, heap, memory and the device');
   console.log(`  ${r.chunks.length} chunks; interrupted after ${r.last.usage.completion_tokens} tokens; decode ${r.stats.decodeTokensPerSecond.toFixed(1)} tok/s, prefill ${r.stats.prefillTokensPerSecond.toFixed(1)} tok/s`);
 });
 
@@ -264,23 +302,34 @@ test('quota: when the browser refuses to cache, the load goes on and says so', a
   }
 });
 
-test('no WebGPU: a clear webgpu-unavailable error from the API and help on the demo page', async () => {
+test('no WebGPU: auto runs on the CPU with the native tokens; device gpu is a clear webgpu-unavailable', async () => {
   const plain = await launch({ webgpu: false });
   try {
     const ctx = await plain.newContext();
     const p = await ctx.newPage();
     await p.goto(`${server.base}/tests/harness.html`);
     await p.waitForFunction(() => window.harnessReady === true);
-    const r = await p.evaluate(async (u) => {
-      try { await window.webmoe.createEngine({ model: u }); return { ok: true }; } catch (e) { return { ok: false, code: e.code, message: e.message }; }
-    }, modelUrl());
-    assert(!r.ok && r.code === 'webgpu-unavailable' && /WebGPU/.test(r.message), `got ${JSON.stringify(r)}`);
+    const r = await p.evaluate(async ([u, gen]) => {
+      let gpu;
+      try { await window.webmoe.createEngine({ model: u, device: 'gpu' }); gpu = { ok: true }; } catch (e) { gpu = { ok: false, code: e.code, message: e.message }; }
+      const engine = await window.webmoe.createEngine({ model: u });
+      const out = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: gen });
+      const stats = await engine.stats();
+      await engine.unload();
+      return { gpu, ids: out.webmoe.ids, device: stats.device };
+    }, [modelUrl(), GEN]);
+    assert(!r.gpu.ok && r.gpu.code === 'webgpu-unavailable' && /WebGPU/.test(r.gpu.message), `got ${JSON.stringify(r.gpu)}`);
+    assert(r.device.device === 'cpu' && /WebGPU/.test(r.device.reason), `auto ran on the CPU: ${JSON.stringify(r.device)}`);
+    const want = expected({ prompt: 'The capital of France is' }, 'cpu');
+    assert(sameIds(r.ids, want.ids), `greedy ids ${r.ids} vs native ${want.ids}`);
     await p.goto(`${server.base}/index.html`);
-    await p.click('#load-button').catch(() => {});
+    await p.fill('#model-url', modelUrl().slice(1));
+    await p.click('#load-button');
+    await p.waitForSelector('#chat-panel:not([hidden])', { timeout: 120000 });
     await p.waitForSelector('#no-webgpu:not([hidden])', { timeout: 60000 });
     const help = await p.textContent('#no-webgpu');
-    assert(/chrome:\/\/flags/.test(help), 'the page explains what to do');
-    console.log(`  error: ${r.message.slice(0, 100)}…`);
+    assert(/chrome:\/\/flags/.test(help) && /CPU/.test(help), `the page says the CPU runs the model and how to get a GPU: ${help}`);
+    console.log(`  ${r.device.reason}; device gpu: ${r.gpu.message.slice(0, 80)}…`);
   } finally {
     await plain.close();
   }
@@ -291,7 +340,7 @@ for (const [file, fixture] of Object.entries(MOE_FIXTURES)) {
     const r = await loadInPage(`/models/${file}`, { cache: false });
     assert(r.ok, `load failed: ${r.code} ${r.message}`);
     const p = { prompt: 'The quick brown fox 7 jumps over' };
-    const want = nativeIds(p, fixture);
+    const want = nativeIds(p, fixture, r.info.device.device);
     const got = await greedyInPage(p);
     assert(sameIds(got.prompt_ids, want.prompt_ids), `prompt ids ${got.prompt_ids} vs ${want.prompt_ids}`);
     assert(sameIds(got.ids, want.ids), `greedy ids differ:\n  browser ${got.ids}\n  native  ${want.ids}`);
@@ -308,7 +357,7 @@ test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error
     const progress = await demo.textContent('#progress-text');
     const adapter = await demo.textContent('#adapter');
     assert(/ready: [\d.]+ MB/.test(progress), `progress says ready: ${progress}`);
-    assert(/swiftshader|Adapter: \S/.test(adapter), `adapter shown: ${adapter}`);
+    assert(/Running on the CPU .* because .*software adapter/.test(adapter), `device and reason shown: ${adapter}`);
     // A short answer runs to its end.
     await demo.click('#settings summary');
     await demo.fill('#max-tokens', '12');

@@ -78,7 +78,11 @@ pub fn build() -> Result<()> {
     let relaxed_out = root.join("target/wasm-relaxed-pkg");
     let variants = [
         ("target/wasm-simd128", "+simd128", out.clone()),
-        ("target/wasm-relaxed", "+simd128,+relaxed-simd", relaxed_out.clone()),
+        (
+            "target/wasm-relaxed",
+            "+simd128,+relaxed-simd",
+            relaxed_out.clone(),
+        ),
     ];
     for (target_dir, features, dir) in &variants {
         let mut c = cargo();
@@ -93,7 +97,10 @@ pub fn build() -> Result<()> {
             "--target-dir",
             target_dir,
         ])
-        .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-feature={features}"));
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("-Ctarget-feature={features}"),
+        );
         if !b.features.is_empty() {
             c.args(["--features", &b.features.join(",")]);
         }
@@ -111,7 +118,9 @@ pub fn build() -> Result<()> {
     }
     let glue = |d: &Path| std::fs::read(d.join(format!("{stem}.js")));
     if glue(&out)? != glue(&relaxed_out)? {
-        bail!("the SIMD128 and relaxed-SIMD builds need different JS glue; ship them as two packages");
+        bail!(
+            "the SIMD128 and relaxed-SIMD builds need different JS glue; ship them as two packages"
+        );
     }
     std::fs::copy(
         relaxed_out.join(format!("{stem}_bg.wasm")),

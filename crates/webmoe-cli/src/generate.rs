@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use std::time::Instant;
-use webmoe_core::tokenizer::Tokenizer;
 use webmoe_core::generate::{Backend, Generation, Request};
+use webmoe_core::tokenizer::Tokenizer;
 
 /// Runs `req` to completion, calling `on_text` with each piece of text as it is produced.
 ///

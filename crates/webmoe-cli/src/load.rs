@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use webmoe_core::gguf::GgufHeader;
 use webmoe_core::model::ModelDesc;
+use webmoe_core::options::EngineOptions;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::tokenizer::Tokenizer;
-use webmoe_core::options::EngineOptions;
 use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
 use webmoe_loader::{
     read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, Checkpoint, FileSource,

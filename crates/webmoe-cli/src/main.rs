@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use webmoe_core::chat::{encode_chat, Message};
+use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::sampling::SamplingParams;
 use webmoe_core::tokenizer::Tokenizer;
-use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_engine::{DeviceRequest, OpenOptions};
 
 #[derive(Parser)]

@@ -54,7 +54,12 @@ fn run_json_answers_a_chat_question() {
     // Both backends answer this one correctly (for "...of France?" the CPU backend, like llama.cpp's
     // CPU path, answers "L'Étoile, la Marseillaise, ...": same tokens as llama.cpp, checked by hand).
     assert!(v["text"].as_str().unwrap().contains("Berlin"), "{v}");
-    assert!(v["device"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+    assert!(
+        v["device"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{v}"
+    );
     assert_eq!(v["finish_reason"], "stop");
 }
 

@@ -101,7 +101,11 @@ fn run(family: &str, quant: &str, device: DeviceRequest) -> (Value, Outcome) {
     let mut m = load_on(path.to_str().unwrap(), &open, on_load, true).unwrap();
     assert_eq!(
         m.engine.device(),
-        if device == DeviceRequest::Cpu { "cpu" } else { "gpu" }
+        if device == DeviceRequest::Cpu {
+            "cpu"
+        } else {
+            "gpu"
+        }
     );
     if let Some(ty) = on_load {
         // Every weight matrix was quantized (Q4_K falls back to Q4_0 for these 64-wide rows).
@@ -254,7 +258,10 @@ fn check_q8_0(family: &str, device: DeviceRequest) {
 fn check_quantized_on_load(family: &str, device: DeviceRequest) {
     for q in ["hf-q8_0", "hf-q4_0", "hf-q4_k"] {
         let (_, o) = run(family, q, device);
-        eprintln!("{family} {q} {device:?}: NMSE against the reference {:e}", o.device_ref_nmse);
+        eprintln!(
+            "{family} {q} {device:?}: NMSE against the reference {:e}",
+            o.device_ref_nmse
+        );
         if device == DeviceRequest::Cpu {
             assert!(
                 o.device_ref_nmse < 1e-3,
@@ -271,7 +278,11 @@ fn check_quantized_on_load(family: &str, device: DeviceRequest) {
         if q == "hf-q8_0" {
             // The CPU backend's 8-bit activations add their rounding to the weights': on these
             // tiny random models that costs a few argmaxes (llama4: 0.825, measured 2026-12-01).
-            let bound = if device == DeviceRequest::Cpu { 0.8 } else { 0.85 };
+            let bound = if device == DeviceRequest::Cpu {
+                0.8
+            } else {
+                0.85
+            };
             assert!(
                 o.argmax_agree >= bound,
                 "{family} {q} {device:?}: argmax agreement {}",

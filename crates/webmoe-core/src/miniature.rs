@@ -38,10 +38,11 @@ pub fn miniature(desc: &ModelDesc, type_of: impl Fn(&str) -> GgmlType, seed: u64
     c.vocab_size = WIDTH;
     c.context_length = CONTEXT;
     c.rope_dim = ((real.rope_dim * c.head_dim / real.head_dim.max(1)) & !1).max(2);
-    c.rope_freq_divisors = real
-        .rope_freq_divisors
-        .as_ref()
-        .map(|d| (0..c.rope_dim / 2).map(|i| d[i * d.len() / (c.rope_dim / 2)]).collect());
+    c.rope_freq_divisors = real.rope_freq_divisors.as_ref().map(|d| {
+        (0..c.rope_dim / 2)
+            .map(|i| d[i * d.len() / (c.rope_dim / 2)])
+            .collect()
+    });
     c.n_layers = real.n_layers.min(4);
     if let Some(m) = &mut c.moe {
         m.n_used = m.n_used.min(2);
@@ -74,7 +75,10 @@ pub fn miniature(desc: &ModelDesc, type_of: impl Fn(&str) -> GgmlType, seed: u64
         (state >> 16) as u32
     };
     let mut w = GgufWriter::default();
-    w.kv("general.architecture", GgufValue::Str(mini.config.arch.clone()));
+    w.kv(
+        "general.architecture",
+        GgufValue::Str(mini.config.arch.clone()),
+    );
     for (name, dims) in mini.expected_tensors() {
         let n: u64 = dims.iter().product();
         if dims.len() == 1 || (dims.len() == 2 && dims[1] == 1) {
@@ -118,8 +122,8 @@ pub fn miniature(desc: &ModelDesc, type_of: impl Fn(&str) -> GgmlType, seed: u64
         w.tensor(&name, &dims, ty, data);
     }
     let bytes = w.to_bytes();
-    let HeaderParse::Done(header) = parse_header(&bytes, bytes.len() as u64)
-        .expect("a miniature is a valid GGUF")
+    let HeaderParse::Done(header) =
+        parse_header(&bytes, bytes.len() as u64).expect("a miniature is a valid GGUF")
     else {
         unreachable!("the whole file is given")
     };

@@ -27,15 +27,21 @@ pub fn route(logits: &[f32], n_experts: usize, k: usize, routing: Routing) -> (V
         let w: Vec<f32> = match routing {
             Routing::Softmax { renorm } => {
                 let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let denom: f32 = row.iter().map(|&v| (v - m).exp()).sum();
-                let mut w: Vec<f32> = top.iter().map(|&e| (row[e] - m).exp() / denom).collect();
+                let denom: f32 = row.iter().map(|&v| libm::expf(v - m)).sum();
+                let mut w: Vec<f32> = top
+                    .iter()
+                    .map(|&e| libm::expf(row[e] - m) / denom)
+                    .collect();
                 if renorm {
                     let s: f32 = w.iter().sum();
                     w.iter_mut().for_each(|v| *v /= s);
                 }
                 w
             }
-            Routing::SigmoidInput => top.iter().map(|&e| 1.0 / (1.0 + (-row[e]).exp())).collect(),
+            Routing::SigmoidInput => top
+                .iter()
+                .map(|&e| 1.0 / (1.0 + libm::expf(-row[e])))
+                .collect(),
         };
         ids.extend(top.iter().map(|&e| e as u32));
         weights.extend(w);

@@ -124,18 +124,22 @@ pub fn sample(logits: &mut [f32], p: &SamplingParams, recent: &[u32], counter: u
             logits
                 .iter()
                 .filter(|&&v| v >= t)
-                .map(|&v| (v - mx).exp())
+                .map(|&v| libm::expf(v - mx))
                 .sum()
         };
         let goal = p.top_p * mass(tau);
         tau = tau.max(bisect(tau, mx, goal, mass));
     }
     if p.min_p > 0.0 {
-        tau = tau.max(mx + p.min_p.ln());
+        tau = tau.max(mx + libm::logf(p.min_p));
     }
     tau = tau.min(mx);
-    let weight = |v: f32| ((v - mx) / p.temperature).exp();
-    let total: f32 = logits.iter().filter(|&&v| v >= tau).map(|&v| weight(v)).sum();
+    let weight = |v: f32| libm::expf((v - mx) / p.temperature);
+    let total: f32 = logits
+        .iter()
+        .filter(|&&v| v >= tau)
+        .map(|&v| weight(v))
+        .sum();
     let u = uniform(p.seed, counter) * total;
     let mut acc = 0.0;
     let mut pick = argmax;

@@ -119,7 +119,8 @@ pub fn attend_group(
         let at = ((first + j) % cache.slots) * cache.kv_dim + g * hd;
         cache.k.read(at, &mut row);
         for h in 0..group {
-            scores[h * n + j] = crate::kernels::scalar::dot_f32(&q[h * hd..(h + 1) * hd], &row) * scale;
+            scores[h * n + j] =
+                crate::kernels::scalar::dot_f32(&q[h * hd..(h + 1) * hd], &row) * scale;
         }
     }
     for h in 0..group {
@@ -127,7 +128,7 @@ pub fn attend_group(
         let m = sc.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut sum = 0f32;
         for v in sc.iter_mut() {
-            *v = (*v - m).exp();
+            *v = libm::expf(*v - m);
             sum += *v;
         }
         let inv = 1.0 / sum;

@@ -1,6 +1,7 @@
 //! The CPU executor: walks the resolved layer plan ([`webmoe_core::plan`]) over the repacked weights,
 //! with quantized activations for quantized matrices, f32 everywhere else (norms, RoPE, attention,
-//! residual stream), and the shared sampler ([`webmoe_core::sampling::sample`]).
+//! residual stream), and the shared sampler ([`webmoe_core::sampling::sample`]). Transcendental
+//! functions are `libm`'s, so native and wasm32 builds compute the same bits.
 
 use crate::act::QuantAct;
 use crate::attention::{attend_group, LayerCache, Shape};
@@ -78,7 +79,13 @@ fn linear(m: &Matrix, r0: usize, rows: usize, x: &Input, y: &mut [f32], accumula
             } else {
                 x.q.token(ti)
             };
-            kernels::rows(m, r0 + r.start, a, &x.x[ti * x.cols..(ti + 1) * x.cols], &mut tmp);
+            kernels::rows(
+                m,
+                r0 + r.start,
+                a,
+                &x.x[ti * x.cols..(ti + 1) * x.cols],
+                &mut tmp,
+            );
             // SAFETY: each task writes rows r of each token: disjoint ranges.
             let dst = unsafe { out.slice(ti * rows + r.start, r.len()) };
             if accumulate {
@@ -93,7 +100,7 @@ fn linear(m: &Matrix, r0: usize, rows: usize, x: &Input, y: &mut [f32], accumula
 fn silu_mul(g: &mut [f32], u: &[f32]) {
     g.iter_mut()
         .zip(u)
-        .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+        .for_each(|(g, u)| *g = *g / (1.0 + libm::expf(-*g)) * u);
 }
 
 impl Engine {
@@ -192,7 +199,11 @@ impl Engine {
     pub fn weight_bytes_per_token(&self) -> u64 {
         let get = |n: &str| self.weights.get(n).map(|m| m.bytes()).unwrap_or(0);
         let embd = get(&self.desc.token_embd);
-        let tied = if self.desc.config.tied_output { embd } else { 0 };
+        let tied = if self.desc.config.tied_output {
+            embd
+        } else {
+            0
+        };
         let mut experts = 0;
         for l in &self.plan {
             if let FfnPlan::Routed(r) = &l.ffn {
@@ -262,7 +273,12 @@ impl Engine {
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let l = &self.plan[li];
             let mut m = x.clone();
-            rms_norm_rows(&mut m, h, Some(&self.weights.get(&l.ffn_norm)?.f), c.rms_eps);
+            rms_norm_rows(
+                &mut m,
+                h,
+                Some(&self.weights.get(&l.ffn_norm)?.f),
+                c.rms_eps,
+            );
             self.ffn(&l.ffn, &m, &mut x)?;
         }
         self.pos += ids.len();
@@ -374,7 +390,11 @@ impl Engine {
                         Some(gi) => {
                             let mut g = vec![0f32; t];
                             linear(self.weights.get(gi)?, 0, 1, &input, &mut g, false);
-                            Some(g.iter().map(|g| 1.0 / (1.0 + (-g).exp())).collect::<Vec<f32>>())
+                            Some(
+                                g.iter()
+                                    .map(|g| 1.0 / (1.0 + libm::expf(-g)))
+                                    .collect::<Vec<f32>>(),
+                            )
                         }
                         None => None,
                     };
@@ -435,7 +455,14 @@ impl Engine {
         let h = self.desc.config.hidden;
         let t = input.tokens();
         let mut logits = vec![0f32; t * r.n_experts];
-        linear(self.weights.get(&r.router)?, 0, r.n_experts, input, &mut logits, false);
+        linear(
+            self.weights.get(&r.router)?,
+            0,
+            r.n_experts,
+            input,
+            &mut logits,
+            false,
+        );
         let (ids, weights) = route(&logits, r.n_experts, r.k, r.routing);
         let scale_input = r.routing.weights_input();
         for e in 0..r.n_experts {
@@ -458,7 +485,16 @@ impl Engine {
                 .iter()
                 .map(|&s| if scale_input { 1.0 } else { weights[s] })
                 .collect();
-            self.swiglu(&r.gate, &r.up, &r.down, e, r.width, &sub, &mut y, Some(&scale))?;
+            self.swiglu(
+                &r.gate,
+                &r.up,
+                &r.down,
+                e,
+                r.width,
+                &sub,
+                &mut y,
+                Some(&scale),
+            )?;
             for (i, &s) in slots.iter().enumerate() {
                 let tok = s / r.k;
                 x[tok * h..(tok + 1) * h]

@@ -105,7 +105,9 @@ fn decode_block(ty: GgmlType, b: &[u8], out: &mut impl FnMut(Sub)) {
     match ty {
         GgmlType::Q4_0 => {
             let d = f16_at(b, 0);
-            sub(32, d, -8.0 * d, &|i| (b[2 + i % 16] >> (4 * (i / 16)) & 15) as i32);
+            sub(32, d, -8.0 * d, &|i| {
+                (b[2 + i % 16] >> (4 * (i / 16)) & 15) as i32
+            });
         }
         GgmlType::Q4_1 => sub(32, f16_at(b, 0), f16_at(b, 2), &|i| {
             (b[4 + i % 16] >> (4 * (i / 16)) & 15) as i32
@@ -114,7 +116,9 @@ fn decode_block(ty: GgmlType, b: &[u8], out: &mut impl FnMut(Sub)) {
             let one = ty == GgmlType::Q5_1;
             let o = if one { 4 } else { 2 };
             let h = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-            let q = |i: usize| ((b[o + 4 + i % 16] >> (4 * (i / 16)) & 15) as u32 | ((h >> i) & 1) << 4) as i32;
+            let q = |i: usize| {
+                ((b[o + 4 + i % 16] >> (4 * (i / 16)) & 15) as u32 | ((h >> i) & 1) << 4) as i32
+            };
             if one {
                 sub(32, f16_at(b, 0), f16_at(b, 2), &q);
             } else {
@@ -196,7 +200,9 @@ fn decode_block(ty: GgmlType, b: &[u8], out: &mut impl FnMut(Sub)) {
                 }
             }
         }
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => unreachable!("float types are not blocks"),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            unreachable!("float types are not blocks")
+        }
     }
 }
 

@@ -48,7 +48,8 @@ pub fn plan(
             .tensor(&name)
             .ok_or_else(|| CpuError::Load(format!("missing tensor {name}")))?;
         let cols = *t.dims.first().unwrap_or(&1);
-        weights += Layout::of(t.ggml_type).bytes((t.n_elements() / cols.max(1)) as usize, cols as usize);
+        weights +=
+            Layout::of(t.ggml_type).bytes((t.n_elements() / cols.max(1)) as usize, cols as usize);
     }
     let ctx = opts.max_context.min(c.context_length).max(1);
     let t = opts.prefill_chunk.max(1) as u64;
@@ -59,7 +60,9 @@ pub fn plan(
         .iter()
         .map(|l| 2 * l.attention.cache_slots(ctx, opts.prefill_chunk) as u64 * kvd * kv_elem)
         .sum();
-    let per_token = 3 * c.hidden + 2 * c.n_heads * c.head_dim + 2 * c.n_kv_heads * c.head_dim
+    let per_token = 3 * c.hidden
+        + 2 * c.n_heads * c.head_dim
+        + 2 * c.n_kv_heads * c.head_dim
         + 3 * desc.ffn_scratch_width()
         + c.moe.map_or(0, |m| m.n_experts + m.n_used * (c.hidden + 2));
     let scratch = t * per_token as u64 * 5 + c.vocab_size as u64 * 4 + ctx as u64 * 4 * 64;

@@ -104,7 +104,8 @@ fn simd_kernels_agree_with_the_scalar_kernel_and_the_f32_dot_product() {
                     let r = i + 1;
                     let w = &f[r * cols..(r + 1) * cols];
                     let exact: f32 = w.iter().zip(&xq).map(|(a, b)| a * b).sum();
-                    let mag: f32 = w.iter().zip(&xq).map(|(a, b)| (a * b).abs()).sum::<f32>() + 1e-6;
+                    let mag: f32 =
+                        w.iter().zip(&xq).map(|(a, b)| (a * b).abs()).sum::<f32>() + 1e-6;
                     let tol = 2e-5 * mag;
                     assert_eq!(
                         fast[i].to_bits(),

@@ -123,10 +123,7 @@ fn float_weights_match_the_reference_in_f32() {
 
 #[test]
 fn every_quantized_type_stays_within_the_activation_quantization_tolerance() {
-    for ty in GgmlType::ALL
-        .into_iter()
-        .filter(|t| t.block_elems() > 1)
-    {
+    for ty in GgmlType::ALL.into_iter().filter(|t| t.block_elems() > 1) {
         let e = worst_nmse(ty, ty == GgmlType::Q8_0, KvDtype::F32, None);
         eprintln!("{}: nmse {e:e}", ty.name());
         assert!(e < QUANT_NMSE, "{}: nmse {e:e}", ty.name());
@@ -156,7 +153,10 @@ fn moe_matches_the_reference() {
 fn greedy_sampling_takes_the_argmax_of_the_logits() {
     let (mut engine, _) = build(GgmlType::Q4_0, false, KvDtype::F16, 16, None);
     let p = webmoe_core::sampling::SamplingParams::default();
-    let next = engine.forward(&[1, 2, 3], Some((&p, &[], 0))).unwrap().unwrap();
+    let next = engine
+        .forward(&[1, 2, 3], Some((&p, &[], 0)))
+        .unwrap()
+        .unwrap();
     let l = engine.logits();
     let best = (0..l.len()).fold(0, |b, i| if l[i] > l[b] { i } else { b });
     assert_eq!(next as usize, best);
@@ -169,8 +169,14 @@ fn requests_that_do_not_fit_are_clear_errors() {
         Err(CpuError::Invalid(msg)) => assert!(msg.contains("context size is 64"), "{msg}"),
         other => panic!("expected a context error, got {other:?}"),
     }
-    assert!(matches!(engine.forward(&[300], None), Err(CpuError::Invalid(_))));
-    assert!(matches!(engine.forward(&[], None), Err(CpuError::Invalid(_))));
+    assert!(matches!(
+        engine.forward(&[300], None),
+        Err(CpuError::Invalid(_))
+    ));
+    assert!(matches!(
+        engine.forward(&[], None),
+        Err(CpuError::Invalid(_))
+    ));
 }
 
 #[test]
@@ -179,7 +185,10 @@ fn a_model_over_the_memory_limit_is_refused_before_loading() {
     let desc = ModelDesc::from_gguf(&h, None).unwrap();
     match Engine::new(desc, &h, EngineOptions::default(), Some(1 << 20)) {
         Err(CpuError::TooLarge(msg)) => {
-            assert!(msg.contains("GiB") && msg.contains("WebAssembly heap"), "{msg}")
+            assert!(
+                msg.contains("GiB") && msg.contains("WebAssembly heap"),
+                "{msg}"
+            )
         }
         Err(e) => panic!("expected TooLarge, got {e}"),
         Ok(_) => panic!("expected TooLarge, got an engine"),
@@ -204,4 +213,3 @@ fn truncated_weights_are_an_error_naming_the_tensor() {
     // Bytes that do not continue a tensor are refused at once.
     assert!(engine.weights_mut().write(0, 5, &[0; 4]).is_err());
 }
-

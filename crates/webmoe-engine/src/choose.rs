@@ -231,7 +231,14 @@ pub async fn open(
                 })
                 .filter(|_| !o.software_adapter_is_gpu);
             if let (Some(why), Ok(_)) = (&software, &cpu_plan) {
-                return cpu(desc, h, o, format!("{why}: the CPU backend is faster"), Some(adapter), None);
+                return cpu(
+                    desc,
+                    h,
+                    o,
+                    format!("{why}: the CPU backend is faster"),
+                    Some(adapter),
+                    None,
+                );
             }
             let (g, t) = self_test(g, desc, h, o, now).await?;
             match (&t, cpu_plan) {

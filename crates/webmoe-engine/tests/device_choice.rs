@@ -1,8 +1,8 @@
 //! The device choice on this machine's adapter (lavapipe in CI): which backend `auto`, `gpu` and `cpu`
 //! take and why, the self-test and its forced failure, the memory limits, and no adapter at all.
 
-use webmoe_core::gguf::{parse_header, GgufHeader, HeaderParse};
 use webmoe_core::generate::Backend;
+use webmoe_core::gguf::{parse_header, GgufHeader, HeaderParse};
 use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::synthetic::SyntheticLlama;
@@ -44,7 +44,10 @@ fn cpu_is_taken_when_asked() {
     })
     .unwrap();
     assert_eq!((e.device(), r.device), ("cpu", "cpu"));
-    assert!(r.reason.contains("requested") && r.cpu_kernels.is_some(), "{r:?}");
+    assert!(
+        r.reason.contains("requested") && r.cpu_kernels.is_some(),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -57,10 +60,24 @@ fn gpu_passes_its_self_test_on_this_adapter() {
     assert_eq!(e.device(), "gpu");
     let t = r.self_test.expect("the self-test ran");
     assert!(t.passed, "{t:?}");
-    for kernel in ["model prefill", "model decode", "sampler", "matvec Q4_K", "matmul Q4_K", "matvec F32"] {
-        assert!(t.checks.iter().any(|c| c.kernel == kernel), "{kernel} in {t:?}");
+    for kernel in [
+        "model prefill",
+        "model decode",
+        "sampler",
+        "matvec Q4_K",
+        "matmul Q4_K",
+        "matvec F32",
+    ] {
+        assert!(
+            t.checks.iter().any(|c| c.kernel == kernel),
+            "{kernel} in {t:?}"
+        );
     }
-    eprintln!("self-test: {:.3} s, {} checks", r.self_test_seconds, t.checks.len());
+    eprintln!(
+        "self-test: {:.3} s, {} checks",
+        r.self_test_seconds,
+        t.checks.len()
+    );
 }
 
 #[test]
@@ -88,7 +105,10 @@ fn a_failed_self_test_falls_back_to_the_cpu_and_says_which_kernel() {
     })
     .unwrap();
     assert_eq!(e.device(), "cpu");
-    assert!(r.reason.contains("self-test failed") && r.reason.contains("model prefill"), "{r:?}");
+    assert!(
+        r.reason.contains("self-test failed") && r.reason.contains("model prefill"),
+        "{r:?}"
+    );
     assert!(!r.self_test.unwrap().passed);
     // A CPU engine waiting for its weights: running it now is an error, not a panic.
     assert!(matches!(
@@ -157,7 +177,9 @@ fn a_model_over_the_cpu_limit_runs_on_whatever_adapter_there_is() {
         no_gpu_reason: Some("no WebGPU".into()),
         ..Default::default()
     }) {
-        Err(EngineError::TooLarge(m)) => assert!(m.contains("no WebGPU") && m.contains("GiB"), "{m}"),
+        Err(EngineError::TooLarge(m)) => {
+            assert!(m.contains("no WebGPU") && m.contains("GiB"), "{m}")
+        }
         Err(e) => panic!("expected TooLarge, got {e}"),
         Ok(_) => panic!("expected TooLarge, got an engine"),
     }

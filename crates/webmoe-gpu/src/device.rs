@@ -170,9 +170,18 @@ impl Gpu {
     /// lavapipe, SwiftShader, Microsoft Basic Render Driver / WARP).
     pub fn software_reason(&self) -> Option<String> {
         let name = self.info.name.to_lowercase();
-        let known = ["llvmpipe", "lavapipe", "swiftshader", "basic render", "warp"];
+        let known = [
+            "llvmpipe",
+            "lavapipe",
+            "swiftshader",
+            "basic render",
+            "warp",
+        ];
         if self.info.device_type == wgpu::DeviceType::Cpu {
-            Some(format!("{} is a software adapter (device type CPU)", self.info.name))
+            Some(format!(
+                "{} is a software adapter (device type CPU)",
+                self.info.name
+            ))
         } else {
             known
                 .iter()

@@ -86,11 +86,7 @@ pub async fn run(
     opts: &EngineOptions,
     fault: bool,
 ) -> Result<(Gpu, SelfTest), GpuError> {
-    let type_of = |name: &str| {
-        header
-            .tensor(name)
-            .map_or(GgmlType::F32, |t| t.ggml_type)
-    };
+    let type_of = |name: &str| header.tensor(name).map_or(GgmlType::F32, |t| t.ggml_type);
     let mini = miniature(desc, type_of, 1);
     let tensor = |name: &str| -> (Vec<f32>, &[u8], GgmlType) {
         let t = mini.header.tensor(name).expect("a miniature tensor");
@@ -131,7 +127,9 @@ pub async fn run(
     let mut sampler_ok = true;
     let greedy = SamplingParams::default();
     for t in 6..ids.len() {
-        let next = engine.forward(&ids[t..t + 1], Some((&greedy, &[], 0))).await?;
+        let next = engine
+            .forward(&ids[t..t + 1], Some((&greedy, &[], 0)))
+            .await?;
         let got = perturb(engine.logits().await?);
         worst = worst.max(nmse(&got, &want[t * vocab..(t + 1) * vocab]));
         let best = (0..got.len()).fold(0, |b, i| if got[i] > got[b] { i } else { b });
@@ -154,7 +152,9 @@ pub async fn run(
         seen.push(ty);
         let (k, rows) = (dims[0] as usize, dims[1] as usize);
         for (kind, n) in [("matvec", 1usize), ("matmul", 5)] {
-            let x: Vec<f32> = (0..n * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let x: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
             let want = webmoe_core::reference::matmul(&x, &w, k);
             let got = perturb(run_linear(&engine, &name, &x, n, rows).await?);
             checks.push(check(format!("{kind} {}", ty.name()), nmse(&got, &want)));
@@ -188,7 +188,14 @@ async fn run_linear(
     let xb = gpu.storage_init("self-test x", bytemuck::cast_slice(x));
     let yb = gpu.storage("self-test y", (n * rows * 4) as u64);
     let step = gpu.uniform(&[n as u32, 0, 0, 0]);
-    let lin = linear::build(gpu, engine.weights.get(name)?, &xb, &yb, &step, Layout::default())?;
+    let lin = linear::build(
+        gpu,
+        engine.weights.get(name)?,
+        &xb,
+        &yb,
+        &step,
+        Layout::default(),
+    )?;
     let ops = if n == 1 { &lin.vec } else { &lin.mat };
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     crate::op::encode_ops(&mut enc, ops, n as u32, 1);

@@ -234,8 +234,17 @@ fn rope_matches_cpu_in_both_conventions() {
             let (qb, kb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k));
             let tables = webmoe_gpu::kernels::rope::tables(&gpu, &c, 2048);
             let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
-            let op =
-                webmoe_gpu::kernels::rope::build(&gpu, &c, c.rope_style, &qb, &kb, &tables, &step, 2048).unwrap();
+            let op = webmoe_gpu::kernels::rope::build(
+                &gpu,
+                &c,
+                c.rope_style,
+                &qb,
+                &kb,
+                &tables,
+                &step,
+                2048,
+            )
+            .unwrap();
             run(&gpu, &[&op], t as u32, 1);
             let (cos, sin) = webmoe_core::model::rope_tables(&c, pos0 as usize, t);
             let (mut wq, mut wk) = (q.clone(), k.clone());

@@ -4,14 +4,16 @@
 use crate::error::WebError;
 use crate::js::{call1, heap_bytes, now_s, to_js};
 use crate::load::{load as load_model, LoadReport, LoadSpec, Loaded};
+use crate::yielding::Yielding;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use webmoe_core::chat::{encode_chat, Message};
-use webmoe_core::sampling::SamplingParams;
 use webmoe_core::generate::{generate as run_generation, Backend, Finish, Request};
 use webmoe_core::options::{EngineOptions, KvDtype};
+use webmoe_core::sampling::SamplingParams;
 use webmoe_engine::{DeviceReport, DeviceRequest, OpenOptions};
 use webmoe_gpu::{GpuOptions, Tuning};
 use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
@@ -71,6 +73,7 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 /// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
 /// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread],
 /// device?: "auto" | "gpu" | "cpu", selfTest?: boolean, forceSelfTestFailure?: boolean,
+/// cpuHeapLimit?: number,
 /// softwareAdapter?: boolean, noGpuReason?: string }` (`softwareAdapter`: the page saw
 /// `isFallbackAdapter` or a software adapter's name in `GPUAdapterInfo`; `noGpuReason`: the page found
 /// no WebGPU adapter, and why). `onProgress` gets
@@ -137,12 +140,18 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
                 }),
                 ..Default::default()
             },
-            cpu_limit: Some(webmoe_cpu::WASM_HEAP_LIMIT),
+            // `cpuHeapLimit` lowers the limit (tests of the model-too-large path).
+            cpu_limit: Some(
+                opt::<f64>(&options, "cpuHeapLimit")?.map_or(webmoe_cpu::WASM_HEAP_LIMIT, |l| {
+                    (l.max(0.0) as u64).min(webmoe_cpu::WASM_HEAP_LIMIT)
+                }),
+            ),
             skip_self_test: !opt::<bool>(&options, "selfTest")?.unwrap_or(true),
             force_self_test_failure: opt::<bool>(&options, "forceSelfTestFailure")?
                 .unwrap_or(false),
             software_adapter: opt::<bool>(&options, "softwareAdapter")?.unwrap_or(false),
             no_gpu_reason: opt::<String>(&options, "noGpuReason")?,
+            software_adapter_is_gpu: false,
         },
     };
     let loaded = load_model(spec, &on_progress).await?;
@@ -243,7 +252,9 @@ impl Drop for Checkout {
 }
 
 /// Generates for `request` (`{ messages } | { prompt }` plus `max_tokens, temperature, top_p, top_k,
-/// min_p, repeat_penalty, seed, stop`), calling `onText(piece)` as text is produced. Resolves to
+/// min_p, repeat_penalty, seed, stop`), calling `onText(piece)` as text is produced. `yieldFn` (a
+/// function returning a promise resolved on the next macrotask, or undefined) lets the worker's event
+/// loop run between CPU steps, so `interrupt()` arrives. Resolves to
 /// `{ text, finish_reason, usage, prompt_ids, ids, prefill_tokens_per_s, decode_tokens_per_s,
 /// time_to_first_token_s }`; `finish_reason` is `stop`, `length` or `abort` (after `interrupt()`).
 ///
@@ -251,7 +262,11 @@ impl Drop for Checkout {
 /// No model loaded, a generation already running, bad arguments, a prompt longer than the context, a
 /// lost device.
 #[wasm_bindgen]
-pub async fn generate(request: JsValue, on_text: js_sys::Function) -> Result<JsValue, JsValue> {
+pub async fn generate(
+    request: JsValue,
+    on_text: js_sys::Function,
+    yield_fn: JsValue,
+) -> Result<JsValue, JsValue> {
     let req: GenRequest = serde_wasm_bindgen::from_value(request)
         .map_err(|e| WebError::Invalid(format!("bad request: {e}")))?;
     if BUSY.get() {
@@ -302,7 +317,11 @@ pub async fn generate(request: JsValue, on_text: js_sys::Function) -> Result<JsV
         max_tokens: req.max_tokens.unwrap_or(room).min(room),
         stop: &stop,
     };
-    let g = run_generation(&mut m.engine, &m.tokenizer, r, &now_s, &mut |piece| {
+    let mut engine = Yielding {
+        engine: &mut m.engine,
+        yield_fn: yield_fn.dyn_into::<js_sys::Function>().ok(),
+    };
+    let g = run_generation(&mut engine, &m.tokenizer, r, &now_s, &mut |piece| {
         if !piece.is_empty() {
             call1(&on_text, &JsValue::from_str(piece));
         }

@@ -11,6 +11,7 @@ mod error;
 mod js;
 mod load;
 mod source;
+mod yielding;
 
 pub use error::WebError;
 

@@ -145,7 +145,7 @@ pub fn rms_norm_rows(x: &mut [f32], n: usize, w: Option<&[f32]>, eps: f32) {
 
 /// Llama 4 temperature tuning factor of the query at position `pos`.
 pub fn attn_temperature(t: &crate::model::AttnTemperature, pos: usize) -> f32 {
-    1.0 + t.scale * (((pos as f32 + 1.0) / t.floor_scale).floor() + 1.0).ln()
+    1.0 + t.scale * libm::logf(((pos as f32 + 1.0) / t.floor_scale).floor() + 1.0)
 }
 
 /// `silu(gate) * up`, elementwise.

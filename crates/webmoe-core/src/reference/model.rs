@@ -150,7 +150,8 @@ impl CpuModel {
                     let u = self.mm(m, &sh.up, h);
                     let s = self.mm(&swiglu(&g, &u), &sh.down, sh.width);
                     let gates: Vec<f32> = match &sh.gate_inp {
-                        Some(gi) => self.mm(m, gi, h)
+                        Some(gi) => self
+                            .mm(m, gi, h)
                             .iter()
                             .map(|g| 1.0 / (1.0 + (-g).exp()))
                             .collect(),

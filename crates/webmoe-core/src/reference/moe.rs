@@ -55,4 +55,3 @@ pub fn moe_ffn(x: &[f32], hidden: usize, m: &ExpertWeights, routing: Routing) ->
     }
     out
 }
-

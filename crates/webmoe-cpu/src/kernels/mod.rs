@@ -8,9 +8,9 @@
 //! the layout and on what the CPU offers (AVX2 detected at run time on x86-64; SIMD128 and relaxed
 //! SIMD chosen at build time on wasm32).
 
-pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 
@@ -56,7 +56,12 @@ pub fn rows(m: &Matrix, r0: usize, a: Token, x: &[f32], out: &mut [f32]) {
 /// Row `r` of a nibble matrix · `a`, with `sum(16 weight bytes, 32 activations)` the block's exact
 /// integer dot product.
 #[inline(always)]
-pub(crate) fn nibbles_row(m: &Matrix, r: usize, a: Token, sum: impl Fn(&[u8], &[i8]) -> i32) -> f32 {
+pub(crate) fn nibbles_row(
+    m: &Matrix,
+    r: usize,
+    a: Token,
+    sum: impl Fn(&[u8], &[i8]) -> i32,
+) -> f32 {
     let nb = m.blocks();
     let (d, mm, q) = (
         &m.d[r * nb..(r + 1) * nb],

@@ -73,14 +73,7 @@ fn attention_part(
     let mut out = vec![
         Launch::op(
             "rmsnorm",
-            norm::build(
-                g,
-                &s.x,
-                &w(&l.norm)?.shards[0].buffer,
-                &s.xn,
-                &s.step,
-                rms,
-            )?,
+            norm::build(g, &s.x, &w(&l.norm)?.shards[0].buffer, &s.xn, &s.step, rms)?,
         ),
         lin("q", &l.wq, &s.xn, &s.q, PLAIN)?,
         lin("k", &l.wk, &s.xn, &s.k, PLAIN)?,
@@ -172,14 +165,7 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
     };
     let mut out = vec![Launch::op(
         "rmsnorm",
-        norm::build(
-            g,
-            &s.x,
-            &w(ffn_norm)?.shards[0].buffer,
-            &s.xn,
-            &s.step,
-            rms,
-        )?,
+        norm::build(g, &s.x, &w(ffn_norm)?.shards[0].buffer, &s.xn, &s.step, rms)?,
     )];
     let lin = |name, t: &str, x, y, lay| -> Result<Launch, GpuError> {
         Ok(Launch::lin(

@@ -1,0 +1,52 @@
+//! The CPU backend computes a decode step without awaiting anything, so a generation would hold the
+//! worker's event loop until it ends and `interrupt()` (a message to the worker) could never arrive.
+//! [`Yielding`] gives the event loop a turn after every CPU step through a JS function that returns
+//! a promise resolved by a fresh macrotask (a `MessageChannel` message in the worker: far cheaper than
+//! `setTimeout`, which clamps to 4 ms).
+
+use wasm_bindgen_futures::JsFuture;
+use webmoe_core::generate::Backend;
+use webmoe_core::sampling::SamplingParams;
+use webmoe_engine::{AnyEngine, EngineError};
+
+/// An engine that yields to the event loop after each CPU step.
+pub struct Yielding<'a> {
+    /// The engine.
+    pub engine: &'a mut AnyEngine,
+    /// `() => Promise<void>` resolved on the next macrotask (`None`: never yield).
+    pub yield_fn: Option<js_sys::Function>,
+}
+
+impl Backend for Yielding<'_> {
+    type Error = EngineError;
+
+    fn pos(&self) -> usize {
+        self.engine.pos()
+    }
+
+    fn max_context(&self) -> usize {
+        self.engine.max_context()
+    }
+
+    fn model_context(&self) -> usize {
+        self.engine.model_context()
+    }
+
+    fn reset(&mut self) {
+        self.engine.reset();
+    }
+
+    async fn forward(
+        &mut self,
+        ids: &[u32],
+        sample: Option<(&SamplingParams, &[u32], u32)>,
+    ) -> Result<Option<u32>, EngineError> {
+        let out = self.engine.forward(ids, sample).await;
+        if let (Some(f), AnyEngine::Cpu(_)) = (&self.yield_fn, &*self.engine) {
+            if let Ok(p) = f.call0(&wasm_bindgen::JsValue::NULL) {
+                let _ = JsFuture::from(js_sys::Promise::from(p)).await;
+            }
+        }
+        out
+    }
+}
