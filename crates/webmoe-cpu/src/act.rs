@@ -11,6 +11,8 @@ pub struct QuantAct {
     pub d: Vec<f32>,
     /// `d · Σq` of each 16-value half block (two per block).
     pub s: Vec<f32>,
+    /// The two halves' sum of each block (`s[2b] + s[2b + 1]`).
+    pub st: Vec<f32>,
     /// Quantized values.
     pub q: Vec<i8>,
 }
@@ -24,6 +26,7 @@ impl QuantAct {
         let nb = x.len() / 32;
         self.d.resize(nb, 0.0);
         self.s.resize(2 * nb, 0.0);
+        self.st.resize(nb, 0.0);
         self.q.resize(x.len(), 0);
         for (b, blk) in x.chunks_exact(32).enumerate() {
             let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -39,6 +42,7 @@ impl QuantAct {
             self.d[b] = d;
             self.s[2 * b] = d * sums[0] as f32;
             self.s[2 * b + 1] = d * sums[1] as f32;
+            self.st[b] = self.s[2 * b] + self.s[2 * b + 1];
         }
     }
 
@@ -48,6 +52,7 @@ impl QuantAct {
         Token {
             d: &self.d[t * nb..(t + 1) * nb],
             s: &self.s[2 * t * nb..2 * (t + 1) * nb],
+            st: &self.st[t * nb..(t + 1) * nb],
             q: &self.q[t * self.cols..(t + 1) * self.cols],
         }
     }
@@ -60,6 +65,8 @@ pub struct Token<'a> {
     pub d: &'a [f32],
     /// Half-block sums times the scale.
     pub s: &'a [f32],
+    /// Whole-block sums times the scale.
+    pub st: &'a [f32],
     /// Values.
     pub q: &'a [i8],
 }

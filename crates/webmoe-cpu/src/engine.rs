@@ -33,6 +33,8 @@ pub struct Engine {
     cos: Vec<f32>,
     sin: Vec<f32>,
     logits: Vec<f32>,
+    /// The sampler's copy of the logits (it applies penalties in place), kept between steps.
+    sample_scratch: Vec<f32>,
     /// Every weight arrived ([`Engine::finish_upload`] succeeded).
     loaded: bool,
 }
@@ -65,36 +67,67 @@ fn rows_per_task(m: &Matrix) -> usize {
     (16 << 10) / row_bytes
 }
 
-/// `y[t, i] (+)= row (r0 + i) of m · x[t]` for `i in 0..rows`.
-fn linear(m: &Matrix, r0: usize, rows: usize, x: &Input, y: &mut [f32], accumulate: bool) {
+/// One matrix's share of a [`linear_all`] call: rows `r0..r0 + rows` of `m` into `out` (`[t, rows]`).
+struct Job<'a> {
+    m: &'a Matrix,
+    r0: usize,
+    rows: usize,
+    out: Shared<'a>,
+}
+
+impl<'a> Job<'a> {
+    fn new(m: &'a Matrix, r0: usize, rows: usize, out: &'a mut [f32]) -> Self {
+        Job {
+            m,
+            r0,
+            rows,
+            out: Shared::new(out),
+        }
+    }
+}
+
+/// `out[t, i] (+)= row (r0 + i) of m · x[t]` for every job: the rows of all jobs (matrices that read the
+/// same input, such as q, k and v) split across threads in one parallel region.
+fn linear_all(jobs: &[Job], x: &Input, accumulate: bool) {
     let t = x.tokens();
-    debug_assert_eq!(x.cols, m.cols);
-    debug_assert_eq!(y.len(), t * rows);
-    let out = Shared::new(y);
-    ranges(rows, rows_per_task(m).clamp(4, 256), |r| {
-        let mut tmp = vec![0f32; r.len()];
-        for ti in 0..t {
-            let a = if m.layout == Layout::F32 {
-                Default::default()
-            } else {
-                x.q.token(ti)
-            };
-            kernels::rows(
-                m,
-                r0 + r.start,
-                a,
-                &x.x[ti * x.cols..(ti + 1) * x.cols],
-                &mut tmp,
-            );
-            // SAFETY: each task writes rows r of each token: disjoint ranges.
-            let dst = unsafe { out.slice(ti * rows + r.start, r.len()) };
-            if accumulate {
-                dst.iter_mut().zip(&tmp).for_each(|(d, s)| *d += s);
-            } else {
-                dst.copy_from_slice(&tmp);
+    let total: usize = jobs.iter().map(|j| j.rows).sum();
+    let per_task = jobs.iter().map(|j| rows_per_task(j.m)).min().unwrap_or(16);
+    ranges(total, per_task.clamp(4, 256), |r| {
+        let mut tmp = Vec::new();
+        let mut first = 0;
+        for j in jobs {
+            let (lo, hi) = (r.start.max(first), r.end.min(first + j.rows));
+            first += j.rows;
+            if lo >= hi {
+                continue;
+            }
+            let (lo, hi) = (lo - (first - j.rows), hi - (first - j.rows));
+            debug_assert_eq!(x.cols, j.m.cols);
+            tmp.resize(hi - lo, 0.0);
+            for ti in 0..t {
+                let a = if j.m.layout == Layout::F32 {
+                    Default::default()
+                } else {
+                    x.q.token(ti)
+                };
+                let xt = &x.x[ti * x.cols..(ti + 1) * x.cols];
+                kernels::rows(j.m, j.r0 + lo, a, xt, &mut tmp);
+                // SAFETY: each task writes rows lo..hi of each token of its jobs: disjoint ranges.
+                let dst = unsafe { j.out.slice(ti * j.rows + lo, hi - lo) };
+                if accumulate {
+                    dst.iter_mut().zip(&tmp).for_each(|(d, s)| *d += s);
+                } else {
+                    dst.copy_from_slice(&tmp);
+                }
             }
         }
     });
+}
+
+/// `y[t, i] (+)= row (r0 + i) of m · x[t]` for `i in 0..rows`.
+fn linear(m: &Matrix, r0: usize, rows: usize, x: &Input, y: &mut [f32], accumulate: bool) {
+    debug_assert_eq!(y.len(), x.tokens() * rows);
+    linear_all(&[Job::new(m, r0, rows, y)], x, accumulate);
 }
 
 fn silu_mul(g: &mut [f32], u: &[f32]) {
@@ -152,6 +185,7 @@ impl Engine {
             cos,
             sin,
             loaded: false,
+            sample_scratch: Vec::new(),
         })
     }
 
@@ -255,8 +289,9 @@ impl Engine {
             self.run(chunk, i + 1 == n)?;
         }
         Ok(sample_with.map(|(p, recent, counter)| {
-            let mut l = self.logits.clone();
-            sample(&mut l, p, recent, counter)
+            self.sample_scratch.clear();
+            self.sample_scratch.extend_from_slice(&self.logits);
+            sample(&mut self.sample_scratch, p, recent, counter)
         }))
     }
 
@@ -305,9 +340,16 @@ impl Engine {
         rms_norm_rows(&mut a, h, Some(&w(&p.norm)?.f), c.rms_eps);
         let input = Input::new(&a, h);
         let (mut q, mut k, mut v) = (vec![0f32; t * qd], vec![0f32; t * kvd], vec![0f32; t * kvd]);
-        linear(w(&p.wq)?, 0, qd, &input, &mut q, false);
-        linear(w(&p.wk)?, 0, kvd, &input, &mut k, false);
-        linear(w(&p.wv)?, 0, kvd, &input, &mut v, false);
+        let (wq, wk, wv) = (w(&p.wq)?, w(&p.wk)?, w(&p.wv)?);
+        linear_all(
+            &[
+                Job::new(wq, 0, qd, &mut q),
+                Job::new(wk, 0, kvd, &mut k),
+                Job::new(wv, 0, kvd, &mut v),
+            ],
+            &input,
+            false,
+        );
         if let Some([bq, bk, bv]) = &p.bias {
             for (y, b) in [(&mut q, bq), (&mut k, bk), (&mut v, bv)] {
                 let b = &w(b)?.f;
@@ -355,7 +397,9 @@ impl Engine {
         let mut att = vec![0f32; t * qd];
         let out = Shared::new(&mut att);
         let (cache, pos0, q) = (&self.caches[li], self.pos, &q);
-        ranges(t * nkv, 1, |r| {
+        // Jobs per task: enough key reads (about 64K values) to pay for a split.
+        let per_job = (pos0 + t) * hd * group;
+        ranges(t * nkv, (65536 / per_job.max(1)).max(1), |r| {
             let mut scores = Vec::new();
             for job in r {
                 let (i, g) = (job / nkv, job % nkv);
@@ -432,8 +476,15 @@ impl Engine {
         let t = input.tokens();
         let w = |n: &str| self.weights.get(n);
         let (mut g, mut u) = (vec![0f32; t * width], vec![0f32; t * width]);
-        linear(w(gate)?, e * width, width, input, &mut g, false);
-        linear(w(up)?, e * width, width, input, &mut u, false);
+        let (wg, wu) = (w(gate)?, w(up)?);
+        linear_all(
+            &[
+                Job::new(wg, e * width, width, &mut g),
+                Job::new(wu, e * width, width, &mut u),
+            ],
+            input,
+            false,
+        );
         silu_mul(&mut g, &u);
         let mid = Input::new(&g, width);
         match scale {

@@ -6,8 +6,9 @@
 
 mod common;
 use common::*;
-use webmoe_core::moe::{moe_ffn, route, ExpertWeights, Routing};
+use webmoe_core::moe::{route, Routing};
 use webmoe_core::quant::GgmlType;
+use webmoe_core::reference::{moe_ffn, ExpertWeights};
 use webmoe_gpu::kernels::{elementwise, linear, moe};
 use webmoe_gpu::{read_buffer, Gpu};
 

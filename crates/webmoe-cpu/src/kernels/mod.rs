@@ -1,8 +1,7 @@
-//! Dot products of weight rows with activations. Each instruction set only computes the exact integer
-//! sum of a block (`Σ q_w · q_a` over 32 values, or over each 16-value half); the f32 part (block scales,
-//! offsets, the running sum) is one shared function, [`nibbles_row`] / [`bytes_row`], inlined into
-//! every version. So AVX2, SIMD128, relaxed SIMD and the portable [`scalar`] code give bit-identical
-//! results, and the browser's CPU path produces exactly the native one's tokens.
+//! Dot products of weight rows with activations. Every instruction set follows one canonical order of
+//! operations ([`total`]: integer sums in eight lanes per block, f32 lane sums, offsets apart), so
+//! AVX2, SIMD128, relaxed SIMD and the portable [`scalar`] code give bit-identical results, and the
+//! browser's CPU path produces exactly the native one's tokens.
 //!
 //! [`rows`] is the entry point: `out[i] = W[r0 + i] · x` for a run of rows, dispatched once per run on
 //! the layout and on what the CPU offers (AVX2 detected at run time on x86-64; SIMD128 and relaxed
@@ -53,66 +52,47 @@ pub fn rows(m: &Matrix, r0: usize, a: Token, x: &[f32], out: &mut [f32]) {
     scalar::rows(m, r0, a, x, out);
 }
 
-/// Row `r` of a nibble matrix · `a`, with `sum(16 weight bytes, 32 activations)` the block's exact
-/// integer dot product.
+/// The canonical arithmetic every instruction set follows, so that all give the same bits:
+/// - a 32-value block's integer products are summed in 8 lanes, lane `l` holding values `4l..4l + 4`
+///   (exact: at most 4 · 128 · 127);
+/// - each lane is converted to f32 and multiplied by the block's scale `d_w · d_a` (for 16-value
+///   scales, lanes 0–3 by the first half's, 4–7 by the second's), then added to the lane's running sum:
+///   a multiply and an add, never fused;
+/// - the offsets (`m · d_a Σq_a`) are summed separately in block order;
+/// - the row's result is `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) + offsets`.
 #[inline(always)]
-pub(crate) fn nibbles_row(
-    m: &Matrix,
-    r: usize,
-    a: Token,
-    sum: impl Fn(&[u8], &[i8]) -> i32,
-) -> f32 {
-    let nb = m.blocks();
-    let (d, mm, q) = (
-        &m.d[r * nb..(r + 1) * nb],
-        &m.m[r * nb..(r + 1) * nb],
-        &m.q[16 * r * nb..16 * (r + 1) * nb],
-    );
-    let mut acc = 0f32;
-    for b in 0..nb {
-        let s = sum(&q[16 * b..16 * b + 16], &a.q[32 * b..32 * b + 32]);
-        acc += d[b] * a.d[b] * s as f32 + mm[b] * (a.s[2 * b] + a.s[2 * b + 1]);
-    }
-    acc
+pub(crate) fn total(l: [f32; 8], off: f32) -> f32 {
+    (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))) + off
 }
 
-/// Row `r` of a byte matrix · `a` (`B16`: a scale per 16 values, `OFF`: blocks have an offset), with
-/// `sum(32 weight bytes, 32 activations)` the exact integer dot products of the two 16-value halves.
+/// The scales of lanes 0–3 and 4–7 and the offset term of block `b` of row `r` of a byte matrix.
 #[inline(always)]
-pub(crate) fn bytes_row<const B16: bool, const OFF: bool>(
+pub(crate) fn byte_scales<const B16: bool, const OFF: bool>(
     m: &Matrix,
     r: usize,
-    a: Token,
-    sum: impl Fn(&[u8], &[i8]) -> [i32; 2],
-) -> f32 {
+    a: &Token,
+    b: usize,
+) -> (f32, f32, f32) {
     let n = m.cols;
-    let q = &m.q[r * n..(r + 1) * n];
-    let mut acc = 0f32;
-    for b in 0..n / 32 {
-        let [s0, s1] = sum(&q[32 * b..32 * b + 32], &a.q[32 * b..32 * b + 32]);
-        if B16 {
-            let i = (r * n) / 16 + 2 * b;
-            acc += m.d[i] * a.d[b] * s0 as f32;
-            acc += m.d[i + 1] * a.d[b] * s1 as f32;
-            if OFF {
-                acc += m.m[i] * a.s[2 * b] + m.m[i + 1] * a.s[2 * b + 1];
-            }
+    if B16 {
+        let i = (r * n) / 16 + 2 * b;
+        let off = if OFF {
+            m.m[i] * a.s[2 * b] + m.m[i + 1] * a.s[2 * b + 1]
         } else {
-            let i = (r * n) / 32 + b;
-            acc += m.d[i] * a.d[b] * (s0 + s1) as f32;
-            if OFF {
-                acc += m.m[i] * (a.s[2 * b] + a.s[2 * b + 1]);
-            }
-        }
+            0.0
+        };
+        (m.d[i] * a.d[b], m.d[i + 1] * a.d[b], off)
+    } else {
+        let i = (r * n) / 32 + b;
+        let dd = m.d[i] * a.d[b];
+        (dd, dd, if OFF { m.m[i] * a.st[b] } else { 0.0 })
     }
-    acc
 }
 
-/// The per-layout selection shared by every instruction set: `$nib` sums a nibble block, `$s8` and
-/// `$u8` the halves of a signed or unsigned byte block.
+/// The per-layout selection shared by every instruction set: `$nib` is its nibble row function,
+/// `$bytes` its byte row function (generic over signedness, 16-value scales and offsets).
 macro_rules! dispatch_layout {
-    ($m:expr, $r0:expr, $a:expr, $x:expr, $out:expr, $nib:expr, $s8:expr, $u8:expr) => {{
-        use $crate::kernels::{bytes_row, nibbles_row};
+    ($m:expr, $r0:expr, $a:expr, $x:expr, $out:expr, $nib:ident, $bytes:ident) => {{
         use $crate::matrix::Layout;
         let (m, r0, a, x, out) = ($m, $r0, $a, $x, $out);
         let each = |out: &mut [f32], f: &dyn Fn(usize) -> f32| {
@@ -124,20 +104,36 @@ macro_rules! dispatch_layout {
             Layout::F32 => each(out, &|r| {
                 $crate::kernels::scalar::dot_f32(&m.f[r * m.cols..(r + 1) * m.cols], x)
             }),
-            Layout::Nibbles => each(out, &|r| nibbles_row(m, r, a, $nib)),
+            Layout::Nibbles => each(out, &|r| $nib(m, r, &a)),
             Layout::Bytes {
                 block,
                 signed,
                 offset,
             } => match (signed, block == 16, offset) {
-                (true, false, false) => each(out, &|r| bytes_row::<false, false>(m, r, a, $s8)),
-                (true, true, false) => each(out, &|r| bytes_row::<true, false>(m, r, a, $s8)),
-                (true, false, true) => each(out, &|r| bytes_row::<false, true>(m, r, a, $s8)),
-                (true, true, true) => each(out, &|r| bytes_row::<true, true>(m, r, a, $s8)),
-                (false, false, false) => each(out, &|r| bytes_row::<false, false>(m, r, a, $u8)),
-                (false, true, false) => each(out, &|r| bytes_row::<true, false>(m, r, a, $u8)),
-                (false, false, true) => each(out, &|r| bytes_row::<false, true>(m, r, a, $u8)),
-                (false, true, true) => each(out, &|r| bytes_row::<true, true>(m, r, a, $u8)),
+                (true, false, false) => {
+                    each(out, &|r| $bytes::<true, false, false>(m, r, &a))
+                }
+                (true, true, false) => {
+                    each(out, &|r| $bytes::<true, true, false>(m, r, &a))
+                }
+                (true, false, true) => {
+                    each(out, &|r| $bytes::<true, false, true>(m, r, &a))
+                }
+                (true, true, true) => {
+                    each(out, &|r| $bytes::<true, true, true>(m, r, &a))
+                }
+                (false, false, false) => {
+                    each(out, &|r| $bytes::<false, false, false>(m, r, &a))
+                }
+                (false, true, false) => {
+                    each(out, &|r| $bytes::<false, true, false>(m, r, &a))
+                }
+                (false, false, true) => {
+                    each(out, &|r| $bytes::<false, false, true>(m, r, &a))
+                }
+                (false, true, true) => {
+                    each(out, &|r| $bytes::<false, true, true>(m, r, &a))
+                }
             },
         }
     }};

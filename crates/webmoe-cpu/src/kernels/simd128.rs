@@ -1,17 +1,18 @@
-//! wasm32 block sums. With only SIMD128, weight and activation bytes are widened to i16 and multiplied
-//! with `i32x4.dot_i16x8_s` (llama.cpp's wasm kernels do the same). Built with `relaxed-simd`, weights
-//! that fit 7 bits (nibbles, the unsigned byte layouts) use `i32x4.relaxed_dot_i8x16_i7x16_add_s`
-//! directly: exact for such operands (no i16 pair sum can saturate), and about 1.6× faster
-//! (`shared/notes/cpu-backend.md`). Signed weight bytes always take the i16 path.
+//! wasm32 kernels. Each 16-byte half of a block gives four of the eight 4-byte group lanes of
+//! [`super::total`]. Built with `relaxed-simd`, weights that fit 7 bits (nibbles, the unsigned byte
+//! layouts) use `i32x4.relaxed_dot_i8x16_i7x16_add_s`, which sums exactly those groups (exact for such
+//! operands: no i16 pair sum can saturate) and is about 1.6× faster (`shared/notes/cpu-backend.md`);
+//! otherwise, and for signed weight bytes always, the bytes are widened to i16 and multiplied with
+//! `i32x4.dot_i16x8_s` (as llama.cpp's wasm kernels do), then adjacent pairs are added.
 
-use super::dispatch_layout;
+use super::{byte_scales, dispatch_layout, total};
 use crate::act::Token;
 use crate::matrix::Matrix;
 use core::arch::wasm32::*;
 
 /// See [`super::rows`].
 pub fn rows(m: &Matrix, r0: usize, a: Token, x: &[f32], out: &mut [f32]) {
-    dispatch_layout!(m, r0, a, x, out, nibbles, signed, unsigned)
+    dispatch_layout!(m, r0, a, x, out, nibbles, bytes)
 }
 
 #[inline(always)]
@@ -28,59 +29,91 @@ fn load_i8(b: &[i8]) -> v128 {
     unsafe { v128_load(b.as_ptr() as *const v128) }
 }
 
+/// 4-byte group sums from the 2-byte pair sums of the low (`lo`) and high (`hi`) eight bytes.
 #[inline(always)]
-fn hsum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v)
-        + i32x4_extract_lane::<1>(v)
-        + i32x4_extract_lane::<2>(v)
-        + i32x4_extract_lane::<3>(v)
+fn groups(lo: v128, hi: v128) -> v128 {
+    i32x4_add(
+        i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+        i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+    )
 }
 
-/// i32 lanes of `Σ w · a` over 16 bytes, `w` unsigned and below 128, `a` signed, added to `acc`.
+/// The four 4-byte group sums of 16 weight bytes `w` (unsigned, below 128) · activations `a`.
 #[inline(always)]
-fn dot_u7(w: v128, a: v128, acc: v128) -> v128 {
+fn dot_u7(w: v128, a: v128) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        i32x4_relaxed_dot_i8x16_i7x16_add(a, w, acc)
+        i32x4_relaxed_dot_i8x16_i7x16_add(a, w, i32x4_splat(0))
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
         let lo = i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), i16x8_extend_low_i8x16(a));
         let hi = i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), i16x8_extend_high_i8x16(a));
-        i32x4_add(acc, i32x4_add(lo, hi))
+        groups(lo, hi)
     }
 }
 
-/// i32 lanes of `Σ w · a` over 16 bytes, both signed.
+/// The four 4-byte group sums of 16 signed weight bytes · activations.
 #[inline(always)]
 fn dot_i8(w: v128, a: v128) -> v128 {
     let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), i16x8_extend_low_i8x16(a));
     let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), i16x8_extend_high_i8x16(a));
-    i32x4_add(lo, hi)
+    groups(lo, hi)
 }
 
 #[inline(always)]
-fn nibbles(q: &[u8], a: &[i8]) -> i32 {
-    let raw = load(q);
-    let lo = v128_and(raw, u8x16_splat(15));
-    let hi = u8x16_shr(raw, 4);
-    let zero = i32x4_splat(0);
-    hsum(dot_u7(hi, load_i8(&a[16..]), dot_u7(lo, load_i8(a), zero)))
+fn finish(l0: v128, l1: v128, off: f32) -> f32 {
+    let lanes = [
+        f32x4_extract_lane::<0>(l0),
+        f32x4_extract_lane::<1>(l0),
+        f32x4_extract_lane::<2>(l0),
+        f32x4_extract_lane::<3>(l0),
+        f32x4_extract_lane::<0>(l1),
+        f32x4_extract_lane::<1>(l1),
+        f32x4_extract_lane::<2>(l1),
+        f32x4_extract_lane::<3>(l1),
+    ];
+    total(lanes, off)
 }
 
+/// `l + f32(g) · d`, lane-wise (multiply, then add: never fused).
 #[inline(always)]
-fn signed(q: &[u8], a: &[i8]) -> [i32; 2] {
-    [
-        hsum(dot_i8(load(q), load_i8(a))),
-        hsum(dot_i8(load(&q[16..]), load_i8(&a[16..]))),
-    ]
+fn scaled_add(l: v128, g: v128, d: f32) -> v128 {
+    f32x4_add(l, f32x4_mul(f32x4_convert_i32x4(g), f32x4_splat(d)))
 }
 
-#[inline(always)]
-fn unsigned(q: &[u8], a: &[i8]) -> [i32; 2] {
-    let zero = i32x4_splat(0);
-    [
-        hsum(dot_u7(load(q), load_i8(a), zero)),
-        hsum(dot_u7(load(&q[16..]), load_i8(&a[16..]), zero)),
-    ]
+fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
+    let nb = m.blocks();
+    let (d, mm, q) = (
+        &m.d[r * nb..(r + 1) * nb],
+        &m.m[r * nb..(r + 1) * nb],
+        &m.q[16 * r * nb..16 * (r + 1) * nb],
+    );
+    let zero = f32x4_splat(0.0);
+    let (mut l0, mut l1, mut off) = (zero, zero, 0f32);
+    for b in 0..nb {
+        let raw = load(&q[16 * b..]);
+        let ab = &a.q[32 * b..];
+        let dd = d[b] * a.d[b];
+        l0 = scaled_add(l0, dot_u7(v128_and(raw, u8x16_splat(15)), load_i8(ab)), dd);
+        l1 = scaled_add(l1, dot_u7(u8x16_shr(raw, 4), load_i8(&ab[16..])), dd);
+        off += mm[b] * a.st[b];
+    }
+    finish(l0, l1, off)
+}
+
+fn bytes<const S: bool, const B16: bool, const OFF: bool>(m: &Matrix, r: usize, a: &Token) -> f32 {
+    let n = m.cols;
+    let q = &m.q[r * n..(r + 1) * n];
+    let dot = |w, x| if S { dot_i8(w, x) } else { dot_u7(w, x) };
+    let zero = f32x4_splat(0.0);
+    let (mut l0, mut l1, mut off) = (zero, zero, 0f32);
+    for b in 0..n / 32 {
+        let (qb, ab) = (&q[32 * b..], &a.q[32 * b..]);
+        let (d0, d1, o) = byte_scales::<B16, OFF>(m, r, a, b);
+        l0 = scaled_add(l0, dot(load(qb), load_i8(ab)), d0);
+        l1 = scaled_add(l1, dot(load(&qb[16..]), load_i8(&ab[16..])), d1);
+        off += o;
+    }
+    finish(l0, l1, off)
 }

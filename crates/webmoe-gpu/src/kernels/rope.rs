@@ -17,6 +17,7 @@ pub fn tables(gpu: &Gpu, c: &ModelConfig, max_pos: usize) -> wgpu::Buffer {
 ///
 /// # Errors
 /// [`GpuError`] if the pipeline cannot be built.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     gpu: &Gpu,
     c: &ModelConfig,
