@@ -79,6 +79,9 @@ pub struct Matrix {
     pub q: Vec<u8>,
     /// Values (F32 layout).
     pub f: Vec<f32>,
+    /// A signed byte layout holds -128 somewhere (its magnitude does not fit 7 bits, which the
+    /// relaxed-SIMD signed path needs).
+    pub has_i8_min: bool,
 }
 
 /// One sub-block of decoded integers: `value[i] = d · q[i] + m`.
@@ -218,6 +221,7 @@ impl Matrix {
             m: Vec::new(),
             q: Vec::new(),
             f: Vec::new(),
+            has_i8_min: false,
         };
         let n = rows * cols;
         match layout {
@@ -258,7 +262,7 @@ impl Matrix {
             ),
             _ => {
                 let layout = self.layout;
-                let (q, d, m) = (&mut self.q, &mut self.d, &mut self.m);
+                let (q, d, m, min) = (&mut self.q, &mut self.d, &mut self.m, &mut self.has_i8_min);
                 let mut put = |s: Sub| match layout {
                     Layout::Nibbles => {
                         for j in 0..16 {
@@ -268,6 +272,7 @@ impl Matrix {
                         m.push(s.m);
                     }
                     Layout::Bytes { block, offset, .. } => {
+                        *min |= s.q[..s.len].contains(&-128);
                         q.extend(s.q[..s.len].iter().map(|&v| v as u8));
                         // Layouts with 16-value scales get 32-value blocks split in two.
                         for _ in 0..s.len / block {

@@ -110,30 +110,14 @@ macro_rules! dispatch_layout {
                 signed,
                 offset,
             } => match (signed, block == 16, offset) {
-                (true, false, false) => {
-                    each(out, &|r| $bytes::<true, false, false>(m, r, &a))
-                }
-                (true, true, false) => {
-                    each(out, &|r| $bytes::<true, true, false>(m, r, &a))
-                }
-                (true, false, true) => {
-                    each(out, &|r| $bytes::<true, false, true>(m, r, &a))
-                }
-                (true, true, true) => {
-                    each(out, &|r| $bytes::<true, true, true>(m, r, &a))
-                }
-                (false, false, false) => {
-                    each(out, &|r| $bytes::<false, false, false>(m, r, &a))
-                }
-                (false, true, false) => {
-                    each(out, &|r| $bytes::<false, true, false>(m, r, &a))
-                }
-                (false, false, true) => {
-                    each(out, &|r| $bytes::<false, false, true>(m, r, &a))
-                }
-                (false, true, true) => {
-                    each(out, &|r| $bytes::<false, true, true>(m, r, &a))
-                }
+                (true, false, false) => each(out, &|r| $bytes::<true, false, false>(m, r, &a)),
+                (true, true, false) => each(out, &|r| $bytes::<true, true, false>(m, r, &a)),
+                (true, false, true) => each(out, &|r| $bytes::<true, false, true>(m, r, &a)),
+                (true, true, true) => each(out, &|r| $bytes::<true, true, true>(m, r, &a)),
+                (false, false, false) => each(out, &|r| $bytes::<false, false, false>(m, r, &a)),
+                (false, true, false) => each(out, &|r| $bytes::<false, true, false>(m, r, &a)),
+                (false, false, true) => each(out, &|r| $bytes::<false, false, true>(m, r, &a)),
+                (false, true, true) => each(out, &|r| $bytes::<false, true, true>(m, r, &a)),
             },
         }
     }};

@@ -53,7 +53,20 @@ fn dot_u7(w: v128, a: v128) -> v128 {
     }
 }
 
-/// The four 4-byte group sums of 16 signed weight bytes · activations.
+/// The four 4-byte group sums of 16 signed weight bytes · activations: with relaxed SIMD, as
+/// `|w| · (a · sign w)` through the i7 dot product when no weight is -128 (`fits7`), else widened.
+#[inline(always)]
+fn dot_s8(w: v128, a: v128, fits7: bool) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    if fits7 {
+        let signed_a = v128_bitselect(i8x16_neg(a), a, i8x16_lt(w, i8x16_splat(0)));
+        return dot_u7(i8x16_abs(w), signed_a);
+    }
+    let _ = fits7;
+    dot_i8(w, a)
+}
+
+/// The four 4-byte group sums of 16 signed weight bytes · activations, widened to i16.
 #[inline(always)]
 fn dot_i8(w: v128, a: v128) -> v128 {
     let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), i16x8_extend_low_i8x16(a));
@@ -105,7 +118,8 @@ fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
 fn bytes<const S: bool, const B16: bool, const OFF: bool>(m: &Matrix, r: usize, a: &Token) -> f32 {
     let n = m.cols;
     let q = &m.q[r * n..(r + 1) * n];
-    let dot = |w, x| if S { dot_i8(w, x) } else { dot_u7(w, x) };
+    let fits7 = !m.has_i8_min;
+    let dot = |w, x| if S { dot_s8(w, x, fits7) } else { dot_u7(w, x) };
     let zero = f32x4_splat(0.0);
     let (mut l0, mut l1, mut off) = (zero, zero, 0f32);
     for b in 0..n / 32 {
