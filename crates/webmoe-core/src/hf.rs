@@ -7,9 +7,10 @@
 //! unpermuted q/k, except Llama 4, which rotates interleaved pairs itself.
 
 use crate::error::ModelError;
+use crate::family::HfNaming;
 use crate::gguf::{GgufHeader, TensorInfo};
 use crate::model::{
-    same_shape, AttnTemperature, LayerNames, ModelConfig, ModelDesc, MoeConfig, QkNorm, RopeStyle,
+    same_shape, AttnTemperature, LayerNames, ModelConfig, ModelDesc, MoeConfig, QkNorm,
     SharedExpert,
 };
 use crate::moe::Routing;
@@ -101,20 +102,6 @@ pub struct HfModel {
     pub eos: Vec<u32>,
 }
 
-/// `model_type` values this build reads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
-    "llama",
-    "mistral",
-    "mixtral",
-    "qwen2",
-    "qwen3",
-    "qwen2_moe",
-    "qwen3_moe",
-    "olmoe",
-    "llama4_text",
-    "llama4",
-];
-
 fn u(c: &Value, key: &str) -> Option<usize> {
     c.get(key).and_then(Value::as_u64).map(|v| v as usize)
 }
@@ -163,17 +150,6 @@ pub fn llama3_divisors(rope_dim: usize, base: f32, p: &Value) -> Vec<f32> {
         .collect()
 }
 
-/// Family switches of a `model_type`: (rope style, q/k norm, MoE naming).
-#[derive(Clone, Copy, PartialEq)]
-enum Naming {
-    /// `mlp.*` (Llama, Qwen, OLMoE).
-    Mlp,
-    /// Mixtral `block_sparse_moe.*`.
-    Mixtral,
-    /// Llama 4 `feed_forward.*`.
-    Llama4,
-}
-
 impl HfModel {
     /// Describes the checkpoint with `config.json` (`config`) and its tensor table.
     ///
@@ -192,26 +168,21 @@ impl HfModel {
             .and_then(Value::as_str)
             .ok_or_else(|| ModelError::MissingKey("config.json model_type".into()))?
             .to_string();
-        if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
-            return Err(ModelError::UnknownArchitecture(model_type));
-        }
-        let llama4 = model_type.starts_with("llama4");
-        let naming = match model_type.as_str() {
-            "mixtral" => Naming::Mixtral,
-            _ if llama4 => Naming::Llama4,
-            _ => Naming::Mlp,
-        };
-        let qk_family = match model_type.as_str() {
-            "qwen3" | "qwen3_moe" => QkNorm::PerHead,
-            "olmoe" => QkNorm::Full,
-            _ if llama4
-                && c.get("use_qk_norm")
+        let fam = crate::family::by_hf_model_type(&model_type)
+            .ok_or_else(|| ModelError::UnknownArchitecture(model_type.clone()))?;
+        let llama4 = fam.llama4;
+        let naming = fam.hf_naming;
+        let qk_family = match fam.qk_norm {
+            // Llama 4 configs can switch the L2 norm off.
+            QkNorm::L2AfterRope
+                if !c
+                    .get("use_qk_norm")
                     .and_then(Value::as_bool)
                     .unwrap_or(true) =>
             {
-                QkNorm::L2AfterRope
+                QkNorm::None
             }
-            _ => QkNorm::None,
+            q => q,
         };
         if c.get("clip_qkv").is_some_and(|v| !v.is_null()) {
             return Err(ModelError::Inconsistent("clip_qkv is not supported".into()));
@@ -270,12 +241,12 @@ impl HfModel {
                 n_used,
                 expert_ffn_dim: u(c, "moe_intermediate_size")
                     .map_or_else(|| need(c, "intermediate_size"), Ok)?,
-                routing: match model_type.as_str() {
-                    _ if llama4 => Routing::SigmoidInput,
-                    "mixtral" => Routing::Softmax { renorm: true },
-                    _ => Routing::Softmax {
-                        renorm: norm_topk.unwrap_or(false),
-                    },
+                routing: if llama4 {
+                    Routing::SigmoidInput
+                } else {
+                    Routing::Softmax {
+                        renorm: fam.hf_renorm.unwrap_or(norm_topk.unwrap_or(false)),
+                    }
                 },
             })
         } else {
@@ -300,9 +271,9 @@ impl HfModel {
             )));
         }
         let (ffn, router_part) = match naming {
-            Naming::Mlp => ("mlp", "mlp.gate"),
-            Naming::Mixtral => ("mlp", "block_sparse_moe.gate"),
-            Naming::Llama4 => ("feed_forward", "feed_forward.router"),
+            HfNaming::Mlp => ("mlp", "mlp.gate"),
+            HfNaming::Mixtral => ("mlp", "block_sparse_moe.gate"),
+            HfNaming::Llama4 => ("feed_forward", "feed_forward.router"),
         };
         let mut recipes: HashMap<String, Recipe> = HashMap::new();
         let mut layers = Vec::with_capacity(n_layers);
@@ -452,11 +423,7 @@ impl HfModel {
             rms_eps: f(c, "rms_norm_eps").unwrap_or(1e-6) as f32,
             rope_base,
             rope_dim,
-            rope_style: if llama4 {
-                RopeStyle::Interleaved
-            } else {
-                RopeStyle::NeoX
-            },
+            rope_style: fam.hf_rope,
             rope_freq_divisors,
             context_length: u(c, "max_position_embeddings").unwrap_or(2048),
             tied_output: tied,
@@ -565,7 +532,7 @@ impl HfModel {
 
 /// The gate, up and down recipes of a MoE layer's experts.
 fn expert_recipes(
-    naming: Naming,
+    naming: HfNaming,
     ffn: &str,
     mixtral: &str,
     e: usize,
@@ -588,7 +555,7 @@ fn expert_recipes(
     };
     let fused = format!("{ffn}.experts.gate_up_proj");
     let down = format!("{ffn}.experts.down_proj");
-    if naming == Naming::Llama4 {
+    if naming == HfNaming::Llama4 {
         // [E, H, 2I] (x @ gate_up) and [E, I, H] (y @ down): transposed into row-major [E, out, in].
         check(&fused, &[e, hidden, 2 * i_w])?;
         check(&down, &[e, i_w, hidden])?;
@@ -629,10 +596,10 @@ fn expert_recipes(
         return Ok([part(0), part(i_w), whole]);
     }
     let names = match naming {
-        Naming::Mixtral => ["w1", "w3", "w2"],
+        HfNaming::Mixtral => ["w1", "w3", "w2"],
         _ => ["gate_proj", "up_proj", "down_proj"],
     };
-    let base = if naming == Naming::Mixtral {
+    let base = if naming == HfNaming::Mixtral {
         mixtral
     } else {
         ffn

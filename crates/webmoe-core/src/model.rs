@@ -207,72 +207,6 @@ pub struct ModelDesc {
     pub layers: Vec<LayerNames>,
 }
 
-/// What sets an architecture apart: a few switches over the shared forward pass.
-struct Family {
-    arch: &'static str,
-    rope_style: RopeStyle,
-    qk_norm: QkNorm,
-    /// Softmax top-k weights are renormalized when the file has no `expert_weights_norm`.
-    renorm: bool,
-    /// Llama 4: sigmoid input-weighted routing, NoPE layers, chunked attention, temperature tuning.
-    llama4: bool,
-}
-
-const FAMILIES: &[Family] = &[
-    // Llama 2/3, SmolLM2 and Mixtral (`llama` with experts): q/k rows permuted by the converter.
-    Family {
-        arch: "llama",
-        rope_style: RopeStyle::Interleaved,
-        qk_norm: QkNorm::None,
-        renorm: true,
-        llama4: false,
-    },
-    Family {
-        arch: "qwen2",
-        rope_style: RopeStyle::NeoX,
-        qk_norm: QkNorm::None,
-        renorm: false,
-        llama4: false,
-    },
-    Family {
-        arch: "qwen3",
-        rope_style: RopeStyle::NeoX,
-        qk_norm: QkNorm::PerHead,
-        renorm: false,
-        llama4: false,
-    },
-    Family {
-        arch: "qwen2moe",
-        rope_style: RopeStyle::NeoX,
-        qk_norm: QkNorm::None,
-        renorm: false,
-        llama4: false,
-    },
-    // llama.cpp always renormalizes Qwen3-MoE (its released checkpoints set `norm_topk_prob`).
-    Family {
-        arch: "qwen3moe",
-        rope_style: RopeStyle::NeoX,
-        qk_norm: QkNorm::PerHead,
-        renorm: true,
-        llama4: false,
-    },
-    Family {
-        arch: "olmoe",
-        rope_style: RopeStyle::NeoX,
-        qk_norm: QkNorm::Full,
-        renorm: false,
-        llama4: false,
-    },
-    // HF Llama 4 rotates interleaved pairs itself; the converter does not permute.
-    Family {
-        arch: "llama4",
-        rope_style: RopeStyle::Interleaved,
-        qk_norm: QkNorm::L2AfterRope,
-        renorm: false,
-        llama4: true,
-    },
-];
-
 /// Architectures this build runs (`general.architecture` values).
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "olmoe", "llama4",
@@ -328,9 +262,7 @@ impl ModelDesc {
             .architecture()
             .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?
             .to_string();
-        let fam = FAMILIES
-            .iter()
-            .find(|f| f.arch == arch)
+        let fam = crate::family::by_gguf_arch(&arch)
             .ok_or_else(|| ModelError::UnknownArchitecture(arch.clone()))?;
         let k = |s: &str| format!("{arch}.{s}");
         let n_experts = h
@@ -405,7 +337,7 @@ impl ModelDesc {
             let renorm = h
                 .get(&k("expert_weights_norm"))
                 .and_then(|v| v.as_bool())
-                .unwrap_or(fam.renorm);
+                .unwrap_or(fam.gguf_renorm);
             Some(MoeConfig {
                 n_experts,
                 n_used,
@@ -444,7 +376,7 @@ impl ModelDesc {
             rms_eps: get_f(h, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
             rope_base: get_f(h, &k("rope.freq_base")).unwrap_or(10000.0) as f32,
             rope_dim,
-            rope_style: fam.rope_style,
+            rope_style: fam.gguf_rope,
             rope_freq_divisors: rope_freqs,
             context_length: get_u(h, &k("context_length")).unwrap_or(2048),
             tied_output: h.tensor("output.weight").is_none(),
