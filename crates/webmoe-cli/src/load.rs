@@ -195,20 +195,7 @@ pub fn load_on(
     for (index, ty) in file.quantized_on_load() {
         engine.quantize_on_upload(index, ty)?;
     }
-    let names: Vec<String> = file
-        .desc
-        .expected_tensors()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let indices: Vec<usize> = file
-        .header
-        .tensors
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| names.contains(&t.name))
-        .map(|(i, _)| i)
-        .collect();
+    let indices = file.desc.tensor_indices(&file.header);
     let bar = if quiet {
         ProgressBar::hidden()
     } else {

@@ -57,6 +57,16 @@ fn model(kv: KvDtype) -> Loaded {
     model_on(kv, DeviceRequest::Gpu)
 }
 
+/// Normalized mean-squared error Σ(a−b)² / Σb².
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    num / want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>()
+}
+
 fn argmax(v: &[f32]) -> u32 {
     let mut b = 0;
     for i in 0..v.len() {
@@ -229,13 +239,8 @@ fn cpu_backend_matches_cpu_reference_with_q8_inputs_on_the_real_model() {
     .with_q8_inputs(quantized);
     let all = cpu.forward(&prompt);
     let want = &all[all.len() - got.len()..];
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    assert!(num / den < 1e-3, "nmse {:e}", num / den);
+    let e = nmse(&got, want);
+    assert!(e < 1e-3, "nmse {e:e}");
 }
 
 #[test]
@@ -254,13 +259,8 @@ fn gpu_forward_matches_cpu_reference_on_the_real_model() {
     .unwrap();
     let all = cpu.forward(&prompt);
     let want = &all[all.len() - got.len()..];
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    assert!(num / den < 1e-9, "nmse {:e}", num / den);
+    let e = nmse(&got, want);
+    assert!(e < 1e-9, "nmse {e:e}");
 }
 
 #[test]

@@ -569,6 +569,19 @@ impl ModelDesc {
         Ok(())
     }
 
+    /// Indices in `h`'s tensor table of the tensors this model reads, in file order: what the loaders
+    /// stream and the weight stores (GPU and CPU) allocate.
+    pub fn tensor_indices(&self, h: &GgufHeader) -> Vec<usize> {
+        let names: std::collections::HashSet<String> = self
+            .expected_tensors()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        (0..h.tensors.len())
+            .filter(|&i| names.contains(&h.tensors[i].name))
+            .collect()
+    }
+
     /// Total bytes of the tensors this model reads from the file.
     pub fn weight_bytes(&self, h: &GgufHeader) -> u64 {
         self.expected_tensors()

@@ -153,15 +153,7 @@ impl Engine {
         let c = &desc.config;
         opts.max_context = opts.max_context.min(c.context_length).max(1);
         opts.prefill_chunk = opts.prefill_chunk.max(1);
-        let names: Vec<String> = desc
-            .expected_tensors()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        let indices: Vec<usize> = (0..h.tensors.len())
-            .filter(|&i| names.contains(&h.tensors[i].name))
-            .collect();
-        let weights = WeightStore::new(h, &indices)?;
+        let weights = WeightStore::new(h, &desc.tensor_indices(h))?;
         let plan = desc.layer_plans();
         let kvd = c.n_kv_heads * c.head_dim;
         let caches = plan

@@ -240,7 +240,23 @@ pub async fn open(
                     None,
                 );
             }
-            let (g, t) = self_test(g, desc, h, o, now).await?;
+            let (g, t) = match self_test(g, desc, h, o, now).await {
+                Ok(r) => r,
+                // The device failed outright while testing: the CPU, if it can take the model.
+                Err(e) => {
+                    return match cpu_plan {
+                        Ok(_) => cpu(
+                            desc,
+                            h,
+                            o,
+                            format!("the GPU failed its self-test ({e})"),
+                            Some(adapter),
+                            None,
+                        ),
+                        Err(c) => Err(EngineError::TooLarge(format!("{e}; and {c}"))),
+                    }
+                }
+            };
             match (&t, cpu_plan) {
                 (Some((st, _)), Ok(_)) if !st.passed => {
                     let reason = format!("{} on {adapter}", failure_text(st));

@@ -286,18 +286,11 @@ impl Engine {
         opts.max_context = opts.max_context.min(c.context_length).max(1);
         let (t, ctx) = (opts.prefill_chunk, opts.max_context);
         let f16 = opts.kv_dtype == KvDtype::F16;
-        let needed: Vec<(usize, &webmoe_core::gguf::TensorInfo)> = {
-            let names: Vec<String> = desc
-                .expected_tensors()
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect();
-            h.tensors
-                .iter()
-                .enumerate()
-                .filter(|(_, ti)| names.contains(&ti.name))
-                .collect()
-        };
+        let needed: Vec<(usize, &webmoe_core::gguf::TensorInfo)> = desc
+            .tensor_indices(h)
+            .into_iter()
+            .map(|i| (i, &h.tensors[i]))
+            .collect();
         let weights = WeightStore::allocate(&gpu, &needed)?;
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
         let att_plan = attention_plan(&gpu, &desc, ctx, t);
@@ -542,11 +535,6 @@ impl Engine {
                 op.encode(pass, 1, n_splits);
             }
         }
-    }
-
-    /// The resolved layer plan the launches were built from.
-    pub fn layer_plan(&self) -> Vec<webmoe_core::plan::LayerPlan> {
-        self.desc.layer_plans()
     }
 
     /// Reads back the logits of the last token of the last call.

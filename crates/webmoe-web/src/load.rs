@@ -164,14 +164,7 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
     // Choose the device; refuse before downloading when the model fits none.
     let (mut engine, device) = webmoe_engine::open(&desc, &header, &spec.open, &now_s).await?;
 
-    let names: Vec<String> = desc
-        .expected_tensors()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let indices: Vec<usize> = (0..header.tensors.len())
-        .filter(|&i| names.contains(&header.tensors[i].name))
-        .collect();
+    let indices = desc.tensor_indices(&header);
     let chunks = ChunkPlan::new(&header, &indices, spec.chunk_bytes);
     let total = chunks.total_bytes();
 
