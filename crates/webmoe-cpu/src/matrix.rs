@@ -3,8 +3,8 @@
 //! Every quantized ggml type is, per sub-block of 16 or 32 elements, `value = d · q + m` with integer
 //! `q` (ggml `dequantize_row_*`; `spec/models.md` §5). The repack extracts `q` exactly and stores `d` and
 //! `m` as f32 (wasm has no f16 conversion instruction, so the inner loops convert nothing):
-//! - [`Layout::Nibbles`]: Q4_0 (`m = -8d`), Q4_1, Q4_K (`d·sc`, `-dmin·mn`): 16 bytes per 32 values, byte
-//!   `j` holding values `j` (low nibble) and `j + 16` (high), as ggml's Q4_0;
+//! - [`Layout::Nibbles`]: Q4_0 (`m = -8d`, computed, not stored), Q4_1, Q4_K (`d·sc`, `-dmin·mn`): 16
+//!   bytes per 32 values, byte `j` holding values `j` (low nibble) and `j + 16` (high), as ggml's Q4_0;
 //! - [`Layout::Bytes`]: one byte per value, signed (Q8_0, Q5_0 as `q - 16`, Q6_K as `q - 32`, Q3_K) or
 //!   unsigned with an offset (Q5_1, Q5_K, Q2_K), scales per 32 or per 16 values;
 //! - [`Layout::F32`]: F32, F16 and BF16 as f32, multiplied with unquantized activations.
@@ -15,8 +15,12 @@ use webmoe_core::quant::{scale_min_k4, GgmlType};
 /// How a matrix is stored for the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// 4-bit values, blocks of 32, f32 scale and offset per block.
-    Nibbles,
+    /// 4-bit values, blocks of 32, f32 scale per block and an f32 offset when `offset` (else the
+    /// offset is `-8 · scale`, Q4_0's, computed exactly where it is used).
+    Nibbles {
+        /// Offsets are stored.
+        offset: bool,
+    },
     /// Byte values, blocks of `block` (16 or 32), f32 scale per block, f32 offset when `offset`.
     Bytes {
         /// Values per scale: 16 or 32.
@@ -41,7 +45,8 @@ impl Layout {
         };
         match ty {
             F32 | F16 | BF16 => Layout::F32,
-            Q4_0 | Q4_1 | Q4_K => Layout::Nibbles,
+            Q4_0 => Layout::Nibbles { offset: false },
+            Q4_1 | Q4_K => Layout::Nibbles { offset: true },
             Q8_0 | Q5_0 => bytes(32, true, false),
             Q5_1 | Q5_K => bytes(32, false, true),
             Q6_K | Q3_K => bytes(16, true, false),
@@ -54,7 +59,7 @@ impl Layout {
         let n = (rows * cols) as u64;
         match self {
             Layout::F32 => n * 4,
-            Layout::Nibbles => n / 2 + n / 32 * 8,
+            Layout::Nibbles { offset } => n / 2 + n / 32 * if offset { 8 } else { 4 },
             Layout::Bytes { block, offset, .. } => {
                 n + n / block as u64 * if offset { 8 } else { 4 }
             }
@@ -226,10 +231,12 @@ impl Matrix {
         let n = rows * cols;
         match layout {
             Layout::F32 => m.f.reserve_exact(n),
-            Layout::Nibbles => {
+            Layout::Nibbles { offset } => {
                 m.q.reserve_exact(n / 2);
                 m.d.reserve_exact(n / 32);
-                m.m.reserve_exact(n / 32);
+                if offset {
+                    m.m.reserve_exact(n / 32);
+                }
             }
             Layout::Bytes { block, offset, .. } => {
                 m.q.reserve_exact(n);
@@ -264,12 +271,14 @@ impl Matrix {
                 let layout = self.layout;
                 let (q, d, m, min) = (&mut self.q, &mut self.d, &mut self.m, &mut self.has_i8_min);
                 let mut put = |s: Sub| match layout {
-                    Layout::Nibbles => {
+                    Layout::Nibbles { offset } => {
                         for j in 0..16 {
                             q.push((s.q[j] | s.q[j + 16] << 4) as u8);
                         }
                         d.push(s.d);
-                        m.push(s.m);
+                        if offset {
+                            m.push(s.m);
+                        }
                     }
                     Layout::Bytes { block, offset, .. } => {
                         *min |= s.q[..s.len].contains(&-128);
@@ -302,10 +311,11 @@ impl Matrix {
         let n = self.cols;
         match self.layout {
             Layout::F32 => out.copy_from_slice(&self.f[r * n..(r + 1) * n]),
-            Layout::Nibbles => {
+            Layout::Nibbles { offset } => {
                 for b in 0..n / 32 {
                     let i = r * (n / 32) + b;
-                    let (d, m) = (self.d[i], self.m[i]);
+                    let d = self.d[i];
+                    let m = if offset { self.m[i] } else { -8.0 * d };
                     let q = &self.q[i * 16..i * 16 + 16];
                     for j in 0..16 {
                         out[32 * b + j] = d * (q[j] & 15) as f32 + m;

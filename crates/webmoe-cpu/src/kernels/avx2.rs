@@ -3,7 +3,7 @@
 //! widens them to the eight i32 lanes of [`super::total`], as llama.cpp's AVX2 `vec_dot` does; signed
 //! weight bytes go through `sign` (|w| times a · sign(w)). Lane sums stay in one f32x8 register.
 
-use super::{byte_scales, dispatch_layout, total};
+use super::{byte_scales, dispatch_layout, nibble_offset, total};
 use crate::act::Token;
 use crate::matrix::Matrix;
 use std::arch::x86_64::*;
@@ -41,13 +41,9 @@ unsafe fn finish(l: __m256, off: f32) -> f32 {
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
+unsafe fn nibbles<const OFF: bool>(m: &Matrix, r: usize, a: &Token) -> f32 {
     let nb = m.blocks();
-    let (d, mm, q) = (
-        &m.d[r * nb..(r + 1) * nb],
-        &m.m[r * nb..(r + 1) * nb],
-        &m.q[16 * r * nb..16 * (r + 1) * nb],
-    );
+    let q = &m.q[16 * r * nb..16 * (r + 1) * nb];
     assert!(a.q.len() >= 32 * nb && a.d.len() >= nb && a.st.len() >= nb);
     let mask = _mm_set1_epi8(15);
     let (mut l, mut off) = (_mm256_setzero_ps(), 0f32);
@@ -60,9 +56,10 @@ unsafe fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
             _mm256_set_m128i(hi, lo),
             load32(a.q.as_ptr().add(32 * b) as *const u8),
         );
-        let dd = _mm256_set1_ps(d[b] * a.d[b]);
+        let i = r * nb + b;
+        let dd = _mm256_set1_ps(m.d[i] * a.d[b]);
         l = _mm256_add_ps(l, _mm256_mul_ps(_mm256_cvtepi32_ps(p), dd));
-        off += mm[b] * a.st[b];
+        off += nibble_offset::<OFF>(m, i) * a.st[b];
     }
     finish(l, off)
 }

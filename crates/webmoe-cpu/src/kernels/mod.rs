@@ -65,6 +65,16 @@ pub(crate) fn total(l: [f32; 8], off: f32) -> f32 {
     (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))) + off
 }
 
+/// The offset of block `i` of a nibble matrix (`OFF`: stored; else Q4_0's `-8 · d`, exact in f32).
+#[inline(always)]
+pub(crate) fn nibble_offset<const OFF: bool>(m: &Matrix, i: usize) -> f32 {
+    if OFF {
+        m.m[i]
+    } else {
+        -8.0 * m.d[i]
+    }
+}
+
 /// The scales of lanes 0–3 and 4–7 and the offset term of block `b` of row `r` of a byte matrix.
 #[inline(always)]
 pub(crate) fn byte_scales<const B16: bool, const OFF: bool>(
@@ -104,7 +114,8 @@ macro_rules! dispatch_layout {
             Layout::F32 => each(out, &|r| {
                 $crate::kernels::scalar::dot_f32(&m.f[r * m.cols..(r + 1) * m.cols], x)
             }),
-            Layout::Nibbles => each(out, &|r| $nib(m, r, &a)),
+            Layout::Nibbles { offset: true } => each(out, &|r| $nib::<true>(m, r, &a)),
+            Layout::Nibbles { offset: false } => each(out, &|r| $nib::<false>(m, r, &a)),
             Layout::Bytes {
                 block,
                 signed,

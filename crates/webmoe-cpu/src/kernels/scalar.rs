@@ -1,7 +1,7 @@
 //! Portable kernels: the canonical arithmetic of [`super::total`] written out with plain integers. They
 //! run where no SIMD version exists and are the oracle the SIMD versions are tested against.
 
-use super::{byte_scales, dispatch_layout, total};
+use super::{byte_scales, dispatch_layout, nibble_offset, total};
 use crate::act::Token;
 use crate::matrix::Matrix;
 
@@ -32,12 +32,11 @@ fn lane(value: impl Fn(usize) -> i32, a: &[i8], l: usize) -> i32 {
     (4 * l..4 * l + 4).map(|j| value(j) * a[j] as i32).sum()
 }
 
-/// Row `r` of a nibble matrix · `a`.
-pub fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
+/// Row `r` of a nibble matrix · `a` (`OFF`: offsets stored).
+pub fn nibbles<const OFF: bool>(m: &Matrix, r: usize, a: &Token) -> f32 {
     let nb = m.blocks();
-    let (d, mm, q) = (
+    let (d, q) = (
         &m.d[r * nb..(r + 1) * nb],
-        &m.m[r * nb..(r + 1) * nb],
         &m.q[16 * r * nb..16 * (r + 1) * nb],
     );
     let (mut l, mut off) = ([0f32; 8], 0f32);
@@ -48,7 +47,7 @@ pub fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
         for (i, li) in l.iter_mut().enumerate() {
             *li += lane(value, &a.q[32 * b..32 * b + 32], i) as f32 * dd;
         }
-        off += mm[b] * a.st[b];
+        off += nibble_offset::<OFF>(m, r * nb + b) * a.st[b];
     }
     total(l, off)
 }

@@ -5,7 +5,7 @@
 //! otherwise, and for signed weight bytes always, the bytes are widened to i16 and multiplied with
 //! `i32x4.dot_i16x8_s` (as llama.cpp's wasm kernels do), then adjacent pairs are added.
 
-use super::{byte_scales, dispatch_layout, total};
+use super::{byte_scales, dispatch_layout, nibble_offset, total};
 use crate::act::Token;
 use crate::matrix::Matrix;
 use core::arch::wasm32::*;
@@ -95,11 +95,10 @@ fn scaled_add(l: v128, g: v128, d: f32) -> v128 {
     f32x4_add(l, f32x4_mul(f32x4_convert_i32x4(g), f32x4_splat(d)))
 }
 
-fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
+fn nibbles<const OFF: bool>(m: &Matrix, r: usize, a: &Token) -> f32 {
     let nb = m.blocks();
-    let (d, mm, q) = (
+    let (d, q) = (
         &m.d[r * nb..(r + 1) * nb],
-        &m.m[r * nb..(r + 1) * nb],
         &m.q[16 * r * nb..16 * (r + 1) * nb],
     );
     let zero = f32x4_splat(0.0);
@@ -110,7 +109,7 @@ fn nibbles(m: &Matrix, r: usize, a: &Token) -> f32 {
         let dd = d[b] * a.d[b];
         l0 = scaled_add(l0, dot_u7(v128_and(raw, u8x16_splat(15)), load_i8(ab)), dd);
         l1 = scaled_add(l1, dot_u7(u8x16_shr(raw, 4), load_i8(&ab[16..])), dd);
-        off += mm[b] * a.st[b];
+        off += nibble_offset::<OFF>(m, r * nb + b) * a.st[b];
     }
     finish(l0, l1, off)
 }
