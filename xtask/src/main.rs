@@ -13,7 +13,8 @@ const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check
   test   fetch the test model and run every test: native (on the default wgpu adapter), then the
          browser end-to-end suite in headless Chromium
   bench-moe  synthetic MoE (128 experts, 8 per token, Q4_0) against the dense model with the same
-         active parameters per token: `webmoe bench` on both and the MoE/dense ratios; with --web
+         active parameters per token: `webmoe bench` on both (--device auto|gpu|cpu) and the
+         MoE/dense ratios; with --web
          also in headless Chromium
   web    build the web package (web/pkg) with the settings in wasm-pack.toml
   bench-web  load the test model in headless Chromium and print load time, prefill and decode speed
@@ -103,9 +104,10 @@ fn node(script: &str, extra: &[String]) -> Result<()> {
         .env("WEBMOE_MODEL", root().join(MODEL)))
 }
 
-/// `cargo xtask bench-moe [--web]`: generates the pair with the committed generator and benchmarks
-/// both natively, and with `--web` also in headless Chromium (`web/tests/bench_moe.mjs`).
-fn bench_moe(web: bool) -> Result<()> {
+/// `cargo xtask bench-moe [--web] [--device auto|gpu|cpu]`: generates the pair with the committed
+/// generator and benchmarks both natively (on `--device`, default auto), and with `--web` also in
+/// headless Chromium (`web/tests/bench_moe.mjs`).
+fn bench_moe(web: bool, device: &str) -> Result<()> {
     let dir = root().join("target/bench-models");
     std::fs::create_dir_all(&dir)?;
     // The dense model's weights (about 85 MB) must not fit the CPU's last-level cache, or the dense
@@ -127,6 +129,7 @@ fn bench_moe(web: bool) -> Result<()> {
         let out = webmoe("bench")
             .arg(&path)
             .args(["--prompt-tokens", "256", "--gen-tokens", "64", "--json"])
+            .args(["--device", device])
             .current_dir(root())
             .output()?;
         anyhow::ensure!(
@@ -181,7 +184,14 @@ fn main() -> Result<()> {
             node("web/tests/e2e.mjs", &[])
         }
         "web" => web::build(),
-        "bench-moe" => bench_moe(args.iter().any(|a| a == "--web")),
+        "bench-moe" => {
+            let device = args
+                .iter()
+                .position(|a| a == "--device")
+                .and_then(|i| args.get(i + 1))
+                .map_or("auto", String::as_str);
+            bench_moe(args.iter().any(|a| a == "--web"), device)
+        }
         "demo" => {
             web::build()?;
             fetch_model()?;

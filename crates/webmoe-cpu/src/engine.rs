@@ -67,29 +67,31 @@ fn rows_per_task(m: &Matrix) -> usize {
     (16 << 10) / row_bytes
 }
 
-/// One matrix's share of a [`linear_all`] call: rows `r0..r0 + rows` of `m` into `out` (`[t, rows]`).
+/// One matrix's share of a [`linear_all`] call: rows `r0..r0 + rows` of `m` times the tokens of `x`
+/// into `out` (`[t, rows]`).
 struct Job<'a> {
     m: &'a Matrix,
     r0: usize,
     rows: usize,
+    x: &'a Input<'a>,
     out: Shared<'a>,
 }
 
 impl<'a> Job<'a> {
-    fn new(m: &'a Matrix, r0: usize, rows: usize, out: &'a mut [f32]) -> Self {
+    fn new(m: &'a Matrix, r0: usize, rows: usize, x: &'a Input<'a>, out: &'a mut [f32]) -> Self {
         Job {
             m,
             r0,
             rows,
+            x,
             out: Shared::new(out),
         }
     }
 }
 
-/// `out[t, i] (+)= row (r0 + i) of m · x[t]` for every job: the rows of all jobs (matrices that read the
-/// same input, such as q, k and v) split across threads in one parallel region.
-fn linear_all(jobs: &[Job], x: &Input, accumulate: bool) {
-    let t = x.tokens();
+/// `out[t, i] (+)= row (r0 + i) of m · x[t]` for every job: the rows of all jobs (q, k and v; gate and
+/// up; every chosen expert) split across threads in one parallel region.
+fn linear_all(jobs: &[Job], accumulate: bool) {
     let total: usize = jobs.iter().map(|j| j.rows).sum();
     let per_task = jobs.iter().map(|j| rows_per_task(j.m)).min().unwrap_or(16);
     ranges(total, per_task.clamp(4, 256), |r| {
@@ -102,9 +104,10 @@ fn linear_all(jobs: &[Job], x: &Input, accumulate: bool) {
                 continue;
             }
             let (lo, hi) = (lo - (first - j.rows), hi - (first - j.rows));
+            let x = j.x;
             debug_assert_eq!(x.cols, j.m.cols);
             tmp.resize(hi - lo, 0.0);
-            for ti in 0..t {
+            for ti in 0..x.tokens() {
                 let a = if j.m.layout == Layout::F32 {
                     Default::default()
                 } else {
@@ -127,7 +130,7 @@ fn linear_all(jobs: &[Job], x: &Input, accumulate: bool) {
 /// `y[t, i] (+)= row (r0 + i) of m · x[t]` for `i in 0..rows`.
 fn linear(m: &Matrix, r0: usize, rows: usize, x: &Input, y: &mut [f32], accumulate: bool) {
     debug_assert_eq!(y.len(), x.tokens() * rows);
-    linear_all(&[Job::new(m, r0, rows, y)], x, accumulate);
+    linear_all(&[Job::new(m, r0, rows, x, y)], accumulate);
 }
 
 fn silu_mul(g: &mut [f32], u: &[f32]) {
@@ -335,11 +338,10 @@ impl Engine {
         let (wq, wk, wv) = (w(&p.wq)?, w(&p.wk)?, w(&p.wv)?);
         linear_all(
             &[
-                Job::new(wq, 0, qd, &mut q),
-                Job::new(wk, 0, kvd, &mut k),
-                Job::new(wv, 0, kvd, &mut v),
+                Job::new(wq, 0, qd, &input, &mut q),
+                Job::new(wk, 0, kvd, &input, &mut k),
+                Job::new(wv, 0, kvd, &input, &mut v),
             ],
-            &input,
             false,
         );
         if let Some([bq, bk, bv]) = &p.bias {
@@ -471,10 +473,9 @@ impl Engine {
         let (wg, wu) = (w(gate)?, w(up)?);
         linear_all(
             &[
-                Job::new(wg, e * width, width, &mut g),
-                Job::new(wu, e * width, width, &mut u),
+                Job::new(wg, e * width, width, input, &mut g),
+                Job::new(wu, e * width, width, input, &mut u),
             ],
-            input,
             false,
         );
         silu_mul(&mut g, &u);
@@ -508,6 +509,8 @@ impl Engine {
         );
         let (ids, weights) = route(&logits, r.n_experts, r.k, r.routing);
         let scale_input = r.routing.weights_input();
+        // The slots (token, choice) of each chosen expert, and that expert's inputs.
+        let mut chosen: Vec<(usize, Vec<usize>, Vec<f32>)> = Vec::new();
         for e in 0..r.n_experts {
             let slots: Vec<usize> = (0..t * r.k).filter(|&s| ids[s] as usize == e).collect();
             if slots.is_empty() {
@@ -522,28 +525,57 @@ impl Engine {
                     xin.extend_from_slice(row);
                 }
             }
-            let sub = Input::new(&xin, h);
-            let mut y = vec![0f32; slots.len() * h];
-            let scale: Vec<f32> = slots
+            chosen.push((e, slots, xin));
+        }
+        let inputs: Vec<Input> = chosen
+            .iter()
+            .map(|(_, _, xin)| Input::new(xin, h))
+            .collect();
+        let w = |n: &str| self.weights.get(n);
+        let (wg, wu, wd) = (w(&r.gate)?, w(&r.up)?, w(&r.down)?);
+        // Every chosen expert's gate and up in one parallel region, then every down in another.
+        let mut gu: Vec<(Vec<f32>, Vec<f32>)> = chosen
+            .iter()
+            .map(|(_, slots, _)| {
+                (
+                    vec![0f32; slots.len() * r.width],
+                    vec![0f32; slots.len() * r.width],
+                )
+            })
+            .collect();
+        {
+            let mut jobs = Vec::with_capacity(2 * chosen.len());
+            for (((e, _, _), x), (g, u)) in chosen.iter().zip(&inputs).zip(gu.iter_mut()) {
+                jobs.push(Job::new(wg, e * r.width, r.width, x, g));
+                jobs.push(Job::new(wu, e * r.width, r.width, x, u));
+            }
+            linear_all(&jobs, false);
+        }
+        for (g, u) in gu.iter_mut() {
+            silu_mul(g, u);
+        }
+        let mids: Vec<Input> = gu.iter().map(|(g, _)| Input::new(g, r.width)).collect();
+        let mut ys: Vec<Vec<f32>> = chosen
+            .iter()
+            .map(|(_, slots, _)| vec![0f32; slots.len() * h])
+            .collect();
+        {
+            let jobs: Vec<Job> = chosen
                 .iter()
-                .map(|&s| if scale_input { 1.0 } else { weights[s] })
+                .zip(&mids)
+                .zip(ys.iter_mut())
+                .map(|(((e, _, _), mid), y)| Job::new(wd, e * h, h, mid, y))
                 .collect();
-            self.swiglu(
-                &r.gate,
-                &r.up,
-                &r.down,
-                e,
-                r.width,
-                &sub,
-                &mut y,
-                Some(&scale),
-            )?;
+            linear_all(&jobs, false);
+        }
+        for ((_, slots, _), y) in chosen.iter().zip(&ys) {
             for (i, &s) in slots.iter().enumerate() {
+                let scale = if scale_input { 1.0 } else { weights[s] };
                 let tok = s / r.k;
                 x[tok * h..(tok + 1) * h]
                     .iter_mut()
                     .zip(&y[i * h..(i + 1) * h])
-                    .for_each(|(x, y)| *x += y);
+                    .for_each(|(x, y)| *x += scale * y);
             }
         }
         Ok(())
