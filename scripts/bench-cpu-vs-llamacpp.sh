@@ -10,7 +10,7 @@ py="${LLAMA_PY:-/tmp/llvenv/bin/python}"
 threads=$(nproc)
 out=$(mktemp)
 for i in $(seq "$runs"); do
-  RAYON_NUM_THREADS=$threads target/release/webmoe bench "$model" --device cpu --prompt-tokens "$pt" --gen-tokens "$gt" --json \
+  WEBMOE_THREADS=$threads target/release/webmoe bench "$model" --device cpu --prompt-tokens "$pt" --gen-tokens "$gt" --json \
     | python3 -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps({"engine":"webmoe-cpu","prefill_tokens_per_s":v["prefill_tokens_per_s"],"decode_tokens_per_s":v["decode_tokens_per_s"],"decode_bandwidth_ratio":v["decode_bandwidth_ratio"],"kernels":v["device"]["cpuKernels"]}))' | tee -a "$out"
   "$py" scripts/bench_llamacpp.py "$model" --prompt-tokens "$pt" --gen-tokens "$gt" --threads "$threads" | tee -a "$out"
 done

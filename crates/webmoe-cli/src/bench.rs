@@ -73,7 +73,7 @@ pub fn run(
         "model": model,
         "device": m.device,
         "adapter": m.device.adapter.clone().unwrap_or_default(),
-        "threads": if e.gpu().is_none() { rayon::current_num_threads() } else { 0 },
+        "threads": if e.gpu().is_none() { webmoe_cpu::threads() } else { 0 },
         "load_s": load_s,
         "prompt_tokens": prompt_tokens,
         "gen_tokens": n,

@@ -6,7 +6,8 @@
 //! - activations are quantized to 8 bits per block of 32 ([`act`]), as llama.cpp does, and the dot
 //!   products run on integers ([`kernels`]: AVX2 natively on x86-64, SIMD128 and relaxed SIMD on
 //!   wasm32, a portable scalar version everywhere else and as the oracle of the SIMD ones);
-//! - rows are split across threads with rayon natively; wasm32 runs single-threaded.
+//! - rows are split across threads natively by a small fork-join pool (`par`); wasm32 runs
+//!   single-threaded.
 //!
 //! Written by hand rather than taken from a library: no maintained Rust crate runs GGUF blocks with
 //! quantized activations on both wasm SIMD and AVX2.
@@ -24,5 +25,6 @@ mod store;
 
 pub use engine::Engine;
 pub use error::CpuError;
+pub use par::threads;
 pub use plan::{plan, CpuMemoryPlan, WASM_HEAP_LIMIT};
 pub use store::WeightStore;
