@@ -57,6 +57,16 @@ fn model(kv: KvDtype) -> Loaded {
     model_on(kv, DeviceRequest::Gpu)
 }
 
+/// The prompt ids of a fixed sentence and the engine's logits of its last position.
+fn fox_logits(m: &mut Loaded) -> (Vec<u32>, Vec<f32>) {
+    let prompt = m
+        .tokenizer
+        .encode("The quick brown fox jumps over the lazy dog", true, true)
+        .unwrap();
+    pollster::block_on(m.engine.forward(&prompt, None)).unwrap();
+    (prompt, pollster::block_on(m.engine.logits()).unwrap())
+}
+
 /// Normalized mean-squared error Σ(a−b)² / Σb².
 fn nmse(got: &[f32], want: &[f32]) -> f64 {
     let num: f64 = got
@@ -219,12 +229,7 @@ fn cpu_backend_argmax_agrees_with_llama_cpp_on_its_own_sequence() {
 #[test]
 fn cpu_backend_matches_cpu_reference_with_q8_inputs_on_the_real_model() {
     let mut m = model_on(KvDtype::F32, DeviceRequest::Cpu);
-    let prompt = m
-        .tokenizer
-        .encode("The quick brown fox jumps over the lazy dog", true, true)
-        .unwrap();
-    pollster::block_on(m.engine.forward(&prompt, None)).unwrap();
-    let got = pollster::block_on(m.engine.logits()).unwrap();
+    let (prompt, got) = fox_logits(&mut m);
     let f = &m.file;
     let quantized = f
         .header
@@ -246,12 +251,7 @@ fn cpu_backend_matches_cpu_reference_with_q8_inputs_on_the_real_model() {
 #[test]
 fn gpu_forward_matches_cpu_reference_on_the_real_model() {
     let mut m = model(KvDtype::F32);
-    let prompt = m
-        .tokenizer
-        .encode("The quick brown fox jumps over the lazy dog", true, true)
-        .unwrap();
-    pollster::block_on(m.engine.forward(&prompt, None)).unwrap();
-    let got = pollster::block_on(m.engine.logits()).unwrap();
+    let (prompt, got) = fox_logits(&mut m);
     let f = &m.file;
     let cpu = CpuModel::new(f.desc.clone(), |name| {
         webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.header, name)

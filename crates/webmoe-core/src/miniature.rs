@@ -67,13 +67,7 @@ pub fn miniature(desc: &ModelDesc, type_of: impl Fn(&str) -> GgmlType, seed: u64
         layers,
         ..desc.clone()
     };
-    let mut state = seed.wrapping_mul(6364136223846793005) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 16) as u32
-    };
+    let mut next = crate::synthetic::random_u32s(seed);
     let mut w = GgufWriter::default();
     w.kv(
         "general.architecture",

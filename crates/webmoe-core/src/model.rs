@@ -207,11 +207,6 @@ pub struct ModelDesc {
     pub layers: Vec<LayerNames>,
 }
 
-/// Architectures this build runs (`general.architecture` values).
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
-    "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "olmoe", "llama4",
-];
-
 /// Llama 4 settings GGUF cannot store; llama.cpp hard-codes the same values.
 pub mod llama4_gguf_defaults {
     /// Every this-many-th layer (1-based) skips RoPE.

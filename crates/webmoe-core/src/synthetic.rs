@@ -4,6 +4,20 @@ use crate::gguf::writer::GgufWriter;
 use crate::gguf::GgufValue;
 use crate::quant::{random_blocks, GgmlType};
 
+/// A reproducible stream of pseudo-random u32s (xorshift) for random weights.
+pub fn random_u32s(seed: u64) -> impl FnMut() -> u32 {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 16) as u32
+    }
+}
+
 /// Shape of a synthetic Llama model.
 #[derive(Debug, Clone)]
 pub struct SyntheticLlama {
@@ -35,17 +49,7 @@ pub struct SyntheticLlama {
 impl SyntheticLlama {
     /// The model as a GGUF writer (add or remove entries to make broken variants).
     pub fn writer(&self) -> GgufWriter {
-        let mut state = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407)
-            | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 16) as u32
-        };
+        let mut next = random_u32s(self.seed);
         let mut w = GgufWriter::default();
         let u = GgufValue::U64;
         w.kv("general.architecture", GgufValue::Str("llama".into()))

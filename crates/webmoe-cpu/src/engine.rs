@@ -291,31 +291,24 @@ impl Engine {
     }
 
     fn run(&mut self, ids: &[u32], with_logits: bool) -> Result<(), CpuError> {
-        let c = self.desc.config.clone();
-        let h = c.hidden;
+        let (h, eps) = (self.desc.config.hidden, self.desc.config.rms_eps);
         let embd = self.weights.get(&self.desc.token_embd)?;
         let mut x = vec![0f32; ids.len() * h];
         for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
             embd.row_f32(id as usize, row);
         }
         for li in 0..self.plan.len() {
-            let o = self.attention(li, &x)?;
-            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+            self.attention(li, &mut x)?;
             let l = &self.plan[li];
             let mut m = x.clone();
-            rms_norm_rows(
-                &mut m,
-                h,
-                Some(&self.weights.get(&l.ffn_norm)?.f),
-                c.rms_eps,
-            );
+            rms_norm_rows(&mut m, h, Some(&self.weights.get(&l.ffn_norm)?.f), eps);
             self.ffn(&l.ffn, &m, &mut x)?;
         }
         self.pos += ids.len();
         if with_logits {
             let mut last = x[(ids.len() - 1) * h..].to_vec();
             let w = &self.weights.get(&self.desc.output_norm)?.f;
-            rms_norm_rows(&mut last, h, Some(w), c.rms_eps);
+            rms_norm_rows(&mut last, h, Some(w), eps);
             let out = self.weights.get(&self.desc.output)?;
             let mut logits = std::mem::take(&mut self.logits);
             linear(out, 0, out.rows, &Input::new(&last, h), &mut logits, false);
@@ -324,7 +317,8 @@ impl Engine {
         Ok(())
     }
 
-    fn attention(&mut self, li: usize, x: &[f32]) -> Result<Vec<f32>, CpuError> {
+    /// Adds the attention output of block `li` to the residual stream `x`.
+    fn attention(&mut self, li: usize, x: &mut [f32]) -> Result<(), CpuError> {
         let c = &self.desc.config;
         let (h, nh, nkv, hd) = (c.hidden, c.n_heads, c.n_kv_heads, c.head_dim);
         let (qd, kvd) = (nh * hd, nkv * hd);
@@ -404,9 +398,8 @@ impl Engine {
                 attend_group(cache, shape, g, pos0 + i, qg, dst, &mut scores);
             }
         });
-        let mut o = vec![0f32; t * h];
-        linear(w(&p.wo)?, 0, h, &Input::new(&att, qd), &mut o, false);
-        Ok(o)
+        linear(w(&p.wo)?, 0, h, &Input::new(&att, qd), x, true);
+        Ok(())
     }
 
     /// Adds the feed-forward output of `m` (the normed residual) to `x`.
