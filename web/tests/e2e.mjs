@@ -223,6 +223,13 @@ test('fault: the file changes during the download -> a clear error, never mixed 
   console.log(`  error: ${r.message}`);
 });
 
+test('bad device options: a clear invalid-request error naming the option', async () => {
+  for (const [opts, word] of [[{ device: 'tpu' }, 'device'], [{ simd: 'avx512' }, 'simd'], [{ device: 'cpu', selfTest: 'yes' }, 'selfTest']]) {
+    const r = await loadInPage(modelUrl(), opts);
+    assert(!r.ok && r.code === 'invalid-request' && r.message.includes(word), `${JSON.stringify(opts)}: got ${JSON.stringify(r)}`);
+  }
+});
+
 test('not a model: a clear invalid-model error', async () => {
   const r = await loadInPage('/tests/harness.html');
   assert(!r.ok && r.code === 'invalid-model', `got ${JSON.stringify(r)}`);
