@@ -1,17 +1,23 @@
 // op: y[t, r] (+)= Σ_k x[t, k] · W[r, k] for one token per dispatch row (decode mat-vec).
 // W is a GGUF tensor (one shard of rows) read through HDR/DQ4; x, y are f32.
 // Each thread owns RPT rows and a LANES-th of their 32-element groups, so every activation load is
-// reused for RPT rows; the LANES partial sums of a row meet in workgroup memory.
+// reused for RPT rows; the LANES partial sums of a row meet in common/lane_sum.wgsl (workgroup memory,
+// or subgroup shuffles with SUBGROUPS).
 // bindings: 0 w (storage, read, raw bytes as u32), 1 x (storage, read, vec4), 2 y (storage, read_write),
 //           3 params (uniform).
 // dispatch: (ceil(n_rows / (RPT * WG / LANES)), n_tokens, 1); workgroup = WG threads.
 // defines: HDR, DQ4, ALIGNED, WG (8 or 64), LANES (power of two ≤ WG), RPT (rows per thread, 1..4),
-//          ACCUMULATE (0/1).
+//          ACCUMULATE (0/1), SUBGROUPS, ENABLE_SUBGROUPS (0u/1u: the `enable` line browsers need).
+
+#if ENABLE_SUBGROUPS
+enable subgroups;
+#endif
 
 #include "common/bytes.wgsl"
 #include "common/dequant.wgsl"
 
 #include "common/linear_params.wgsl"
+#include "common/lane_sum.wgsl"
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // offsets and strides are multiples of 4
@@ -19,7 +25,6 @@
 @group(0) @binding(3) var<uniform> p: Params;
 
 const GROUPS_PER_WG: u32 = WG / LANES;
-var<workgroup> partial: array<vec4<f32>, WG>;
 
 // Elements 4i..4i+3 of group g of up to four rows against the activations `xv`. Called with literal
 // `i` so that, once inlined, every offset, mask and select inside DQ4 that depends on `i` is a
@@ -59,14 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 + part(rows, g, 6u, h0, h1, h2, h3, x[xo + 6u]) + part(rows, g, 7u, h0, h1, h2, h3, x[xo + 7u]);
         }
     }
-    var s = acc;
-    if (LANES > 1u) {
-        partial[li] = acc;
-        workgroupBarrier();
-        if (lane == 0u) {
-            for (var i = 1u; i < LANES; i++) { s += partial[li + i]; }
-        }
-    }
+    let s = lane_sum(li, acc);
     if (lane == 0u) {
         let ob = p.y_offset + t * p.out_stride + p.out_row0;
         for (var j = 0u; j < RPT; j++) {

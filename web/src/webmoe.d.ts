@@ -50,6 +50,13 @@ export interface EngineOptions {
   cache?: boolean;
   /** Mat-vec kernel shape [threads per row, rows per thread] (default: chosen for the adapter type). */
   tuning?: [number, number];
+  /**
+   * GPU kernel variants, comma-separated: 'fused' (q/k/v and gate/up decode launches with the RMSNorm
+   * folded in), 'subgroups', 'tiled' (workgroup-memory prefill mat-mul), 'f16' (its f16 weight tiles),
+   * 'all' or 'none'. Default: all the adapter supports on a real GPU, none on a software adapter.
+   * Variants the adapter lacks are dropped; `stats().kernels` says what runs.
+   */
+  kernels?: string;
   /** Run the engine in a Web Worker (default true). */
   worker?: boolean;
   /**
@@ -188,8 +195,10 @@ export interface EngineStats {
   deviceType: string;
   /** The mat-vec kernel shape on the GPU: [threads per row, rows per thread] (null on the CPU). */
   tuning: [number, number] | null;
-  /** Optional WebGPU features the kernels use (none: f16 weights are unpacked from u32). */
+  /** Optional WebGPU features the kernels use ('subgroups', 'shader-f16'; none in the baseline). */
   featuresUsed: string[];
+  /** GPU kernel variants in use ('fused,subgroups,tiled,f16' ... or 'none'; null on the CPU). */
+  kernels: string | null;
   /** Bytes planned on the device that runs the model; gpuBytesPlanned is 0 on the CPU. */
   bytesPlanned: number;
   gpuBytesPlanned: number;

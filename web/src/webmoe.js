@@ -206,11 +206,11 @@ export class Engine {
 export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
-    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit,
+    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
   } = options ?? {};
   checkDevice(device, simd);
   const args = {
-    chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit,
+    chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
   };
   let name;
   if (typeof model === 'string' || model instanceof URL) {

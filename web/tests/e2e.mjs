@@ -26,8 +26,9 @@ const PROMPTS = [
   { chat: 'Name three colors of the rainbow.' },
 ];
 
-function nativeIds(p, model = MODEL, device = 'cpu') {
+function nativeIds(p, model = MODEL, device = 'cpu', kernels = null) {
   const args = ['run', model, '--json', '--temperature', '0', '--max-tokens', String(GEN), '--device', device];
+  if (kernels) args.push('--kernels', kernels);
   if (p.prompt) args.push('--prompt', p.prompt); else args.push('--chat', p.chat);
   const out = JSON.parse(execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
   return { prompt_ids: out.prompt_ids, ids: out.ids, text: out.text };
@@ -131,6 +132,23 @@ for (const simd of ['simd128', 'relaxed-simd']) {
     await checkGreedy(PROMPTS);
   });
 }
+
+test('GPU kernel variants (fused launches, subgroups, tiled prefill, f16 tiles): self-test passes, greedy tokens equal the native GPU path with the same variants', async () => {
+  const r = await loadInPage(modelUrl(), { device: 'gpu', kernels: 'all' });
+  assert(r.ok, `load failed: ${r.code} ${r.message}`);
+  const st = await page.evaluate(() => window.engine.stats());
+  assert(/fused/.test(st.kernels) && /tiled/.test(st.kernels), `the variants run: ${st.kernels}`);
+  assert(st.device.selfTest?.passed, `the self-test passed with them: ${JSON.stringify(st.device.selfTest)}`);
+  console.log(`  kernels ${st.kernels}, features used ${JSON.stringify(st.featuresUsed)}`);
+  // f16 tiles round prefill weights, so compare with exactly the variants the browser runs.
+  for (const p of PROMPTS.slice(0, 2)) {
+    const want = nativeIds(p, MODEL, 'gpu', st.kernels);
+    const got = await greedyInPage(p);
+    assert(sameIds(got.ids, want.ids), `greedy ids differ for ${JSON.stringify(p)} with ${st.kernels}:\n  browser ${got.ids}\n  native  ${want.ids}`);
+  }
+  const bad = await loadInPage(modelUrl(), { device: 'gpu', kernels: 'fast' });
+  assert(!bad.ok && bad.code === 'invalid-request' && /kernels/.test(bad.message), `a bad kernels option: ${JSON.stringify(bad)}`);
+});
 
 test('device gpu with a failing self-test: a clear gpu-self-test-failed error naming the kernel', async () => {
   const r = await loadInPage(modelUrl(), { device: 'gpu', forceSelfTestFailure: true });

@@ -88,6 +88,7 @@ pub fn run(
     });
     if let AnyEngine::Gpu(g) = e {
         v["decode_launches_per_token"] = g.decode_launches().into();
+        v["gpu_kernels"] = g.gpu.variants.names().into();
         v["expert_bytes_total"] = g.expert_bytes().0.into();
         v["expert_bytes_per_token"] = g.expert_bytes().1.into();
         if profile {

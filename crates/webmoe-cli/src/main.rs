@@ -51,6 +51,12 @@ struct EngineArgs {
     /// and checked against the CPU reference before loading).
     #[arg(long)]
     no_self_test: bool,
+    /// GPU kernel variants, comma-separated: fused (q/k/v and gate/up decode launches with the
+    /// RMSNorm folded in), subgroups, tiled (workgroup-memory prefill mat-mul), f16 (its f16 weight
+    /// tiles), all, none. Default: all the adapter supports on a real GPU, none on a software one
+    /// (or WEBMOE_GPU_VARIANTS). Variants the adapter lacks are dropped.
+    #[arg(long, value_parser = webmoe_gpu::Variants::parse)]
+    kernels: Option<webmoe_gpu::Variants>,
     /// KV cache element type.
     #[arg(long, value_enum, default_value = "f16")]
     kv_dtype: Kv,
@@ -92,6 +98,10 @@ impl EngineArgs {
             },
             engine: self.options(),
             skip_self_test: self.no_self_test,
+            gpu: webmoe_gpu::GpuOptions {
+                variants: self.kernels,
+                ..Default::default()
+            },
             force_self_test_failure: std::env::var_os("WEBMOE_FORCE_SELF_TEST_FAILURE").is_some(),
             ..Default::default()
         }

@@ -14,6 +14,136 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Kernel shape parameters. `None`: chosen for the adapter type.
     pub tuning: Option<Tuning>,
+    /// Kernel variants. `None`: [`Variants::for_adapter`] (or `WEBMOE_GPU_VARIANTS` natively).
+    pub variants: Option<Variants>,
+}
+
+/// Kernel variants for real GPUs, chosen at device creation. Every combination computes the same
+/// result to within f32 summation order (f16 tiles: to within f16 rounding of dequantized weights);
+/// the tests run each one against the baseline and the CPU reference on lavapipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Variants {
+    /// Decode: q, k and v in one mat-vec and dense gate, up and SwiGLU in another, each with the
+    /// RMSNorm before it folded in (`matvec_qkv.wgsl`, `matvec_glu.wgsl`).
+    pub fused: bool,
+    /// Mat-vec lane sums with subgroup shuffles instead of workgroup memory (adapter feature
+    /// `subgroups`, with subgroups at least as wide as the lanes of a row).
+    pub subgroups: bool,
+    /// Prefill mat-muls tiled through workgroup memory, 64 rows by 32 tokens per workgroup
+    /// (`matmul_tiled.wgsl`), instead of the barrier-free register tiles CPU emulators prefer.
+    pub tiled_prefill: bool,
+    /// The tiled mat-mul keeps dequantized weights of quantized and F16 tensors in f16 (adapter
+    /// feature `shader-f16`), halving its workgroup memory.
+    pub f16: bool,
+}
+
+impl Variants {
+    /// Everything the adapter supports on a real GPU; the baseline (no variant) on CPU emulators,
+    /// where the barrier-free kernels are faster and `device: 'auto'` prefers the CPU backend anyway.
+    pub fn for_adapter(info: &wgpu::AdapterInfo, features: wgpu::Features, tuning: Tuning) -> Self {
+        if software_reason(info).is_some() {
+            return Variants::default();
+        }
+        Variants {
+            fused: true,
+            subgroups: subgroups_fit(info, features, tuning),
+            tiled_prefill: true,
+            f16: features.contains(wgpu::Features::SHADER_F16),
+        }
+    }
+
+    /// Parses a comma-separated list of `fused`, `subgroups`, `tiled`, `f16` (or `none`, or `all`).
+    ///
+    /// # Errors
+    /// A message naming an unknown word.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut v = Variants::default();
+        for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "none" => {}
+                "all" => {
+                    v = Variants {
+                        fused: true,
+                        subgroups: true,
+                        tiled_prefill: true,
+                        f16: true,
+                    }
+                }
+                "fused" => v.fused = true,
+                "subgroups" => v.subgroups = true,
+                "tiled" => v.tiled_prefill = true,
+                "f16" => v.f16 = true,
+                _ => {
+                    return Err(format!(
+                        "unknown GPU kernel variant {word:?} (expected fused, subgroups, tiled, f16, all or none)"
+                    ))
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// These variants less those the adapter cannot run (`all` on an adapter without subgroups).
+    pub fn supported(
+        self,
+        info: &wgpu::AdapterInfo,
+        features: wgpu::Features,
+        tuning: Tuning,
+    ) -> Self {
+        Variants {
+            subgroups: self.subgroups && subgroups_fit(info, features, tuning),
+            f16: self.f16 && features.contains(wgpu::Features::SHADER_F16),
+            ..self
+        }
+    }
+
+    /// The short list [`Variants::parse`] reads (`none` for the baseline).
+    pub fn names(&self) -> String {
+        let words: Vec<&str> = [
+            (self.fused, "fused"),
+            (self.subgroups, "subgroups"),
+            (self.tiled_prefill, "tiled"),
+            (self.f16, "f16"),
+        ]
+        .into_iter()
+        .filter_map(|(on, w)| on.then_some(w))
+        .collect();
+        if words.is_empty() {
+            "none".into()
+        } else {
+            words.join(",")
+        }
+    }
+}
+
+/// Why `info` is a software rasterizer ([`Gpu::software_reason`]).
+fn software_reason(info: &wgpu::AdapterInfo) -> Option<String> {
+    let name = info.name.to_lowercase();
+    let known = [
+        "llvmpipe",
+        "lavapipe",
+        "swiftshader",
+        "basic render",
+        "warp",
+    ];
+    if info.device_type == wgpu::DeviceType::Cpu {
+        Some(format!(
+            "{} is a software adapter (device type CPU)",
+            info.name
+        ))
+    } else {
+        known
+            .iter()
+            .find(|k| name.contains(*k))
+            .map(|k| format!("{} is a software adapter ({k})", info.name))
+    }
+}
+
+/// Subgroup shuffles can sum the lanes of a row when every subgroup holds whole rows.
+fn subgroups_fit(info: &wgpu::AdapterInfo, features: wgpu::Features, tuning: Tuning) -> bool {
+    features.contains(wgpu::Features::SUBGROUP)
+        && tuning.lanes > 1
+        && info.subgroup_min_size >= tuning.lanes
 }
 
 /// Shape parameters of the mat-vec kernel (every combination computes the same result).
@@ -69,6 +199,8 @@ pub struct Gpu {
     pub max_binding_bytes: u64,
     /// Kernel shape parameters.
     pub tuning: Tuning,
+    /// Kernel variants in use.
+    pub variants: Variants,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     /// The first error the device reported outside an error scope (validation, out of memory, device
     /// lost); [`Gpu::check`] turns it into a [`GpuError`] instead of wgpu's default panic.
@@ -77,10 +209,12 @@ pub struct Gpu {
 
 impl Gpu {
     /// Opens the default adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and creates a device
-    /// with the adapter's full limits. No optional feature is required.
+    /// with the adapter's full limits. No optional feature is required; `subgroups` and `shader-f16`
+    /// are enabled where the adapter has them, for the kernel [`Variants`].
     ///
     /// # Errors
-    /// [`GpuError::NoAdapter`] or [`GpuError::Device`].
+    /// [`GpuError::NoAdapter`] or [`GpuError::Device`]; [`GpuError::Invalid`] for a bad tuning or an
+    /// unknown `WEBMOE_GPU_VARIANTS` word.
     pub async fn new(opts: GpuOptions) -> Result<Self, GpuError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -95,10 +229,11 @@ impl Gpu {
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let limits = adapter.limits();
+        let features = adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("webmoe"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -118,6 +253,14 @@ impl Gpu {
                 "invalid kernel tuning {tuning:?}"
             )));
         }
+        let variants = match opts.variants {
+            Some(v) => v,
+            None => match variants_from_env() {
+                Some(v) => Variants::parse(&v).map_err(GpuError::Invalid)?,
+                None => Variants::for_adapter(&info, features, tuning),
+            },
+        }
+        .supported(&info, features, tuning);
         let failure: Arc<Mutex<Option<String>>> = Arc::default();
         let slot = failure.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -137,6 +280,7 @@ impl Gpu {
             limits,
             max_binding_bytes,
             tuning,
+            variants,
             pipelines: Mutex::new(HashMap::new()),
         })
     }
@@ -169,32 +313,17 @@ impl Gpu {
     /// (`DeviceType::Cpu`; in the browser, `isFallbackAdapter`), or its name is that of one (llvmpipe,
     /// lavapipe, SwiftShader, Microsoft Basic Render Driver / WARP).
     pub fn software_reason(&self) -> Option<String> {
-        let name = self.info.name.to_lowercase();
-        let known = [
-            "llvmpipe",
-            "lavapipe",
-            "swiftshader",
-            "basic render",
-            "warp",
-        ];
-        if self.info.device_type == wgpu::DeviceType::Cpu {
-            Some(format!(
-                "{} is a software adapter (device type CPU)",
-                self.info.name
-            ))
-        } else {
-            known
-                .iter()
-                .find(|k| name.contains(*k))
-                .map(|k| format!("{} is a software adapter ({k})", self.info.name))
-        }
+        software_reason(&self.info)
     }
 
-    /// One line describing the adapter.
+    /// One line describing the adapter and the kernel variants in use.
     pub fn adapter_name(&self) -> String {
         format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
+            "{} ({:?}, {:?}; kernels: {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.variants.names()
         )
     }
 
@@ -269,6 +398,18 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
     ) -> wgpu::BindGroup {
         bind(&self.device, pipeline, buffers)
+    }
+}
+
+/// `WEBMOE_GPU_VARIANTS` (native only: benchmarks and tests compare variants on one adapter).
+fn variants_from_env() -> Option<String> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::env::var("WEBMOE_GPU_VARIANTS").ok()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        None
     }
 }
 

@@ -12,7 +12,7 @@ pub mod selftest;
 mod shader;
 pub mod weights;
 
-pub use device::{Gpu, GpuOptions, Tuning};
+pub use device::{Gpu, GpuOptions, Tuning, Variants};
 pub use executor::{Engine, EngineOptions, KvDtype};
 pub use op::{Grid, Op};
 pub use readback::read_buffer;

@@ -9,7 +9,7 @@ use webmoe_core::quant::{dequantize, GgmlType};
 use webmoe_core::reference::CpuModel;
 use webmoe_core::synthetic::SyntheticLlama;
 use webmoe_core::TensorSink;
-use webmoe_gpu::{Engine, EngineOptions, GpuError, KvDtype};
+use webmoe_gpu::{Engine, EngineOptions, GpuError, KvDtype, Variants};
 
 fn build(
     ty: GgmlType,
@@ -18,7 +18,15 @@ fn build(
     kv: KvDtype,
     chunk: usize,
 ) -> (Engine, CpuModel) {
-    build_with_experts(ty, untied, max_binding, kv, chunk, None)
+    build_with_experts(
+        ty,
+        untied,
+        max_binding,
+        kv,
+        chunk,
+        None,
+        Variants::default(),
+    )
 }
 
 fn build_with_experts(
@@ -28,6 +36,7 @@ fn build_with_experts(
     kv: KvDtype,
     chunk: usize,
     experts: Option<(u64, u64)>,
+    variants: Variants,
 ) -> (Engine, CpuModel) {
     let hidden = if ty.block_elems() == 256 { 256 } else { 128 };
     let spec = SyntheticLlama {
@@ -66,8 +75,13 @@ fn build_with_experts(
         prefill_chunk: chunk,
         kv_dtype: kv,
     };
-    let mut engine =
-        pollster::block_on(Engine::new(gpu_with(max_binding), desc, &h, opts)).unwrap();
+    let mut engine = pollster::block_on(Engine::new(
+        gpu_variants(max_binding, variants),
+        desc,
+        &h,
+        opts,
+    ))
+    .unwrap();
     for (i, t) in h.tensors.iter().enumerate() {
         let (_, b) = data(&t.name);
         for (j, c) in b.chunks(1001).enumerate() {
@@ -79,7 +93,7 @@ fn build_with_experts(
 }
 
 fn check(ty: GgmlType, untied: bool, max_binding: Option<u64>, kv: KvDtype, tol: f64) {
-    check_with_experts(ty, untied, max_binding, kv, tol, None);
+    check_with_experts(ty, untied, max_binding, kv, tol, None, Variants::default());
 }
 
 fn check_with_experts(
@@ -89,8 +103,13 @@ fn check_with_experts(
     kv: KvDtype,
     tol: f64,
     experts: Option<(u64, u64)>,
+    variants: Variants,
 ) {
-    let (mut engine, cpu) = build_with_experts(ty, untied, max_binding, kv, 4, experts);
+    let (mut engine, cpu) = build_with_experts(ty, untied, max_binding, kv, 4, experts, variants);
+    assert_eq!(
+        engine.gpu.variants, variants,
+        "the adapter runs every variant"
+    );
     let ids: Vec<u32> = vec![1, 17, 299, 5, 42, 42, 7, 0, 128, 64, 3];
     let want = cpu.forward(&ids);
     let vocab = 300;
@@ -104,8 +123,9 @@ fn check_with_experts(
         let e = nmse(&got, &want[t * vocab..(t + 1) * vocab]);
         assert!(
             e < tol,
-            "{} untied={untied} split={max_binding:?} {kv:?} experts={experts:?} position {t}: nmse {e:e}",
-            ty.name()
+            "{} untied={untied} split={max_binding:?} {kv:?} experts={experts:?} kernels={} position {t}: nmse {e:e}",
+            ty.name(),
+            variants.names()
         );
     }
 }
@@ -159,6 +179,7 @@ fn moe_gpu_forward_matches_cpu_reference() {
         KvDtype::F32,
         MOE_NMSE,
         Some((8, 2)),
+        Variants::default(),
     );
     check_with_experts(
         GgmlType::Q8_0,
@@ -167,6 +188,7 @@ fn moe_gpu_forward_matches_cpu_reference() {
         KvDtype::F32,
         MOE_NMSE,
         Some((16, 4)),
+        Variants::default(),
     );
     check_with_experts(
         GgmlType::Q4_K,
@@ -175,7 +197,74 @@ fn moe_gpu_forward_matches_cpu_reference() {
         KvDtype::F32,
         MOE_NMSE,
         Some((4, 1)),
+        Variants::default(),
     );
+}
+
+/// The GPU kernel variants (fused decode launches with the RMSNorm folded in, subgroup lane sums,
+/// the workgroup-memory tiled prefill mat-mul, its f16 weight tiles) each against the CPU reference
+/// on the same models as the baseline, dense and MoE, with split bindings (which must fall back to
+/// the unfused launches). The f16 tiles round each dequantized prefill weight of quantized and F16
+/// tensors once (relative error up to 2^-11), which these random two-layer models amplify: NMSE up
+/// to 2.1e-5 measured (Q5_0), so f16 sets get 1e-3 (a wrong kernel gives order 1; `kernels.rs` checks the
+/// tiles against f16-rounded weights at 1e-8). With f16 tiles the Q8_0 model is left out: its random
+/// weights of up to ±6 saturate attention, and one f16 ulp moves its logits by NMSE ~1e-2.
+#[test]
+fn every_kernel_variant_matches_the_cpu_reference() {
+    let sets = ["fused", "fused,subgroups", "tiled", "tiled,f16", "all"];
+    for set in sets {
+        let v = Variants::parse(set).unwrap();
+        let tol = if v.f16 { 1e-3 } else { F32_MODEL_NMSE };
+        // A well-conditioned stand-in for Q8_0 under f16 tiles (see above).
+        let q8 = if v.f16 {
+            GgmlType::Q5_1
+        } else {
+            GgmlType::Q8_0
+        };
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            q8,
+            GgmlType::Q2_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            check_with_experts(ty, ty == q8, None, KvDtype::F32, tol, None, v);
+        }
+        let (split, moe) = (Some(16 << 10), tol.max(2e-6));
+        check_with_experts(q8, true, split, KvDtype::F16, tol.max(1e-5), None, v);
+        check_with_experts(
+            GgmlType::Q4_K,
+            false,
+            None,
+            KvDtype::F32,
+            moe,
+            Some((8, 2)),
+            v,
+        );
+        check_with_experts(q8, true, split, KvDtype::F32, moe, Some((16, 4)), v);
+    }
+}
+
+/// The fused variant decodes a dense layer in 8 launches (q/k/v with the norm, RoPE, cache store,
+/// two attention launches, output, gate/up/SwiGLU with the norm, down) instead of 14.
+#[test]
+fn fused_decode_needs_fewer_launches() {
+    let launches = |v: Variants| {
+        let (engine, _) = build_with_experts(GgmlType::Q4_0, false, None, KvDtype::F32, 4, None, v);
+        engine.decode_launches()
+    };
+    let (base, fused) = (
+        launches(Variants::default()),
+        launches(Variants::parse("fused").unwrap()),
+    );
+    // Two layers, 6 launches fewer in each.
+    assert_eq!(base - fused, 2 * 6, "baseline {base}, fused {fused}");
 }
 
 #[test]

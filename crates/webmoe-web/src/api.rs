@@ -15,7 +15,7 @@ use webmoe_core::generate::{generate as run_generation, Backend, Finish, Request
 use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::sampling::SamplingParams;
 use webmoe_engine::{DeviceReport, DeviceRequest, OpenOptions};
-use webmoe_gpu::{GpuOptions, Tuning};
+use webmoe_gpu::{GpuOptions, Tuning, Variants};
 use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
 
 thread_local! {
@@ -40,7 +40,10 @@ struct StaticStats {
     device_type: String,
     /// The mat-vec kernel shape in use on the GPU: [threads per row, rows per thread].
     tuning: Option<[u32; 2]>,
+    /// Optional WebGPU features the kernels use.
     features_used: Vec<&'static str>,
+    /// GPU kernel variants in use (`Variants::names`).
+    kernels: Option<String>,
     /// Bytes planned on the device that runs the model (GPU memory, or the CPU backend's heap).
     bytes_planned: u64,
     gpu_bytes_planned: u64,
@@ -73,7 +76,7 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 /// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
 /// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread],
 /// device?: "auto" | "gpu" | "cpu", selfTest?: boolean, forceSelfTestFailure?: boolean,
-/// cpuHeapLimit?: number,
+/// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`),
 /// softwareAdapter?: boolean, noGpuReason?: string }` (`softwareAdapter`: the page saw
 /// `isFallbackAdapter` or a software adapter's name in `GPUAdapterInfo`; `noGpuReason`: the page found
 /// no WebGPU adapter, and why). `onProgress` gets
@@ -120,6 +123,7 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
         None => DeviceRequest::Auto,
         Some(d) => d.parse::<DeviceRequest>().map_err(WebError::Invalid)?,
     };
+    let software = opt::<bool>(&options, "softwareAdapter")?.unwrap_or(false);
     let spec = LoadSpec {
         url: opt::<String>(&options, "url")?,
         blob,
@@ -138,6 +142,14 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
                         rows_per_thread,
                     }
                 }),
+                // Software adapters keep the baseline kernels unless the page asks for variants.
+                variants: match opt::<String>(&options, "kernels")? {
+                    Some(k) => Some(
+                        Variants::parse(&k)
+                            .map_err(|e| WebError::Invalid(format!("option kernels: {e}")))?,
+                    ),
+                    None => software.then(Variants::default),
+                },
                 ..Default::default()
             },
             // `cpuHeapLimit` lowers the limit (tests of the model-too-large path).
@@ -149,7 +161,7 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             skip_self_test: !opt::<bool>(&options, "selfTest")?.unwrap_or(true),
             force_self_test_failure: opt::<bool>(&options, "forceSelfTestFailure")?
                 .unwrap_or(false),
-            software_adapter: opt::<bool>(&options, "softwareAdapter")?.unwrap_or(false),
+            software_adapter: software,
             no_gpu_reason: opt::<String>(&options, "noGpuReason")?,
             software_adapter_is_gpu: false,
         },
@@ -172,7 +184,17 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
         device_type: gpu.map_or("Cpu".into(), |g| format!("{:?}", g.info.device_type)),
         tuning: gpu.map(|g| [g.tuning.lanes, g.tuning.rows_per_thread]),
         // The baseline kernels need no optional WebGPU feature (f16 is packed in u32).
-        features_used: Vec::new(),
+        features_used: gpu.map_or(Vec::new(), |g| {
+            let v = g.variants;
+            [
+                (v.subgroups, "subgroups"),
+                (v.tiled_prefill && v.f16, "shader-f16"),
+            ]
+            .into_iter()
+            .filter_map(|(on, f)| on.then_some(f))
+            .collect()
+        }),
+        kernels: gpu.map(|g| g.variants.names()),
         bytes_planned: loaded.device.bytes_planned,
         gpu_bytes_planned: if gpu.is_some() {
             loaded.device.bytes_planned

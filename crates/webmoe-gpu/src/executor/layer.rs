@@ -9,7 +9,8 @@ use crate::kernels::elementwise::{self, Kind};
 use crate::kernels::kv::{self, LayerCache};
 use crate::kernels::linear::{self, Layout};
 use crate::kernels::moe::{self, Grouped, Routed, Weighting};
-use crate::kernels::{norm, qk, rope};
+use crate::kernels::{fused, norm, qk, rope};
+use crate::op::Op;
 use crate::weights::WeightStore;
 use crate::{Gpu, GpuError};
 use webmoe_core::model::ModelConfig;
@@ -39,6 +40,15 @@ const RESIDUAL: Layout = Layout {
     accumulate: true,
     ..PLAIN
 };
+
+/// A launch that only prefill runs (decode folds it into the next one).
+fn prefill_only(name: &'static str, op: Op) -> Launch {
+    Launch {
+        name,
+        vec: Vec::new(),
+        mat: vec![op],
+    }
+}
 
 /// The launches of one block, in order.
 pub(super) fn build(
@@ -70,15 +80,40 @@ fn attention_part(
             linear::build(g, w(t)?, x, y, &s.step, lay)?,
         ))
     };
-    let mut out = vec![
-        Launch::op(
-            "rmsnorm",
-            norm::build(g, &s.x, &w(&l.norm)?.shards[0].buffer, &s.xn, &s.step, rms)?,
-        ),
-        lin("q", &l.wq, &s.xn, &s.q, PLAIN)?,
-        lin("k", &l.wk, &s.xn, &s.k, PLAIN)?,
-        lin("v", &l.wv, &s.xn, &s.v, PLAIN)?,
-    ];
+    let norm_w = &w(&l.norm)?.shards[0].buffer;
+    let norm_op = norm::build(g, &s.x, norm_w, &s.xn, &s.step, rms)?;
+    let (wq, wk, wv) = (w(&l.wq)?, w(&l.wk)?, w(&l.wv)?);
+    let mut out = if fused::can_fuse(g, &[wq, wk, wv], c.hidden as u64) {
+        // Decode: norm and projections in one launch; prefill keeps the norm and three mat-muls.
+        let folded = fused::FoldedNorm {
+            weight: norm_w,
+            eps: c.rms_eps,
+        };
+        let mut mat = lin("q", &l.wq, &s.xn, &s.q, PLAIN)?.mat;
+        mat.extend(lin("k", &l.wk, &s.xn, &s.k, PLAIN)?.mat);
+        mat.extend(lin("v", &l.wv, &s.xn, &s.v, PLAIN)?.mat);
+        vec![
+            prefill_only("rmsnorm", norm_op),
+            Launch {
+                name: "qkv",
+                vec: vec![fused::qkv(
+                    g,
+                    [wq, wk, wv],
+                    folded,
+                    &s.x,
+                    [&s.q, &s.k, &s.v],
+                )?],
+                mat,
+            },
+        ]
+    } else {
+        vec![
+            Launch::op("rmsnorm", norm_op),
+            lin("q", &l.wq, &s.xn, &s.q, PLAIN)?,
+            lin("k", &l.wk, &s.xn, &s.k, PLAIN)?,
+            lin("v", &l.wv, &s.xn, &s.v, PLAIN)?,
+        ]
+    };
     if let Some([bq, bk, bv]) = &l.bias {
         for (buf, name, n) in [(&s.q, bq, qd), (&s.k, bk, kvd), (&s.v, bv, kvd)] {
             let b = &w(name)?.shards[0].buffer;
@@ -163,10 +198,8 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
         eps: c.rms_eps,
         last_only: false,
     };
-    let mut out = vec![Launch::op(
-        "rmsnorm",
-        norm::build(g, &s.x, &w(ffn_norm)?.shards[0].buffer, &s.xn, &s.step, rms)?,
-    )];
+    let norm_w = &w(ffn_norm)?.shards[0].buffer;
+    let norm_op = norm::build(g, &s.x, norm_w, &s.xn, &s.step, rms)?;
     let lin = |name, t: &str, x, y, lay| -> Result<Launch, GpuError> {
         Ok(Launch::lin(
             name,
@@ -186,14 +219,41 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
             down,
             width,
         } => {
-            out.push(lin("gate", gate, &s.xn, &s.gate, PLAIN)?);
-            out.push(lin("up", up, &s.xn, &s.up, PLAIN)?);
-            out.push(swiglu(*width)?);
+            let (wg, wu) = (w(gate)?, w(up)?);
+            let mut out = if fused::can_fuse(g, &[wg, wu], c.hidden as u64) {
+                // Decode: norm, gate, up and SwiGLU in one launch; prefill keeps them apart.
+                let folded = fused::FoldedNorm {
+                    weight: norm_w,
+                    eps: c.rms_eps,
+                };
+                let mut mat = lin("gate", gate, &s.xn, &s.gate, PLAIN)?.mat;
+                mat.extend(lin("up", up, &s.xn, &s.up, PLAIN)?.mat);
+                vec![
+                    prefill_only("rmsnorm", norm_op),
+                    Launch {
+                        name: "gate_up",
+                        vec: vec![fused::glu(g, [wg, wu], folded, &s.x, &s.gate)?],
+                        mat,
+                    },
+                    Launch {
+                        vec: Vec::new(),
+                        ..swiglu(*width)?
+                    },
+                ]
+            } else {
+                vec![
+                    Launch::op("rmsnorm", norm_op),
+                    lin("gate", gate, &s.xn, &s.gate, PLAIN)?,
+                    lin("up", up, &s.xn, &s.up, PLAIN)?,
+                    swiglu(*width)?,
+                ]
+            };
             out.push(lin("down", down, &s.gate, &s.x, RESIDUAL)?);
             return Ok(out);
         }
         FfnPlan::Routed(m) => m,
     };
+    let mut out = vec![Launch::op("rmsnorm", norm_op)];
     let ms = s
         .moe
         .as_ref()

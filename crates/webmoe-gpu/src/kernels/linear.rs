@@ -1,10 +1,13 @@
 //! Linear layers `y = x · Wᵀ` over any supported weight type: a mat-vec kernel for decode
-//! (`shaders/matvec.wgsl`) and a tiled mat-mul for prefill (`shaders/matmul.wgsl`), one launch per shard.
+//! (`shaders/matvec.wgsl`) and a tiled mat-mul for prefill, one launch per shard. The mat-mul is
+//! `shaders/matmul_tiled.wgsl` (workgroup-memory tiles) with the `tiled_prefill` variant, else
+//! `shaders/matmul.wgsl` (register tiles without barriers, for CPU emulators).
 
-use super::{aligned, dq4_name, groups, hdr_name};
+use super::{aligned, dq4_name, groups, hdr_name, on, subgroup_defines};
 use crate::op::{Grid, Op};
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
+use webmoe_core::quant::GgmlType;
 
 /// Where the input rows come from and the output rows go.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,6 +54,7 @@ pub fn build(
     let acc = if l.accumulate { "1u" } else { "0u" };
     let (hdr, dq) = (hdr_name(w.ty), dq4_name(w.ty));
     let (lanes, rpt) = (gpu.tuning.lanes, gpu.tuning.rows_per_thread);
+    let [sg0, sg1] = subgroup_defines(gpu);
     let pv = gpu.pipeline(
         "matvec.wgsl",
         "main",
@@ -62,18 +66,27 @@ pub fn build(
             ("LANES", format!("{lanes}u")),
             ("RPT", format!("{rpt}u")),
             ("ACCUMULATE", acc.into()),
+            sg0,
+            sg1,
         ],
     )?;
-    let pm = gpu.pipeline(
-        "matmul.wgsl",
-        "main",
-        &[
-            ("HDR", hdr),
-            ("DQ4", dq),
-            ("ALIGNED", aligned(w.ty, w.row_bytes)),
-            ("ACCUMULATE", acc.into()),
-        ],
-    )?;
+    let mut mat_defines = vec![
+        ("HDR", hdr),
+        ("DQ4", dq),
+        ("ALIGNED", aligned(w.ty, w.row_bytes)),
+        ("ACCUMULATE", acc.into()),
+    ];
+    let tiled = gpu.variants.tiled_prefill;
+    let (mat_shader, tile) = if tiled {
+        // f16 tiles only for weights that f16 holds exactly or nearly (quantized types, F16).
+        let f16 = gpu.variants.f16 && !matches!(w.ty, GgmlType::F32 | GgmlType::BF16);
+        mat_defines.push(("F16", on(f16)));
+        mat_defines.push(("WT", if f16 { "f16" } else { "f32" }.into()));
+        ("matmul_tiled.wgsl", (64, 32))
+    } else {
+        ("matmul.wgsl", (256, 4))
+    };
+    let pm = gpu.pipeline(mat_shader, "main", &mat_defines)?;
     let (mut vec, mut mat) = (Vec::new(), Vec::new());
     for s in &w.shards {
         let params = gpu.uniform(&[
@@ -97,7 +110,7 @@ pub fn build(
         mat.push(Op {
             bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),
             pipeline: pm.clone(),
-            grid: Grid::TokenTiles(groups(s.n_rows, 256), 4),
+            grid: Grid::TokenTiles(groups(s.n_rows, tile.0), tile.1),
         });
     }
     Ok(Linear { vec, mat })

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod copy;
 pub mod elementwise;
 pub mod embed;
+pub mod fused;
 pub mod kv;
 pub mod linear;
 pub mod moe;
@@ -37,4 +38,19 @@ pub fn groups(n: u64, per: u64) -> u32 {
 pub fn aligned(ty: GgmlType, row_bytes: u64) -> String {
     let yes = ty.block_bytes().is_multiple_of(4) && row_bytes.is_multiple_of(4);
     if yes { "1u" } else { "0u" }.into()
+}
+
+/// A boolean define (`1u` / `0u`).
+pub fn on(yes: bool) -> String {
+    if yes { "1u" } else { "0u" }.into()
+}
+
+/// The defines of common/lane_sum.wgsl's subgroup path: `SUBGROUPS`, and `ENABLE_SUBGROUPS` for the
+/// `enable subgroups;` line that browsers require and native wgpu (naga) does not accept yet.
+pub fn subgroup_defines(gpu: &crate::Gpu) -> [(&'static str, String); 2] {
+    let on_ = gpu.variants.subgroups;
+    [
+        ("SUBGROUPS", on(on_)),
+        ("ENABLE_SUBGROUPS", on(on_ && cfg!(target_arch = "wasm32"))),
+    ]
 }

@@ -188,6 +188,7 @@ pub fn experts_glu(
     let mut defines = expert_defines(gpu, gate, x_per_slot);
     defines.push(("HDR_UP", format!("{}_w_up", hdr_name(up.ty))));
     defines.push(("DQ4_UP", format!("{}_w_up", dq4_name(up.ty))));
+    defines.push(("ALIGNED_w_up", aligned(up.ty, up.row_bytes)));
     expert_launches(
         gpu,
         ("matvec_experts_glu.wgsl", &defines),

@@ -5,12 +5,25 @@ use webmoe_core::gguf::TensorInfo;
 use webmoe_core::quant::{random_blocks, GgmlType};
 use webmoe_core::TensorSink;
 use webmoe_gpu::weights::WeightStore;
-use webmoe_gpu::{read_buffer, Gpu, GpuOptions};
+use webmoe_gpu::{read_buffer, Gpu, GpuOptions, Tuning, Variants};
 
+/// The adapter with its own tuning and the baseline kernels (what lavapipe gets by default).
 pub fn gpu_with(max_binding_bytes: Option<u64>) -> Gpu {
+    gpu_variants(max_binding_bytes, Variants::default())
+}
+
+/// The adapter running kernel `variants`, with four lanes per mat-vec row (so that the lane sums,
+/// and with `subgroups` the subgroup shuffles, run whatever the adapter type). Variants the adapter
+/// lacks are dropped: [`Gpu::variants`] says what runs.
+pub fn gpu_variants(max_binding_bytes: Option<u64>, variants: Variants) -> Gpu {
+    let tuning = (variants != Variants::default()).then_some(Tuning {
+        lanes: 4,
+        rows_per_thread: 1,
+    });
     pollster::block_on(Gpu::new(GpuOptions {
         max_binding_bytes,
-        tuning: None,
+        tuning,
+        variants: Some(variants),
     }))
     .expect("a GPU adapter (lavapipe on CI)")
 }
@@ -27,6 +40,7 @@ pub fn all_tunings() -> Vec<Gpu> {
             pollster::block_on(Gpu::new(GpuOptions {
                 max_binding_bytes: None,
                 tuning,
+                variants: Some(Variants::default()),
             }))
             .unwrap()
         })
