@@ -10,8 +10,9 @@ const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check>
   demo   build the web package, fetch the default model and serve the demo page on 127.0.0.1
          (extra args go to `webmoe serve`, e.g. --port 9000)
-  test   fetch the test model and run every test: native (on the default wgpu adapter), then the
-         browser end-to-end suite in headless Chromium
+  test   fetch the test model and run every test: native (on the default wgpu adapter), the CPU
+         backend's tests built for aarch64 (NEON) under qemu-user, then the browser end-to-end
+         suite in headless Chromium
   bench-moe  synthetic MoE (128 experts, 8 per token, Q4_0) against the dense model with the same
          active parameters per token: `webmoe bench` on both (--device auto|gpu|cpu) and the
          MoE/dense ratios; with --web
@@ -21,8 +22,8 @@ const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check
          as JSON, beside llama.cpp's WebAssembly build (wllama) on the same model
   run    fetch the test model and chat with it through the CLI (extra args go to `webmoe run`)
   bench  fetch the test model and print `webmoe bench --json`
-  check  rustfmt --check and clippy with warnings denied (the wasm32 build is `web`'s, which
-         `test` runs)";
+  check  rustfmt --check and clippy with warnings denied, also of the CPU backend for aarch64 (the
+         wasm32 build is `web`'s, which `test` runs)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -163,6 +164,32 @@ fn bench_moe(web: bool, device: &str) -> Result<()> {
     Ok(())
 }
 
+/// The CPU backend's tests (kernels bit-identical to the portable ones, engine against the reference)
+/// cross-built for aarch64, so that the NEON kernels run, under qemu-user. Needs the
+/// `aarch64-unknown-linux-gnu` Rust target, `gcc-aarch64-linux-gnu` and `qemu-user` (`.ci/run` installs
+/// them).
+fn aarch64_cpu_tests() -> Result<()> {
+    let target = "aarch64-unknown-linux-gnu";
+    for tool in ["aarch64-linux-gnu-gcc", "qemu-aarch64"] {
+        let found = Command::new(tool).arg("--version").output().is_ok();
+        anyhow::ensure!(
+            found,
+            "{tool} is missing: the NEON kernels are tested under qemu (apt-get install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; rustup target add {target})"
+        );
+    }
+    sh(cargo()
+        .args(["test", "-p", "webmoe-cpu", "--target", target])
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            "aarch64-linux-gnu-gcc",
+        )
+        .env("CC_aarch64_unknown_linux_gnu", "aarch64-linux-gnu-gcc")
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+            "qemu-aarch64 -L /usr/aarch64-linux-gnu",
+        ))
+}
+
 fn fetch_model() -> Result<()> {
     sh(Command::new("bash").arg("scripts/fetch-test-model.sh"))
 }
@@ -179,6 +206,7 @@ fn main() -> Result<()> {
             sh(cargo()
                 .args(["test", "--workspace", "--no-fail-fast"])
                 .args(&args[1..]))?;
+            aarch64_cpu_tests()?;
             web::build()?;
             npm_install()?;
             node("web/tests/e2e.mjs", &[])
@@ -231,6 +259,18 @@ fn main() -> Result<()> {
             sh(cargo().args([
                 "clippy",
                 "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            // The NEON kernels compile only for aarch64.
+            sh(cargo().args([
+                "clippy",
+                "-p",
+                "webmoe-cpu",
+                "--target",
+                "aarch64-unknown-linux-gnu",
                 "--all-targets",
                 "--",
                 "-D",

@@ -4,11 +4,13 @@
 //! browser's CPU path produces exactly the native one's tokens.
 //!
 //! [`rows`] is the entry point: `out[i] = W[r0 + i] · x` for a run of rows, dispatched once per run on
-//! the layout and on what the CPU offers (AVX2 detected at run time on x86-64; SIMD128 and relaxed
-//! SIMD chosen at build time on wasm32).
+//! the layout and on what the CPU offers (AVX2 detected at run time on x86-64; NEON on aarch64; SIMD128
+//! and relaxed SIMD chosen at build time on wasm32).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
@@ -22,6 +24,8 @@ pub fn isa() -> &'static str {
     if avx2::available() {
         return "avx2";
     }
+    #[cfg(target_arch = "aarch64")]
+    return "neon";
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     return "wasm-relaxed-simd";
     #[cfg(all(
@@ -46,6 +50,11 @@ pub fn rows(m: &Matrix, r0: usize, a: Token, x: &[f32], out: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         simd128::rows(m, r0, a, x, out);
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        neon::rows(m, r0, a, x, out);
         return;
     }
     #[allow(unreachable_code)]
