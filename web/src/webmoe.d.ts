@@ -57,6 +57,12 @@ export interface EngineOptions {
    * Variants the adapter lacks are dropped; `stats().kernels` says what runs.
    */
   kernels?: string;
+  /**
+   * Threads of the CPU backend (default: the cores, at most 8). More than one needs a cross-origin
+   * isolated page (COOP/COEP headers, `crossOriginIsolated`); elsewhere the CPU backend runs on one
+   * thread. `stats().device.cpuKernels` says what runs, e.g. 'wasm-relaxed-simd, 2 threads'.
+   */
+  threads?: number;
   /** Run the engine in a Web Worker (default true). */
   worker?: boolean;
   /**

@@ -206,11 +206,15 @@ export class Engine {
 export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
-    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
+    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads,
   } = options ?? {};
   checkDevice(device, simd);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
+    throw new WebmoeError('invalid-request', `threads must be an integer from 1 to 64, not ${JSON.stringify(threads)}`);
+  }
   const args = {
     chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
+    threads,
   };
   let name;
   if (typeof model === 'string' || model instanceof URL) {

@@ -2,6 +2,7 @@
 // messages out: { id, progress } | { id, text } | { id, result } | { id, error: { code, message } }.
 // The same `handle` serves the in-page mode (`createEngine({ worker: false })`).
 import init, * as wasm from './webmoe_web.js';
+import { startThreads } from './threads.js';
 
 let ready = null;
 let adapterInfo = null;
@@ -76,6 +77,16 @@ export async function handle(msg, post) {
         if (found.missing && device === 'gpu') throw noWebGpu(found.missing);
         adapterInfo = found.missing ? null : found;
         const hints = { noGpuReason: found.missing ?? null, softwareAdapter: !!adapterInfo?.software };
+        // The CPU backend runs threaded where the page is cross-origin isolated and the CPU will be
+        // chosen (device 'cpu', or 'auto' without a hardware adapter), and only in a worker (the pool's
+        // caller blocks while a step runs, which a page's main thread may not).
+        const cpuLikely = device === 'cpu' || (device === 'auto' && (found.missing || adapterInfo?.software));
+        const wanted = args.threads ?? Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 8);
+        const inWorker = typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope;
+        if (cpuLikely && wanted > 1 && globalThis.crossOriginIsolated && inWorker) {
+          const file = build === 'relaxed-simd' ? './webmoe_threads_relaxed.wasm' : './webmoe_threads.wasm';
+          hints.cpuThreads = await startThreads(new URL(file, import.meta.url), wanted);
+        }
         result = await wasm.load({ ...args, ...hints }, (p) => post({ id, progress: p }));
         result = { ...result, adapterInfo, wasmBuild: build };
         break;

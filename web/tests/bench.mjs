@@ -35,10 +35,13 @@ const prompt = `Here is a list of numbers: ${Array.from({ length: words }, (_, i
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
 // Engines: webmoe with device auto (the CPU backend on SwiftShader; the relaxed-SIMD build where the
-// browser has it), the CPU backend's SIMD128-only build, webmoe on the GPU adapter, and wllama.
+// browser has it; threaded, since the harness is cross-origin isolated), the same on one thread (what
+// a page without isolation gets), the CPU backend's SIMD128-only build (one thread), webmoe on the GPU
+// adapter, and wllama.
 const configs = [
   { name: 'webmoe_auto', opts: { tuning } },
-  { name: 'webmoe_cpu_simd128', opts: { device: 'cpu', simd: 'simd128' } },
+  { name: 'webmoe_auto_1_thread', opts: { tuning, threads: 1 } },
+  { name: 'webmoe_cpu_simd128', opts: { device: 'cpu', simd: 'simd128', threads: 1 } },
   { name: 'webmoe_gpu', opts: { device: 'gpu', tuning } },
 ];
 const loaded = {};

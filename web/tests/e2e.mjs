@@ -116,18 +116,19 @@ test('GPU: chunked HTTP load, greedy tokens equal the native GPU path; heap grow
   await checkGreedy(PROMPTS, 'gpu');
 });
 
-for (const simd of ['simd128', 'relaxed-simd']) {
-  test(`CPU (${simd} build): auto picks the CPU on SwiftShader; greedy tokens equal the native CPU path`, async () => {
+for (const [simd, threads] of [['simd128', 1], ['relaxed-simd', 1], ['simd128', 2], ['relaxed-simd', 2]]) {
+  test(`CPU (${simd} build, ${threads} thread${threads > 1 ? 's, threaded module' : ''}): auto picks the CPU on SwiftShader; greedy tokens equal the native CPU path`, async () => {
     const chunk = 4 * MiB, parallel = 4;
-    const r = await loadInPage(modelUrl(), { chunkSize: chunk, parallel, cache: false, simd });
+    const r = await loadInPage(modelUrl(), { chunkSize: chunk, parallel, cache: false, simd, threads });
     assert(r.ok, `load failed: ${r.code} ${r.message}`);
     const d = r.info.device;
     assert(d.device === 'cpu' && /software adapter/.test(d.reason), `auto chose the CPU over SwiftShader: ${JSON.stringify(d)}`);
-    assert(r.info.wasmBuild === simd && d.cpuKernels === `wasm-${simd}`, `the ${simd} build runs: ${r.info.wasmBuild} ${d.cpuKernels}`);
+    const kernels = threads > 1 ? `wasm-${simd}, ${threads} threads` : `wasm-${simd}`;
+    assert(r.info.wasmBuild === simd && d.cpuKernels === kernels, `the ${simd} build runs with ${threads} thread(s): ${r.info.wasmBuild} ${d.cpuKernels}`);
     const load = r.info.load;
     const growth = load.heapPeakBytes - load.heapBeforeBytes;
     const bound = d.bytesPlanned + chunk * parallel + 32 * MiB;
-    console.log(`  ${d.reason}; load ${load.loadSeconds.toFixed(2)} s; heap growth ${(growth / MiB).toFixed(1)} MiB (planned ${(d.bytesPlanned / MiB).toFixed(1)} MiB)`);
+    console.log(`  ${d.reason}; ${d.cpuKernels}; load ${load.loadSeconds.toFixed(2)} s; heap growth ${(growth / MiB).toFixed(1)} MiB (planned ${(d.bytesPlanned / MiB).toFixed(1)} MiB)`);
     assert(growth < bound, `heap grew by ${growth} bytes, more than the plan allows (${bound})`);
     await checkGreedy(PROMPTS);
   });
@@ -242,7 +243,7 @@ test('fault: the file changes during the download -> a clear error, never mixed 
 });
 
 test('bad device options: a clear invalid-request error naming the option', async () => {
-  for (const [opts, word] of [[{ device: 'tpu' }, 'device'], [{ simd: 'avx512' }, 'simd'], [{ device: 'cpu', selfTest: 'yes' }, 'selfTest']]) {
+  for (const [opts, word] of [[{ device: 'tpu' }, 'device'], [{ simd: 'avx512' }, 'simd'], [{ device: 'cpu', selfTest: 'yes' }, 'selfTest'], [{ threads: 0 }, 'threads'], [{ threads: 2.5 }, 'threads']]) {
     const r = await loadInPage(modelUrl(), opts);
     assert(!r.ok && r.code === 'invalid-request' && r.message.includes(word), `${JSON.stringify(opts)}: got ${JSON.stringify(r)}`);
   }

@@ -22,8 +22,9 @@ const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check
          as JSON, beside llama.cpp's WebAssembly build (wllama) on the same model
   run    fetch the test model and chat with it through the CLI (extra args go to `webmoe run`)
   bench  fetch the test model and print `webmoe bench --json`
-  check  rustfmt --check and clippy with warnings denied, also of the CPU backend for aarch64 (the
-         wasm32 build is `web`'s, which `test` runs)";
+  check  rustfmt --check and clippy with warnings denied, also of the CPU backend for aarch64 and of
+         the threaded module for wasm32-wasip1-threads (the wasm32 build is `web`'s, which `test`
+         runs)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -264,7 +265,7 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            // The NEON kernels compile only for aarch64.
+            // The NEON kernels compile only for aarch64, the threaded module's ABI only for WASI.
             sh(cargo().args([
                 "clippy",
                 "-p",
@@ -272,6 +273,16 @@ fn main() -> Result<()> {
                 "--target",
                 "aarch64-unknown-linux-gnu",
                 "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            sh(cargo().args([
+                "clippy",
+                "-p",
+                "webmoe-threads",
+                "--target",
+                "wasm32-wasip1-threads",
                 "--",
                 "-D",
                 "warnings",

@@ -60,6 +60,40 @@ fn ensure_bindgen() -> Result<()> {
 }
 
 /// Builds the web package.
+/// The threaded CPU module (`crates/webmoe-threads`, wasm32-wasip1-threads, whose prebuilt std has
+/// atomics) in the same two SIMD variants, as `webmoe_threads.wasm` and `webmoe_threads_relaxed.wasm`:
+/// up to 4 GiB of shared memory, and `wasi_thread_start` exported for the pool's workers.
+fn threads_module(profile: &str, out: &Path) -> Result<()> {
+    let target = "wasm32-wasip1-threads";
+    for (features, name) in [
+        ("+simd128", "webmoe_threads.wasm"),
+        ("+simd128,+relaxed-simd", "webmoe_threads_relaxed.wasm"),
+    ] {
+        let dir = format!("target/wasm-threads-{}", name.trim_end_matches(".wasm"));
+        sh(cargo()
+            .args(["build", "--target", target, "--profile", profile])
+            .args(["-p", "webmoe-threads", "--target-dir", &dir])
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                [
+                    format!("-Ctarget-feature={features}"),
+                    "-Clink-arg=--max-memory=4294967296".into(),
+                    "-Clink-arg=--export=wasi_thread_start".into(),
+                ]
+                .join("\x1f"),
+            ))?;
+        std::fs::copy(
+            root()
+                .join(&dir)
+                .join(target)
+                .join(profile)
+                .join("webmoe_threads.wasm"),
+            out.join(name),
+        )?;
+    }
+    Ok(())
+}
+
 pub fn build() -> Result<()> {
     let root = root();
     let cfg: File = toml::from_str(&std::fs::read_to_string(root.join("wasm-pack.toml"))?)
@@ -126,6 +160,7 @@ pub fn build() -> Result<()> {
         relaxed_out.join(format!("{stem}_bg.wasm")),
         out.join(format!("{stem}_relaxed_bg.wasm")),
     )?;
+    threads_module(&b.profile, &out)?;
     match &b.wasm_opt {
         toml::Value::Boolean(false) => {}
         toml::Value::String(path) => {

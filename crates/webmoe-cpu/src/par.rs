@@ -2,18 +2,20 @@
 //! five parallel regions per layer of some 100 µs each, and a general-purpose pool's sleep and wake-up
 //! per region cost as much as the work on two cores (rayon took 1.12× from a second thread here,
 //! llama.cpp's pool 2×). Workers spin a few tens of microseconds for the next region, then park; the
-//! caller takes part in every region. `WEBMOE_THREADS` sets the thread count (default: all cores). On
-//! wasm32 everything runs on the calling thread (the browser build is single-threaded).
+//! caller takes part in every region. `WEBMOE_THREADS` sets the thread count (default: all cores). The
+//! threaded browser module (`webmoe-threads`, wasm32-wasip1-threads) runs the same pool on Web
+//! Workers, its environment giving `WEBMOE_THREADS`; the single-threaded wasm build (wasm32-unknown-unknown)
+//! runs everything on the calling thread.
 
 use std::ops::Range;
 
 /// Threads the CPU kernels use.
 pub fn threads() -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), target_os = "wasi"))]
     {
         pool::get().map_or(1, |p| p.workers().len() + 1)
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(target_os = "wasi")))]
     {
         1
     }
@@ -22,7 +24,7 @@ pub fn threads() -> usize {
 /// Calls `f` on consecutive ranges covering `0..n`, each at least `min` long (but the last), in
 /// parallel where threads exist.
 pub fn ranges(n: usize, min: usize, f: impl Fn(Range<usize>) + Sync) {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), target_os = "wasi"))]
     if let Some(p) = pool::get() {
         let threads = p.workers().len() + 1;
         if n > min {
@@ -35,7 +37,7 @@ pub fn ranges(n: usize, min: usize, f: impl Fn(Range<usize>) + Sync) {
     f(0..n)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), target_os = "wasi"))]
 mod pool {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Mutex, OnceLock};

@@ -59,6 +59,9 @@ pub struct OpenOptions {
     /// Treat a software adapter as a GPU (so `auto` self-tests it instead of preferring the CPU):
     /// for tests of the self-test path on machines whose only adapter is a software one.
     pub software_adapter_is_gpu: bool,
+    /// Run the CPU backend through this factory instead of in this module (the browser's threaded
+    /// CPU module when the page is cross-origin isolated).
+    pub external_cpu: Option<crate::ExternalCpuSource>,
 }
 
 /// What was chosen and why (part of `stats()` and `bench --json`).
@@ -75,8 +78,9 @@ pub struct DeviceReport {
     pub self_test: Option<SelfTest>,
     /// Seconds the self-test took.
     pub self_test_seconds: f64,
-    /// CPU kernels in use (`avx2`, `wasm-relaxed-simd`, `wasm-simd128`, `scalar`) when on the CPU.
-    pub cpu_kernels: Option<&'static str>,
+    /// CPU kernels in use (`avx2`, `neon`, `wasm-relaxed-simd`, `wasm-simd128`, `scalar`, and the
+    /// threads of the browser's threaded module) when on the CPU.
+    pub cpu_kernels: Option<String>,
     /// Bytes planned on the device (weights, KV cache, scratch).
     pub bytes_planned: u64,
 }
@@ -90,17 +94,31 @@ fn cpu(
     self_test: Option<(SelfTest, f64)>,
 ) -> Result<(AnyEngine, DeviceReport), EngineError> {
     let plan = webmoe_cpu::plan(desc, h, &o.engine, o.cpu_limit)?;
-    let e = webmoe_cpu::Engine::new(desc.clone(), h, o.engine.clone(), o.cpu_limit)?;
+    let (e, kernels) = match &o.external_cpu {
+        Some(f) => (
+            AnyEngine::External(f.0.create(desc, h, &o.engine, o.cpu_limit)?),
+            f.0.kernels(),
+        ),
+        None => (
+            AnyEngine::Cpu(Box::new(webmoe_cpu::Engine::new(
+                desc.clone(),
+                h,
+                o.engine.clone(),
+                o.cpu_limit,
+            )?)),
+            webmoe_cpu::kernels::isa().into(),
+        ),
+    };
     let (self_test, self_test_seconds) = self_test.map_or((None, 0.0), |(t, s)| (Some(t), s));
     Ok((
-        AnyEngine::Cpu(Box::new(e)),
+        e,
         DeviceReport {
             device: "cpu",
             reason,
             adapter,
             self_test,
             self_test_seconds,
-            cpu_kernels: Some(webmoe_cpu::kernels::isa()),
+            cpu_kernels: Some(kernels),
             bytes_planned: plan.total(),
         },
     ))

@@ -37,6 +37,8 @@ pub enum AnyEngine {
     Gpu(Box<webmoe_gpu::Engine>),
     /// SIMD kernels on the CPU.
     Cpu(Box<webmoe_cpu::Engine>),
+    /// The CPU backend in another module (the browser's threaded one).
+    External(Box<dyn crate::ExternalCpu>),
 }
 
 impl AnyEngine {
@@ -44,7 +46,7 @@ impl AnyEngine {
     pub fn device(&self) -> &'static str {
         match self {
             AnyEngine::Gpu(_) => "gpu",
-            AnyEngine::Cpu(_) => "cpu",
+            AnyEngine::Cpu(_) | AnyEngine::External(_) => "cpu",
         }
     }
 
@@ -53,6 +55,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => &e.desc,
             AnyEngine::Cpu(e) => &e.desc,
+            AnyEngine::External(e) => e.desc(),
         }
     }
 
@@ -61,6 +64,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => &e.opts,
             AnyEngine::Cpu(e) => &e.opts,
+            AnyEngine::External(e) => e.opts(),
         }
     }
 
@@ -69,6 +73,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => e.weights_mut(),
             AnyEngine::Cpu(e) => e.weights_mut(),
+            AnyEngine::External(e) => &mut **e,
         }
     }
 
@@ -80,6 +85,9 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => Ok(e.quantize_on_upload(index, src)?),
             AnyEngine::Cpu(e) => Ok(e.quantize_on_upload(index, src)?),
+            AnyEngine::External(_) => Err(EngineError::Cpu(CpuError::Invalid(
+                "the threaded CPU backend loads GGUF weights only".into(),
+            ))),
         }
     }
 
@@ -91,6 +99,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => Ok(e.finish_upload()?),
             AnyEngine::Cpu(e) => Ok(e.finish_upload()?),
+            AnyEngine::External(e) => e.finish_upload(),
         }
     }
 
@@ -102,6 +111,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => Ok(e.logits().await?),
             AnyEngine::Cpu(e) => Ok(e.logits().to_vec()),
+            AnyEngine::External(e) => Ok(e.logits()),
         }
     }
 
@@ -110,6 +120,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => e.weight_bytes_per_token(),
             AnyEngine::Cpu(e) => e.weight_bytes_per_token(),
+            AnyEngine::External(e) => e.weight_bytes_per_token(),
         }
     }
 
@@ -118,6 +129,7 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(e) => e.weight_bytes(),
             AnyEngine::Cpu(e) => e.weight_bytes(),
+            AnyEngine::External(e) => e.weight_bytes(),
         }
     }
 
@@ -125,7 +137,7 @@ impl AnyEngine {
     pub fn gpu(&self) -> Option<&webmoe_gpu::Engine> {
         match self {
             AnyEngine::Gpu(e) => Some(e),
-            AnyEngine::Cpu(_) => None,
+            AnyEngine::Cpu(_) | AnyEngine::External(_) => None,
         }
     }
 }
@@ -137,6 +149,7 @@ impl Backend for AnyEngine {
         match self {
             AnyEngine::Gpu(e) => e.pos,
             AnyEngine::Cpu(e) => e.pos,
+            AnyEngine::External(e) => e.pos(),
         }
     }
 
@@ -152,6 +165,7 @@ impl Backend for AnyEngine {
         match self {
             AnyEngine::Gpu(e) => e.reset(),
             AnyEngine::Cpu(e) => e.reset(),
+            AnyEngine::External(e) => e.reset(),
         }
     }
 
@@ -163,6 +177,7 @@ impl Backend for AnyEngine {
         match self {
             AnyEngine::Gpu(e) => Ok(e.forward(ids, sample).await?),
             AnyEngine::Cpu(e) => Ok(e.forward(ids, sample)?),
+            AnyEngine::External(e) => e.forward(ids, sample),
         }
     }
 }

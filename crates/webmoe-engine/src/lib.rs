@@ -8,6 +8,8 @@
 
 mod choose;
 mod engine;
+mod external;
 
 pub use choose::{open, DeviceReport, DeviceRequest, OpenOptions};
 pub use engine::{AnyEngine, EngineError};
+pub use external::{ExternalCpu, ExternalCpuFactory, ExternalCpuSource};

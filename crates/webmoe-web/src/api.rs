@@ -76,7 +76,8 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 /// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
 /// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread],
 /// device?: "auto" | "gpu" | "cpu", selfTest?: boolean, forceSelfTestFailure?: boolean,
-/// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`),
+/// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`), cpuThreads?: number
+/// (the worker started the threaded CPU module with that many threads),
 /// softwareAdapter?: boolean, noGpuReason?: string }` (`softwareAdapter`: the page saw
 /// `isFallbackAdapter` or a software adapter's name in `GPUAdapterInfo`; `noGpuReason`: the page found
 /// no WebGPU adapter, and why). `onProgress` gets
@@ -164,7 +165,9 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             software_adapter: software,
             no_gpu_reason: opt::<String>(&options, "noGpuReason")?,
             software_adapter_is_gpu: false,
+            external_cpu: None,
         },
+        threaded_cpu: opt::<u32>(&options, "cpuThreads")?.is_some_and(|n| n > 1),
     };
     let loaded = load_model(spec, &on_progress).await?;
     let e = &loaded.engine;

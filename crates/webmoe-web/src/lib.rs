@@ -11,6 +11,7 @@ mod error;
 mod js;
 mod load;
 mod source;
+mod threads;
 mod yielding;
 
 pub use error::WebError;

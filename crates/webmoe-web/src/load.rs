@@ -8,6 +8,7 @@ use crate::cache::{ChunkCache, Manifest};
 use crate::error::WebError;
 use crate::js::{call1, heap_bytes, now_s, to_js};
 use crate::source::{open_url, Source};
+use crate::threads::ThreadsFactory;
 use futures_util::stream::{self, StreamExt};
 use js_sys::Uint8Array;
 use serde::Serialize;
@@ -36,6 +37,8 @@ pub struct LoadSpec {
     pub use_cache: bool,
     /// Device request and engine settings.
     pub open: OpenOptions,
+    /// The threaded CPU module is up (cross-origin isolated page): run the CPU backend there.
+    pub threaded_cpu: bool,
 }
 
 /// Facts about the finished load (part of `stats()`).
@@ -88,12 +91,13 @@ pub struct Loaded {
     pub report: LoadReport,
 }
 
-async fn read_header(src: &Source, first: Vec<u8>) -> Result<GgufHeader, LoadError> {
+/// The header and the bytes it was parsed from.
+async fn read_header(src: &Source, first: Vec<u8>) -> Result<(GgufHeader, Vec<u8>), LoadError> {
     let size = src.size();
     let mut buf = first;
     loop {
         match parse_header(&buf, size)? {
-            HeaderParse::Done(h) => return Ok(*h),
+            HeaderParse::Done(h) => return Ok((*h, buf)),
             HeaderParse::NeedBytes(n) => {
                 let have = buf.len() as u64;
                 // Grow geometrically so a big tokenizer costs a few requests, not many.
@@ -150,19 +154,32 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         (Some(url), None) => open_url(url, FIRST_HEADER_READ).await?,
         (None, None) => return Err(WebError::Invalid("no model given (a URL or a File)".into())),
     };
-    let header = read_header(&src, first.to_vec()).await?;
+    let (header, header_bytes) = read_header(&src, first.to_vec()).await?;
     drop(first);
     let rope_freqs = match header.tensor("rope_freqs.weight") {
         Some(_) => Some(read_f32_tensor(&src, &header, "rope_freqs.weight").await?),
         None => None,
     };
+    let mut open = spec.open.clone();
+    if spec.threaded_cpu {
+        open.external_cpu = Some(
+            ThreadsFactory {
+                header: header_bytes,
+                file_size: src.size(),
+                rope: rope_freqs.clone(),
+            }
+            .source(),
+        );
+    } else {
+        drop(header_bytes);
+    }
     let desc = ModelDesc::from_gguf(&header, rope_freqs)
         .map_err(|e| WebError::InvalidModel(format!("{}: {e}", src.name())))?;
     let tokenizer = Tokenizer::from_gguf(&header)
         .map_err(|e| WebError::InvalidModel(format!("{}: tokenizer: {e}", src.name())))?;
     progress(&header_progress("device"));
     // Choose the device; refuse before downloading when the model fits none.
-    let (mut engine, device) = webmoe_engine::open(&desc, &header, &spec.open, &now_s).await?;
+    let (mut engine, device) = webmoe_engine::open(&desc, &header, &open, &now_s).await?;
 
     let indices = desc.tensor_indices(&header);
     let chunks = ChunkPlan::new(&header, &indices, spec.chunk_bytes);

@@ -42,7 +42,9 @@ impl Backend for Yielding<'_> {
         sample: Option<(&SamplingParams, &[u32], u32)>,
     ) -> Result<Option<u32>, EngineError> {
         let out = self.engine.forward(ids, sample).await;
-        if let (Some(f), AnyEngine::Cpu(_)) = (&self.yield_fn, &*self.engine) {
+        if let (Some(f), AnyEngine::Cpu(_) | AnyEngine::External(_)) =
+            (&self.yield_fn, &*self.engine)
+        {
             if let Ok(p) = f.call0(&wasm_bindgen::JsValue::NULL) {
                 let _ = JsFuture::from(js_sys::Promise::from(p)).await;
             }

@@ -1,0 +1,198 @@
+//! The threaded CPU backend (`crates/webmoe-threads`) seen from this module: an
+//! [`ExternalCpu`] whose calls go through `globalThis.webmoeThreads`, which `web/src/threads.js`
+//! installs once the threaded module and its pool workers are up (only in cross-origin isolated
+//! pages). Calls are synchronous: the worker blocks while the pool runs a step.
+
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use webmoe_core::gguf::GgufHeader;
+use webmoe_core::model::ModelDesc;
+use webmoe_core::options::{EngineOptions, KvDtype};
+use webmoe_core::sampling::SamplingParams;
+use webmoe_core::TensorSink;
+use webmoe_cpu::CpuError;
+use webmoe_engine::{EngineError, ExternalCpu, ExternalCpuFactory, ExternalCpuSource};
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = open)]
+    fn threads_open(
+        header: &[u8],
+        file_size: f64,
+        rope: &[f32],
+        max_context: u32,
+        prefill_chunk: u32,
+        kv_f32: bool,
+        limit: f64,
+    ) -> String;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = write)]
+    fn threads_write(index: u32, offset: f64, data: &[u8]) -> String;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = finish)]
+    fn threads_finish() -> String;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = forward)]
+    fn threads_forward(ids: &[u32], draw: &str) -> JsValue;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = reset)]
+    fn threads_reset();
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = pos)]
+    fn threads_pos() -> u32;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = logits)]
+    fn threads_logits() -> Vec<f32>;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = weightBytes)]
+    fn threads_weight_bytes() -> f64;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = weightBytesPerToken)]
+    fn threads_weight_bytes_per_token() -> f64;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = threads)]
+    fn threads_count() -> u32;
+}
+
+/// `""` or `"kind:message"` from the JS side, as the CPU backend's error.
+fn status(s: String) -> Result<(), CpuError> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    let (kind, msg) = s.split_once(':').unwrap_or(("model", &s));
+    Err(match kind {
+        "too-large" => CpuError::TooLarge(msg.into()),
+        "invalid" => CpuError::Invalid(msg.into()),
+        _ => CpuError::Load(msg.into()),
+    })
+}
+
+/// Creates threaded engines for one file.
+pub struct ThreadsFactory {
+    /// The file's first bytes, at least its whole header.
+    pub header: Vec<u8>,
+    /// The file's size.
+    pub file_size: u64,
+    /// The `rope_freqs` table, if the file has one.
+    pub rope: Option<Vec<f32>>,
+}
+
+impl ThreadsFactory {
+    /// As the options' factory.
+    pub fn source(self) -> ExternalCpuSource {
+        ExternalCpuSource(Rc::new(self))
+    }
+}
+
+impl ExternalCpuFactory for ThreadsFactory {
+    fn create(
+        &self,
+        desc: &ModelDesc,
+        _h: &GgufHeader,
+        opts: &EngineOptions,
+        limit: Option<u64>,
+    ) -> Result<Box<dyn ExternalCpu>, EngineError> {
+        status(threads_open(
+            &self.header,
+            self.file_size as f64,
+            self.rope.as_deref().unwrap_or(&[]),
+            opts.max_context as u32,
+            opts.prefill_chunk as u32,
+            opts.kv_dtype == KvDtype::F32,
+            limit.unwrap_or(u64::MAX >> 12) as f64,
+        ))?;
+        let mut opts = opts.clone();
+        opts.max_context = opts.max_context.min(desc.config.context_length).max(1);
+        Ok(Box::new(Threaded {
+            desc: desc.clone(),
+            opts,
+        }))
+    }
+
+    /// The instruction set (the threaded module is built with the same SIMD features as this one) and
+    /// the threads its pool runs (starting the pool).
+    fn kernels(&self) -> String {
+        format!(
+            "{}, {} threads",
+            webmoe_cpu::kernels::isa(),
+            threads_count()
+        )
+    }
+}
+
+/// An engine in the threaded module.
+struct Threaded {
+    desc: ModelDesc,
+    opts: EngineOptions,
+}
+
+impl TensorSink for Threaded {
+    fn write(&mut self, index: usize, offset: u64, bytes: &[u8]) -> Result<(), String> {
+        status(threads_write(index as u32, offset as f64, bytes)).map_err(|e| e.to_string())
+    }
+}
+
+/// How to draw the next token, as the threaded module reads it.
+#[derive(serde::Serialize)]
+struct Draw<'a> {
+    params: &'a SamplingParams,
+    recent: &'a [u32],
+    counter: u32,
+}
+
+impl ExternalCpu for Threaded {
+    fn desc(&self) -> &ModelDesc {
+        &self.desc
+    }
+
+    fn opts(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    fn pos(&self) -> usize {
+        threads_pos() as usize
+    }
+
+    fn reset(&mut self) {
+        threads_reset();
+    }
+
+    fn forward(
+        &mut self,
+        ids: &[u32],
+        sample: Option<(&SamplingParams, &[u32], u32)>,
+    ) -> Result<Option<u32>, EngineError> {
+        let draw = match sample {
+            Some((params, recent, counter)) => serde_json::to_string(&Draw {
+                params,
+                recent,
+                counter,
+            })
+            .map_err(|e| CpuError::Invalid(e.to_string()))?,
+            None => String::new(),
+        };
+        let r = threads_forward(ids, &draw);
+        match r.as_f64() {
+            Some(t) if t >= 0.0 => Ok(Some(t as u32)),
+            Some(_) => Ok(None),
+            None => Err(status(
+                r.as_string()
+                    .unwrap_or_else(|| "model:unknown failure".into()),
+            )
+            .err()
+            .unwrap_or_else(|| CpuError::Load("the threaded engine failed".into()))
+            .into()),
+        }
+    }
+
+    fn finish_upload(&mut self) -> Result<(), EngineError> {
+        Ok(status(threads_finish())?)
+    }
+
+    fn logits(&self) -> Vec<f32> {
+        threads_logits()
+    }
+
+    fn weight_bytes(&self) -> u64 {
+        threads_weight_bytes() as u64
+    }
+
+    fn weight_bytes_per_token(&self) -> u64 {
+        threads_weight_bytes_per_token() as u64
+    }
+
+    fn threads(&self) -> usize {
+        threads_count() as usize
+    }
+}
