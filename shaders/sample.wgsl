@@ -4,6 +4,8 @@
 // value: no sort), then a seeded draw from softmax(l / temperature) over the kept tokens (index order).
 // bindings: 0 logits (storage, read), 1 work (storage, read_write, scratch [vocab]), 2 recent (storage,
 //           read, u32 ids, deduplicated), 3 out (storage, read_write, u32 [1]), 4 params (uniform).
+// A NaN or infinite logit anywhere makes the result 0xffffffff (webmoe_core::sampling::NON_FINITE), never
+// a token; finiteness is tested on the bits, since WGSL compilers may assume floats are finite.
 // dispatch: (1, 1, 1); workgroup = 256 threads.
 
 struct Params {
@@ -83,10 +85,24 @@ fn main(@builtin(local_invocation_index) li: u32) {
     var best = -3.4e38;
     var best_i = 0u;
     var lo_v = 3.4e38;
+    var bad = 0u;
     for (var i = li; i < n; i += WG) {
         let v = work[i];
         if (v > best) { best = v; best_i = i; }
         lo_v = min(lo_v, v);
+        bad |= select(0u, 1u, (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u);
+    }
+    red_u[li] = bad;
+    workgroupBarrier();
+    for (var off = WG / 2u; off > 0u; off >>= 1u) {
+        if (li < off) { red_u[li] = max(red_u[li], red_u[li + off]); }
+        workgroupBarrier();
+    }
+    let any_bad = red_u[0];
+    workgroupBarrier();
+    if (any_bad != 0u) {
+        if (li == 0u) { out[0] = 0xffffffffu; }
+        return;
     }
     red_f[li] = best;
     red_u[li] = best_i;

@@ -9,7 +9,8 @@ export type ErrorCode =
   | 'model-too-large'    // the model fits neither the adapter nor the CPU backend's heap (3 GiB)
   | 'gpu-self-test-failed' // device 'gpu' was asked for, but the adapter computed a kernel wrongly
   | 'device-lost'        // the GPU device failed or was lost: create a new engine
-  | 'invalid-request'    // bad arguments, prompt longer than the context, busy, unloaded
+  | 'invalid-request'    // bad arguments (sampling values out of range too), prompt longer than the context, busy, unloaded
+  | 'numerical-error'    // the model produced NaN or infinite logits (broken weights or config): no token is made up
   | 'internal';
 
 export class WebmoeError extends Error {

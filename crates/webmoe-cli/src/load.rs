@@ -135,7 +135,10 @@ pub fn open_quantized(model: &str, quantize: Option<GgmlType>) -> Result<ModelFi
     };
     let header = read_gguf_header(src.as_ref()).with_context(|| format!("reading {model}"))?;
     let rope_freqs = match header.tensor("rope_freqs.weight") {
-        Some(_) => Some(read_tensor_f32(src.as_ref(), &header, "rope_freqs.weight")?),
+        Some(t) => {
+            webmoe_core::model::check_rope_freqs(t).with_context(|| format!("model {model}"))?;
+            Some(read_tensor_f32(src.as_ref(), &header, "rope_freqs.weight")?)
+        }
         None => None,
     };
     let desc =

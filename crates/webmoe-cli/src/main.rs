@@ -57,6 +57,10 @@ struct EngineArgs {
     /// (or WEBMOE_GPU_VARIANTS). Variants the adapter lacks are dropped.
     #[arg(long, value_parser = webmoe_gpu::Variants::parse)]
     kernels: Option<webmoe_gpu::Variants>,
+    /// Seconds a model server may stall a read (no response, or a body far behind) before the read
+    /// fails; a stalled read is retried once.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    stall_timeout: u64,
     /// KV cache element type.
     #[arg(long, value_enum, default_value = "f16")]
     kv_dtype: Kv,
@@ -90,6 +94,7 @@ impl EngineArgs {
     }
 
     fn open(&self) -> OpenOptions {
+        webmoe_loader::set_stall_timeout(self.stall_timeout);
         OpenOptions {
             device: match self.device {
                 Device::Auto => DeviceRequest::Auto,
@@ -184,8 +189,9 @@ enum Cmd {
     },
     /// Serve a folder (the demo page, model files) over HTTP on localhost, with Range support.
     Serve {
-        /// Folder to serve.
-        #[arg(long, default_value = ".")]
+        /// Folder to serve (required: serving the current folder by default would expose `.git` and
+        /// `.env`). Dotfiles and links leading outside it are never served.
+        #[arg(long)]
         dir: std::path::PathBuf,
         /// Port (0 picks a free one).
         #[arg(long, default_value_t = 8080)]
@@ -196,6 +202,13 @@ enum Cmd {
         /// A folder of model files to serve under /models/ as well.
         #[arg(long)]
         models: Option<std::path::PathBuf>,
+        /// Accept requests whose `Host` is NAME as well (by default only the bound address,
+        /// localhost, 127.0.0.1 and [::1]: a DNS-rebinding page cannot read what is served).
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
+        /// Seconds a connection may take to send a request's headers, or stay idle between requests.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
     },
     /// Prefill and decode speed, and decode bandwidth against the device's own copy bandwidth.
     Bench {
@@ -251,10 +264,13 @@ fn real_main() -> Result<()> {
                 seed,
                 ..Default::default()
             };
+            params
+                .validate()
+                .map_err(|e| anyhow::anyhow!("invalid sampling parameters: {e}"))?;
             let mut m = load::load_on(&model, &engine.open(), engine.quantize(), json)?;
             if let Some(path) = tokenizer {
-                let text =
-                    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                let text = webmoe_loader::read_small_file(std::path::Path::new(&path))
+                    .with_context(|| format!("reading {path}"))?;
                 let t = &m.tokenizer;
                 m.tokenizer =
                     Tokenizer::from_json(&text, t.special.clone(), t.chat_template.clone())
@@ -318,6 +334,13 @@ fn real_main() -> Result<()> {
                 None,
             ))?;
             let logits = pollster::block_on(m.engine.logits())?;
+            if let Some(bad) = logits.iter().position(|v| !v.is_finite()) {
+                bail!(
+                    "numerical error: the model produced a non-finite logit ({} for token {bad}) at position {}; the weights or the model configuration are broken",
+                    logits[bad],
+                    ids.len() - 1
+                );
+            }
             let mut pairs: Vec<(u32, f32)> = logits
                 .iter()
                 .enumerate()
@@ -350,7 +373,16 @@ fn real_main() -> Result<()> {
             port,
             host,
             models,
-        } => serve::run(&dir, models.as_deref(), &host, port),
+            allow_hosts,
+            timeout,
+        } => serve::run(&serve::ServeOptions {
+            dir,
+            models,
+            host,
+            port,
+            allow_hosts,
+            timeout: std::time::Duration::from_secs(timeout),
+        }),
         Cmd::Bench {
             model,
             prompt_tokens,

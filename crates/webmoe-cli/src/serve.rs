@@ -1,31 +1,161 @@
 //! `webmoe serve`: static files (demo page, models) on localhost with `Range` support, via
-//! axum + tower-http's `ServeDir` (which also answers conditional requests with ETag/Last-Modified).
+//! axum + tower-http's `ServeDir` (which also answers conditional requests with ETag/Last-Modified),
+//! behind a guard that serves only what is inside the folders: no dotfiles, nothing reached through
+//! a link that leads outside, and only for `Host` names of the bound address (a DNS-rebinding page
+//! cannot read it) unless `--allow-host` adds one. Connections that send no complete request headers
+//! within the timeout (slow or idle clients) are closed. Pages get cross-origin isolation headers, so
+//! the demo can run the CPU backend on threads.
 
 use anyhow::{Context, Result};
-use std::path::Path;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use tower_http::services::ServeDir;
 
-/// Serves `dir` at `/` and, when given, `models` at `/models/`, until the process is stopped.
+/// What `webmoe serve` serves and how.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The folder served at `/`.
+    pub dir: PathBuf,
+    /// A folder served at `/models/`.
+    pub models: Option<PathBuf>,
+    /// Address to bind.
+    pub host: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+    /// `Host` names accepted besides the bound address's (`localhost`, `127.0.0.1`, `[::1]`).
+    pub allow_hosts: Vec<String>,
+    /// Seconds a connection may take to send a request's headers (and may sit idle between requests).
+    pub timeout: Duration,
+}
+
+struct Guard {
+    dir: PathBuf,
+    models: Option<PathBuf>,
+    hosts: Vec<String>,
+}
+
+impl Guard {
+    /// Whether `host` (a `Host` header) names this server.
+    fn host_ok(&self, host: &str) -> bool {
+        let name = match host.rsplit_once(':') {
+            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !n.ends_with(':') => n,
+            _ => host,
+        };
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// The file a request path names, if it is inside a served folder and not a dotfile.
+    fn allowed(&self, path: &str) -> bool {
+        let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+            return false;
+        };
+        let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+        if segments
+            .iter()
+            .any(|s| s.starts_with('.') || s.contains('\\') || s.contains('\0'))
+        {
+            return false;
+        }
+        let (root, rest) = match (segments.first(), &self.models) {
+            (Some(&"models"), Some(m)) => (m, &segments[1..]),
+            _ => (&self.dir, &segments[..]),
+        };
+        let target = rest.iter().fold(root.clone(), |p, s| p.join(s));
+        match target.canonicalize() {
+            Ok(real) => real.starts_with(root),
+            // Missing files are ServeDir's to answer (404).
+            Err(_) => true,
+        }
+    }
+}
+
+async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !g.host_ok(host) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "Host {host:?} is not this server (webmoe serve --allow-host NAME accepts it)\n"
+            ),
+        )
+            .into_response();
+    }
+    if !g.allowed(req.uri().path()) {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    for (k, v) in [
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-embedder-policy", "require-corp"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    res
+}
+
+/// Serves until the process is stopped.
 ///
 /// # Errors
 /// A folder that does not exist, an address that cannot be bound.
-pub fn run(dir: &Path, models: Option<&Path>, host: &str, port: u16) -> Result<()> {
-    anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
-    if let Some(m) = models {
-        anyhow::ensure!(m.is_dir(), "{} is not a folder", m.display());
+pub fn run(o: &ServeOptions) -> Result<()> {
+    let real = |p: &Path| {
+        anyhow::ensure!(p.is_dir(), "{} is not a folder", p.display());
+        p.canonicalize()
+            .with_context(|| format!("resolving {}", p.display()))
+    };
+    let dir = real(&o.dir)?;
+    let models = o.models.as_deref().map(real).transpose()?;
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".into(),
+        "[::1]".into(),
+        o.host.clone(),
+    ];
+    hosts.extend(o.allow_hosts.iter().cloned());
+    let g = Arc::new(Guard {
+        dir: dir.clone(),
+        models: models.clone(),
+        hosts,
+    });
+    let mut app = axum::Router::new();
+    if let Some(m) = &models {
+        app = app.nest_service("/models", ServeDir::new(m));
     }
+    let app = app
+        .fallback_service(ServeDir::new(&dir))
+        .layer(axum::middleware::from_fn_with_state(g, guard));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind((host, port))
+        let listener = tokio::net::TcpListener::bind((o.host.as_str(), o.port))
             .await
-            .with_context(|| format!("binding {host}:{port}"))?;
+            .with_context(|| format!("binding {}:{}", o.host, o.port))?;
         let addr = listener.local_addr()?;
-        let mut app = axum::Router::new();
-        if let Some(m) = models {
-            app = app.nest_service("/models", ServeDir::new(m));
-        }
-        let app = app.fallback_service(ServeDir::new(dir));
         println!("serving {} at http://{addr}/", dir.display());
-        axum::serve(listener, app).await.context("serving")
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let timeout = o.timeout;
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     })
 }

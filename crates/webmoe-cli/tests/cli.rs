@@ -206,3 +206,88 @@ fn a_tokenizer_json_can_replace_the_gguf_tokenizer() {
     );
     std::fs::remove_file(&path).unwrap();
 }
+
+/// Nonsense sampling values are refused before the model loads, naming the parameter.
+#[test]
+fn nonsense_sampling_values_are_clear_errors() {
+    for (arg, name) in [
+        ("--temperature=NaN", "temperature"),
+        ("--temperature=-1", "temperature"),
+        ("--temperature=inf", "temperature"),
+        ("--top-p=1.5", "top_p"),
+        ("--min-p=2", "min_p"),
+        ("--repeat-penalty=0", "repeat_penalty"),
+        ("--repeat-penalty=NaN", "repeat_penalty"),
+    ] {
+        expect_error(&["run", &model(), "--prompt", "hi", arg], name);
+    }
+}
+
+/// Only regular files are models or tokenizers: a FIFO (which would block forever) and a device (which
+/// never ends) are clear errors.
+#[test]
+fn pipes_and_devices_are_not_read_as_models_or_tokenizers() {
+    let dir = std::env::temp_dir().join(format!("webmoe-cli-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model.gguf");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    expect_error(&["info", fifo.to_str().unwrap()], "not a regular file");
+    expect_error(
+        &[
+            "run",
+            &model(),
+            "--prompt",
+            "hi",
+            "--tokenizer",
+            "/dev/zero",
+        ],
+        "not a regular file",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A model whose weights give NaN logits (its RMSNorm weights overwritten with NaN) ends in a
+/// numerical error, never in tokens.
+#[test]
+fn nan_weights_are_a_numerical_error_not_tokens() {
+    use webmoe_core::gguf::{parse_header, HeaderParse};
+    let mut bytes = std::fs::read(model()).unwrap();
+    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
+        panic!("header")
+    };
+    let t = h.tensor("output_norm.weight").unwrap();
+    let (s, e) = h.tensor_range(t);
+    for c in bytes[s as usize..e as usize].chunks_exact_mut(4) {
+        c.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let path = std::env::temp_dir().join(format!("webmoe-nan-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    for device in ["cpu", "gpu"] {
+        expect_error(
+            &[
+                "run",
+                path.to_str().unwrap(),
+                "--prompt",
+                "hi",
+                "--device",
+                device,
+                "--max-tokens",
+                "4",
+            ],
+            "non-finite logits",
+        );
+        expect_error(
+            &[
+                "logits",
+                path.to_str().unwrap(),
+                "--ids",
+                "1,2",
+                "--device",
+                device,
+            ],
+            "non-finite logit",
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+}

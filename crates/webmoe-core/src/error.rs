@@ -51,6 +51,26 @@ pub enum GgufError {
         size: u64,
         file_size: u64,
     },
+    /// The header (metadata and tensor table) is larger than any model needs.
+    #[error("corrupt GGUF: the header needs {need} bytes, more than the {limit} a model's metadata can take")]
+    HeaderTooLarge { need: u64, limit: u64 },
+    /// Arrays hold more elements than any model needs.
+    #[error("corrupt GGUF: {what} of {count} elements at byte {at} exceed the limit of {limit}")]
+    TooManyElements {
+        what: &'static str,
+        count: u64,
+        at: u64,
+        limit: u64,
+    },
+    /// A metadata key appears twice.
+    #[error("corrupt GGUF: metadata key {key:?} appears twice")]
+    DuplicateKey { key: String },
+    /// A tensor name appears twice.
+    #[error("corrupt GGUF: tensor {name} appears twice")]
+    DuplicateTensor { name: String },
+    /// Two tensors' data overlap.
+    #[error("corrupt GGUF: tensors {first} and {second} overlap in the file")]
+    OverlappingTensors { first: String, second: String },
 }
 
 /// Errors building a model description from metadata and tensors.

@@ -91,6 +91,13 @@ pub enum GenerateError<E: std::error::Error> {
     /// Detokenization failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// A request the loop refuses: a sampling parameter out of range, an empty prompt.
+    #[error("{0}")]
+    Invalid(String),
+    /// The model produced NaN or infinite logits (a broken model file or config): no token is
+    /// made up from them.
+    #[error("numerical error: the model produced non-finite logits (NaN or infinity) at position {0}; the weights or the model configuration are broken")]
+    Numerical(usize),
 }
 
 /// Generates from `req.prompt` (the KV cache is reset first). `on_text` is called after every token with
@@ -106,6 +113,14 @@ pub async fn generate<B: Backend>(
     now: &dyn Fn() -> f64,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation, GenerateError<B::Error>> {
+    req.params
+        .validate()
+        .map_err(|e| GenerateError::Invalid(format!("invalid sampling parameters: {e}")))?;
+    if req.prompt.is_empty() {
+        return Err(GenerateError::Invalid(
+            "the prompt is empty: it has no tokens (this model adds no BOS token), so there is nothing to continue".into(),
+        ));
+    }
     engine.reset();
     if req.prompt.len() >= engine.max_context() {
         return Err(GenerateError::TooLong(format!(
@@ -134,6 +149,9 @@ pub async fn generate<B: Backend>(
     let t1 = now();
     let mut decoded = 0usize;
     while let Some(id) = next {
+        if id == crate::sampling::NON_FINITE {
+            return Err(GenerateError::Numerical(history.len()));
+        }
         if tok.is_eog(id) {
             finish = Finish::Stop;
             break;

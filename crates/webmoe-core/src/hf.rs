@@ -196,22 +196,97 @@ impl HfModel {
         let n_layers = need(c, "num_hidden_layers")?;
         let n_heads = need(c, "num_attention_heads")?;
         let n_kv_heads = u(c, "num_key_value_heads").unwrap_or(n_heads);
-        let head_dim = u(c, "head_dim").unwrap_or(hidden / n_heads.max(1));
+        // Bounds before anything is sized by these (a billion layers must not be allocated first).
+        use crate::model::{
+            check_sizes, MAX_HEADS, MAX_HEAD_DIM, MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB,
+        };
+        check_sizes(&[
+            ("config.json hidden_size", hidden, MAX_HIDDEN),
+            ("config.json num_hidden_layers", n_layers, MAX_LAYERS),
+            ("config.json num_attention_heads", n_heads, MAX_HEADS),
+            ("config.json num_key_value_heads", n_kv_heads, n_heads),
+        ])?;
+        if !n_heads.is_multiple_of(n_kv_heads) {
+            return Err(ModelError::Inconsistent(format!(
+                "config.json num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv_heads}"
+            )));
+        }
+        let head_dim = u(c, "head_dim").unwrap_or(hidden / n_heads);
         let vocab_size = need(c, "vocab_size")?;
+        check_sizes(&[
+            ("config.json head_dim", head_dim, MAX_HEAD_DIM),
+            ("config.json vocab_size", vocab_size, MAX_VOCAB),
+        ])?;
+        if !head_dim.is_multiple_of(2) {
+            return Err(ModelError::Inconsistent(format!(
+                "config.json head_dim {head_dim} must be even"
+            )));
+        }
         let rope_params = c
             .get("rope_parameters")
             .or_else(|| c.get("rope_scaling"))
             .filter(|v| !v.is_null());
+        if let Some(p) = rope_params.filter(|p| !p.is_object()) {
+            return Err(ModelError::Inconsistent(format!(
+                "config.json rope_scaling must be an object, not {p}"
+            )));
+        }
         let rope_base = rope_params
             .and_then(|p| f(p, "rope_theta"))
             .or_else(|| f(c, "rope_theta"))
             .unwrap_or(if llama4 { 500000.0 } else { 10000.0 }) as f32;
-        let rope_type = rope_params
-            .and_then(|p| p.get("rope_type").or_else(|| p.get("type")))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
+        let rope_type = match rope_params.and_then(|p| p.get("rope_type").or_else(|| p.get("type")))
+        {
+            None if rope_params.is_some_and(|p| p.get("factor").is_some()) => {
+                return Err(ModelError::Inconsistent(
+                    "config.json rope_scaling has a factor but no rope_type".into(),
+                ))
+            }
+            None => "default",
+            Some(Value::String(t)) => t.as_str(),
+            Some(other) => {
+                return Err(ModelError::Inconsistent(format!(
+                    "config.json rope_scaling rope_type must be a string, not {other}"
+                )))
+            }
+        };
         let partial = f(c, "partial_rotary_factor").unwrap_or(1.0);
+        if !(partial > 0.0 && partial <= 1.0) {
+            return Err(ModelError::Inconsistent(format!(
+                "config.json partial_rotary_factor {partial} must be in (0, 1]"
+            )));
+        }
         let rope_dim = ((head_dim as f64 * partial) as usize) & !1;
+        if let (Some(p), "llama3") = (rope_params, rope_type) {
+            for key in [
+                "factor",
+                "low_freq_factor",
+                "high_freq_factor",
+                "original_max_position_embeddings",
+            ] {
+                match p.get(key) {
+                    None => {}
+                    Some(v)
+                        if v.as_f64()
+                            .is_some_and(|x| x.is_finite() && x > 0.0 && x < 1e9) => {}
+                    Some(v) => {
+                        return Err(ModelError::Inconsistent(format!(
+                            "config.json rope_scaling {key} {v} must be a positive number below 1e9"
+                        )))
+                    }
+                }
+            }
+            let (lo, hi) = (
+                f(p, "low_freq_factor").unwrap_or(1.0),
+                f(p, "high_freq_factor").unwrap_or(4.0),
+            );
+            // Equal factors leave no smoothed band (no division by their difference).
+            if hi < lo {
+                return Err(ModelError::Inconsistent(format!(
+                    "config.json rope_scaling high_freq_factor {hi} is below low_freq_factor {lo}"
+                )));
+            }
+        }
         let rope_freq_divisors = match rope_type {
             "default" => None,
             "llama3" => Some(llama3_divisors(
@@ -230,11 +305,18 @@ impl HfModel {
         } else {
             need(c, "intermediate_size")?
         };
+        check_sizes(&[(
+            "config.json intermediate_size",
+            ffn_dim,
+            crate::model::MAX_FFN,
+        )])?;
         let n_experts = u(c, "num_local_experts")
             .or_else(|| u(c, "num_experts"))
             .unwrap_or(0);
         let moe = if n_experts > 0 {
+            check_sizes(&[("config.json num_local_experts", n_experts, 256)])?;
             let n_used = need(c, "num_experts_per_tok")?;
+            check_sizes(&[("config.json num_experts_per_tok", n_used, n_experts.min(8))])?;
             let norm_topk = c.get("norm_topk_prob").and_then(Value::as_bool);
             Some(MoeConfig {
                 n_experts,

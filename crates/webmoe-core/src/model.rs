@@ -136,6 +136,54 @@ pub struct SharedExpert {
     pub gate_inp: Option<String>,
 }
 
+/// Largest hidden size accepted.
+pub const MAX_HIDDEN: usize = 1 << 16;
+/// Most layers accepted.
+pub const MAX_LAYERS: usize = 1024;
+/// Most attention heads accepted.
+pub const MAX_HEADS: usize = 1024;
+/// Largest head dimension the attention kernels run.
+pub const MAX_HEAD_DIM: usize = 256;
+/// Largest vocabulary accepted.
+pub const MAX_VOCAB: usize = 1 << 22;
+/// Largest feed-forward (and expert) width accepted.
+pub const MAX_FFN: usize = 1 << 22;
+/// Longest context length a model may declare.
+pub const MAX_CONTEXT: usize = 1 << 24;
+
+/// Each `(name, value, max)` within `1..=max`, checked before anything is sized by them, so that
+/// hostile metadata cannot make an allocation overflow or explode.
+///
+/// # Errors
+/// [`ModelError::Inconsistent`] naming the key and the allowed range.
+pub fn check_sizes(sizes: &[(&str, usize, usize)]) -> Result<(), ModelError> {
+    for &(what, v, max) in sizes {
+        if v == 0 || v > max {
+            return Err(ModelError::Inconsistent(format!(
+                "{what} {v} is outside 1..={max}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the `rope_freqs.weight` tensor before it is read and dequantized: one value per rotated
+/// pair, so at most [`MAX_HEAD_DIM`] / 2.
+///
+/// # Errors
+/// [`ModelError::BadShape`] for any other shape.
+pub fn check_rope_freqs(t: &crate::gguf::TensorInfo) -> Result<(), ModelError> {
+    if t.dims.len() == 1 && t.dims[0] as usize <= MAX_HEAD_DIM / 2 {
+        Ok(())
+    } else {
+        Err(ModelError::BadShape {
+            name: t.name.clone(),
+            found: t.dims.clone(),
+            expected: vec![(MAX_HEAD_DIM / 2) as u64],
+        })
+    }
+}
+
 /// Names of one block's tensors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerNames {
@@ -306,19 +354,12 @@ impl ModelDesc {
             .and_then(|v| v.as_u64())
             .map(|v| v as usize)
             .unwrap_or(head_dim);
-        // Bounds that keep every size computation far from overflow on hostile metadata.
-        for (what, v, max) in [
-            ("hidden size", hidden, 1 << 20),
-            ("block count", n_layers, 4096),
-            ("head count", n_heads, 4096),
-            ("vocabulary", vocab_size, 1 << 24),
-        ] {
-            if v == 0 || v > max {
-                return Err(ModelError::Inconsistent(format!(
-                    "{what} {v} is outside 1..={max}"
-                )));
-            }
-        }
+        check_sizes(&[
+            (&k("embedding_length"), hidden, MAX_HIDDEN),
+            (&k("block_count"), n_layers, MAX_LAYERS),
+            (&k("attention.head_count"), n_heads, MAX_HEADS),
+            (&k("vocab_size"), vocab_size, MAX_VOCAB),
+        ])?;
         let ffn_dim = match get_u(h, &k("feed_forward_length"))? {
             f if f > 0 && f <= 1 << 22 => f,
             f => {
@@ -421,13 +462,75 @@ impl ModelDesc {
         Ok(desc)
     }
 
-    /// Checks the configuration's internal consistency (shared by every input format).
+    /// Checks the configuration's internal consistency and bounds (shared by every input format):
+    /// sizes within [`check_sizes`]' limits, kv heads dividing the heads, a finite positive RMS epsilon
+    /// and RoPE base, finite positive RoPE frequency divisors.
     ///
     /// # Errors
     /// [`ModelError::Inconsistent`] naming the first contradiction.
     pub fn validate(&self) -> Result<(), ModelError> {
         let c = &self.config;
         let bad = |m: String| Err(ModelError::Inconsistent(m));
+        check_sizes(&[
+            ("hidden size", c.hidden, MAX_HIDDEN),
+            ("layer count", c.n_layers, MAX_LAYERS),
+            ("head count", c.n_heads, MAX_HEADS),
+            ("kv head count", c.n_kv_heads, c.n_heads.min(MAX_HEADS)),
+            ("head dimension", c.head_dim, MAX_HEAD_DIM),
+            ("vocabulary size", c.vocab_size, MAX_VOCAB),
+            ("feed-forward width", c.ffn_dim, MAX_FFN),
+            ("context length", c.context_length, MAX_CONTEXT),
+        ])?;
+        // Every matrix row is read in groups of 32 by the kernels: a row length that is not a multiple
+        // would otherwise fail deep in a kernel launcher, naming no key.
+        let rows = [
+            ("hidden size", c.hidden),
+            ("attention width (heads × head_dim)", c.n_heads * c.head_dim),
+            ("feed-forward width", c.ffn_dim),
+        ];
+        let expert = c.moe.map(|m| ("expert width", m.expert_ffn_dim));
+        for (what, v) in rows.into_iter().chain(expert) {
+            if !v.is_multiple_of(32) {
+                return bad(format!(
+                    "{what} {v} is not a multiple of 32, which the kernels need"
+                ));
+            }
+        }
+        if self.layers.len() != c.n_layers {
+            return bad(format!(
+                "{} layers described for a layer count of {}",
+                self.layers.len(),
+                c.n_layers
+            ));
+        }
+        if !c.n_heads.is_multiple_of(c.n_kv_heads) {
+            return bad(format!(
+                "{} query heads is not a multiple of {} kv heads",
+                c.n_heads, c.n_kv_heads
+            ));
+        }
+        if !(c.rms_eps.is_finite() && c.rms_eps > 0.0 && c.rms_eps < 1.0) {
+            return bad(format!(
+                "RMS norm epsilon {} must be a finite number in (0, 1)",
+                c.rms_eps
+            ));
+        }
+        if !(c.rope_base.is_finite() && c.rope_base > 1.0) {
+            return bad(format!(
+                "RoPE base (theta) {} must be a finite number above 1",
+                c.rope_base
+            ));
+        }
+        if let Some(bad_f) = c
+            .rope_freq_divisors
+            .iter()
+            .flatten()
+            .find(|v| !(v.is_finite() && **v > 0.0))
+        {
+            return bad(format!(
+                "a RoPE frequency divisor is {bad_f}; they must be finite and positive"
+            ));
+        }
         if c.rope_dim > c.head_dim || !c.rope_dim.is_multiple_of(2) {
             return bad(format!(
                 "rope dimension {} must be even and ≤ head_dim {}",

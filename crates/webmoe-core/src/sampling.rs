@@ -42,7 +42,42 @@ impl SamplingParams {
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
     }
+
+    /// Checks every value: temperature in [0, 100], top_p and min_p in [0, 1], repetition penalty in
+    /// (0, 100], a penalty window of at most 2^20 tokens; all finite.
+    ///
+    /// # Errors
+    /// A message naming the parameter and its value.
+    pub fn validate(&self) -> Result<(), String> {
+        let range = |name: &str, v: f32, lo: f32, hi: f32, open_lo: bool| {
+            let ok = v.is_finite() && v <= hi && if open_lo { v > lo } else { v >= lo };
+            if ok {
+                Ok(())
+            } else {
+                let l = if open_lo { "(" } else { "[" };
+                Err(format!(
+                    "{name} must be a number in {l}{lo}, {hi}], not {v}"
+                ))
+            }
+        };
+        range("temperature", self.temperature, 0.0, 100.0, false)?;
+        range("top_p", self.top_p, 0.0, 1.0, false)?;
+        range("min_p", self.min_p, 0.0, 1.0, false)?;
+        range("repeat_penalty", self.repeat_penalty, 0.0, 100.0, true)?;
+        if self.repeat_last_n > 1 << 20 {
+            return Err(format!(
+                "repeat_last_n must be at most {}, not {}",
+                1 << 20,
+                self.repeat_last_n
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// The token id a sampler returns when the logits hold NaN or ±inf (never a real token: vocabularies
+/// are far smaller). Backends turn it into a numerical error instead of a token.
+pub const NON_FINITE: u32 = u32::MAX;
 
 /// Most distinct recent tokens the repetition penalty looks at (the GPU sampler's limit too).
 pub const MAX_RECENT: usize = 1024;
@@ -92,6 +127,9 @@ fn bisect(mut lo: f32, mut hi: f32, goal: f32, f: impl Fn(f32) -> f32) -> f32 {
 /// `logits` is used as scratch.
 pub fn sample(logits: &mut [f32], p: &SamplingParams, recent: &[u32], counter: u32) -> u32 {
     let n = logits.len();
+    if logits.iter().any(|v| !v.is_finite()) {
+        return NON_FINITE;
+    }
     if p.repeat_penalty != 1.0 {
         for id in penalty_window(p, recent) {
             if let Some(v) = logits.get_mut(id as usize) {

@@ -103,6 +103,12 @@ impl Tokenizer {
             .and_then(|v| v.as_str_array())
             .ok_or_else(|| build_err("tokenizer.ggml.tokens is missing"))?;
         let n = tokens.len();
+        if n == 0 || n > crate::model::MAX_VOCAB {
+            return Err(build_err(format!(
+                "tokenizer.ggml.tokens has {n} tokens (1..={} accepted)",
+                crate::model::MAX_VOCAB
+            )));
+        }
         let types: Vec<i64> = match h
             .get("tokenizer.ggml.token_type")
             .and_then(|v| v.as_num_array())
@@ -187,7 +193,7 @@ impl Tokenizer {
                         scores.len()
                     )));
                 }
-                let merges = spm_merges(tokens, &types, scores, &vocab);
+                let merges = spm_merges(tokens, &types, scores, &vocab)?;
                 let unk = id("tokenizer.ggml.unknown_token_id")
                     .map(|i| tokens[i as usize].clone())
                     .unwrap_or_else(|| "<unk>".into());
@@ -435,13 +441,29 @@ impl Tokenizer {
 
 /// Merges for a SentencePiece vocabulary: every split of a normal piece into two normal pieces, ranked by
 /// the score of the merged piece (highest first), then by the merged piece's id.
+/// Most bytes of merge strings a SentencePiece vocabulary may imply (real ones need a few MB; a hostile
+/// `a`, `aa`, … `a`×3000 needs gigabytes).
+const MAX_MERGE_BYTES: u64 = 256 << 20;
+
 fn spm_merges(
     tokens: &[String],
     types: &[i64],
     scores: &[f64],
     vocab: &tokenizers::models::bpe::Vocab,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, TokenizerError> {
     let normal = |s: &str| vocab.get(s).is_some_and(|&i| types[i as usize] == 1);
+    // Bound the work before doing it: every split point of a piece costs the piece's length.
+    let cost: u64 = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| types[*i] == 1)
+        .map(|(_, p)| p.chars().count().saturating_sub(1) as u64 * p.len() as u64)
+        .fold(0u64, u64::saturating_add);
+    if cost > MAX_MERGE_BYTES {
+        return Err(build_err(format!(
+            "the SentencePiece vocabulary implies {cost} bytes of merges, more than the {MAX_MERGE_BYTES} any real vocabulary needs"
+        )));
+    }
     let mut ranked: Vec<(f64, u32, String, String)> = Vec::new();
     for (i, piece) in tokens.iter().enumerate() {
         if types[i] != 1 || piece.chars().count() < 2 {
@@ -455,7 +477,7 @@ fn spm_merges(
         }
     }
     ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-    ranked.into_iter().map(|(_, _, a, b)| (a, b)).collect()
+    Ok(ranked.into_iter().map(|(_, _, a, b)| (a, b)).collect())
 }
 
 /// Incremental detokenizer: yields text only once it forms complete UTF-8 characters, decoding a short

@@ -110,3 +110,28 @@ fn streamed_text_equals_the_whole_decode() {
     assert_eq!(pieces, tok.decode(&ids).unwrap());
     assert_eq!(stream.text(), pieces);
 }
+
+/// A SentencePiece vocabulary `a`, `aa`, … `a`×3000 would make merge building quadratic (gigabytes):
+/// refused before any merge is built, with a message saying why.
+#[test]
+fn a_quadratic_sentencepiece_vocabulary_is_refused() {
+    use webmoe_core::gguf::{writer::GgufWriter, GgufValue};
+    let tokens: Vec<String> = (1..=3000).map(|k| "a".repeat(k)).collect();
+    let mut w = GgufWriter::default();
+    w.kv("tokenizer.ggml.model", GgufValue::Str("llama".into()))
+        .kv(
+            "tokenizer.ggml.scores",
+            GgufValue::NumArray(vec![0.0; tokens.len()]),
+        )
+        .kv(
+            "tokenizer.ggml.token_type",
+            GgufValue::NumArray(vec![1.0; tokens.len()]),
+        )
+        .kv("tokenizer.ggml.tokens", GgufValue::StrArray(tokens));
+    let bytes = w.to_bytes();
+    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
+        panic!("header")
+    };
+    let e = Tokenizer::from_gguf(&h).err().expect("refused");
+    assert!(e.to_string().contains("bytes of merges"), "{e}");
+}

@@ -29,7 +29,21 @@ impl QuantAct {
         self.st.resize(nb, 0.0);
         self.q.resize(x.len(), 0);
         for (b, blk) in x.chunks_exact(32).enumerate() {
-            let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+            // NaN-propagating maximum: a NaN or infinite input makes the block's scale non-finite, so
+            // the dot products (and the logits) become NaN and the sampler reports it, instead of the
+            // value being quantized to a silent 0 (`f32::max` would skip NaN).
+            let amax = blk.iter().fold(0f32, |a, v| {
+                let m = v.abs();
+                if m > a || m.is_nan() || a.is_nan() {
+                    if a.is_nan() {
+                        a
+                    } else {
+                        m
+                    }
+                } else {
+                    a
+                }
+            });
             let d = amax / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let q = &mut self.q[32 * b..32 * b + 32];

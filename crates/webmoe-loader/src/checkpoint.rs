@@ -58,7 +58,20 @@ fn to_f32(ty: GgmlType, c: &[u8]) -> f32 {
     }
 }
 
+/// Largest JSON file of a model folder read whole (`tokenizer.json` of a 256 k vocabulary is about
+/// 20 MB).
+pub const MAX_JSON_BYTES: u64 = 64 << 20;
+
 fn read_all(src: &dyn ByteSource) -> Result<Vec<u8>, LoadError> {
+    if src.len() > MAX_JSON_BYTES {
+        return Err(io(
+            &src.name(),
+            format!(
+                "{} bytes is more than the {MAX_JSON_BYTES} a configuration or tokenizer file may have",
+                src.len()
+            ),
+        ));
+    }
     src.read_at(0, src.len())
 }
 

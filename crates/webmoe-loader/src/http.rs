@@ -3,12 +3,31 @@
 
 use crate::{ByteSource, LoadError};
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Attempts per range before giving up.
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Seconds a server may keep a request waiting for its response, or a body beyond its share of time
+/// (see [`set_stall_timeout`]).
+static STALL_SECS: AtomicU64 = AtomicU64::new(30);
+
+/// The slowest body rate a read is given time for, on top of the stall timeout (bytes per second).
+const MIN_RATE: u64 = 256 << 10;
+
+/// Sets how long a stalled server may keep a read waiting (default 30 s): a response must start within
+/// it and a body of `n` bytes must arrive within it plus `n` / 256 KiB/s. A stalled read fails after
+/// that and is retried once, so a stalled download ends within about twice the timeout per read.
+pub fn set_stall_timeout(seconds: u64) {
+    STALL_SECS.store(seconds.max(1), Ordering::Relaxed);
+}
+
+fn stall() -> Duration {
+    Duration::from_secs(STALL_SECS.load(Ordering::Relaxed))
+}
 
 /// A file on an HTTP server, read by ranges.
 pub struct HttpSource {
@@ -58,6 +77,11 @@ fn retryable(e: &LoadError) -> bool {
     }
 }
 
+/// A read that failed because the server stalled (a timeout).
+fn stalled(e: &LoadError) -> bool {
+    matches!(e, LoadError::Io { message, .. } if message.contains("timeout") || message.contains("timed out"))
+}
+
 impl HttpSource {
     /// Probes `url` (a one-byte range request) for its size, validator and `Range` support.
     ///
@@ -67,8 +91,9 @@ impl HttpSource {
     pub fn open(url: &str) -> Result<Self, LoadError> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_recv_body(Some(Duration::from_secs(60)))
+            .timeout_connect(Some(Duration::from_secs(10).min(stall())))
+            .timeout_recv_response(Some(stall()))
+            .timeout_recv_body(Some(stall()))
             .build();
         let agent: ureq::Agent = config.into();
         let probe = || -> Result<(u64, Option<String>, bool), LoadError> {
@@ -145,9 +170,13 @@ impl HttpSource {
     }
 
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
+        let body_time = stall() + Duration::from_secs(len / MIN_RATE);
         let r = self
             .agent
             .get(&self.url)
+            .config()
+            .timeout_recv_body(Some(body_time))
+            .build()
             .header("Range", format!("bytes={}-{}", offset, offset + len - 1))
             .call()
             .map_err(|e| io_err(&self.url, e.to_string()))?;
@@ -202,9 +231,14 @@ impl HttpSource {
                     }
                 }),
             _ => {
+                // The whole file streams through this one body.
+                let body_time = stall() + Duration::from_secs(self.len / MIN_RATE);
                 let r = self
                     .agent
                     .get(&self.url)
+                    .config()
+                    .timeout_recv_body(Some(body_time))
+                    .build()
                     .call()
                     .map_err(|e| io_err(&self.url, e.to_string()))?;
                 if !r.status().is_success() {
@@ -227,10 +261,21 @@ impl HttpSource {
 fn with_retries<T>(url: &str, mut f: impl FnMut() -> Result<T, LoadError>) -> Result<T, LoadError> {
     let mut wait = FIRST_BACKOFF;
     let mut last = None;
+    let mut stalls = 0;
     for _ in 0..ATTEMPTS {
         match f() {
             Ok(v) => return Ok(v),
+            Err(e) if stalled(&e) && stalls >= 1 => {
+                return Err(io_err(
+                    url,
+                    format!(
+                        "the server stalled: no complete answer within the {} s stall timeout, twice ({e})",
+                        stall().as_secs()
+                    ),
+                ))
+            }
             Err(e) if retryable(&e) => {
+                stalls += usize::from(stalled(&e));
                 last = Some(e);
                 std::thread::sleep(wait);
                 wait *= 2;

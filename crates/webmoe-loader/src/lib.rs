@@ -11,7 +11,7 @@ mod sink;
 mod source;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use http::HttpSource;
+pub use http::{set_stall_timeout, HttpSource};
 
 pub use checkpoint::{Checkpoint, OpenFile};
 pub use plan::{Chunk, ChunkPlan};
@@ -55,6 +55,31 @@ pub enum LoadError {
     /// The files do not describe a model webmoe runs.
     #[error(transparent)]
     Model(#[from] webmoe_core::ModelError),
+}
+
+/// Reads a regular file of at most [`checkpoint::MAX_JSON_BYTES`] as UTF-8 text (a tokenizer file).
+///
+/// # Errors
+/// [`LoadError::Io`] for a non-regular file (FIFO, device), one that is too large, unreadable or not
+/// UTF-8.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_small_file(path: &std::path::Path) -> Result<String, LoadError> {
+    let src = FileSource::open(path)?;
+    let name = src.name();
+    if src.len() > checkpoint::MAX_JSON_BYTES {
+        return Err(LoadError::Io {
+            source_name: name,
+            message: format!(
+                "{} bytes is more than the {} a tokenizer file may have",
+                src.len(),
+                checkpoint::MAX_JSON_BYTES
+            ),
+        });
+    }
+    String::from_utf8(src.read_at(0, src.len())?).map_err(|_| LoadError::Io {
+        source_name: name,
+        message: "not UTF-8 text".into(),
+    })
 }
 
 /// Default size of one read while streaming tensor data.

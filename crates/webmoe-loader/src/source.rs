@@ -38,15 +38,24 @@ pub struct FileSource {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl FileSource {
-    /// Opens `path`.
+    /// Opens `path`, which must be a regular file (a FIFO, device or directory would block or
+    /// never end: `/dev/zero` as a tokenizer, a named pipe as the model).
     ///
     /// # Errors
-    /// [`LoadError::Io`] when the file cannot be opened.
+    /// [`LoadError::Io`] when the path is not a regular file or cannot be opened.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
         let io = |e: std::io::Error| LoadError::Io {
             source_name: path.display().to_string(),
             message: e.to_string(),
         };
+        // stat before open: opening a FIFO blocks until a writer appears.
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(LoadError::Io {
+                source_name: path.display().to_string(),
+                message: "not a regular file (only files are read as models and tokenizers, not pipes, devices or folders)".into(),
+            });
+        }
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         Ok(FileSource {

@@ -35,6 +35,9 @@ pub enum WebError {
     /// The GPU was required (`device: 'gpu'`) and failed its self-test.
     #[error("{0}")]
     SelfTest(String),
+    /// The model produced NaN or infinite logits.
+    #[error("{0}")]
+    Numerical(String),
 }
 
 impl WebError {
@@ -49,6 +52,7 @@ impl WebError {
             WebError::Device(_) => "device-lost",
             WebError::Invalid(_) => "invalid-request",
             WebError::SelfTest(_) => "gpu-self-test-failed",
+            WebError::Numerical(_) => "numerical-error",
         }
     }
 }
@@ -109,6 +113,8 @@ impl From<GenerateError<EngineError>> for WebError {
             GenerateError::Backend(b) => b.into(),
             GenerateError::TooLong(m) => WebError::Invalid(m),
             GenerateError::Tokenizer(t) => WebError::Invalid(t.to_string()),
+            GenerateError::Invalid(m) => WebError::Invalid(m),
+            e @ GenerateError::Numerical(_) => WebError::Numerical(e.to_string()),
         }
     }
 }

@@ -157,7 +157,11 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
     let (header, header_bytes) = read_header(&src, first.to_vec()).await?;
     drop(first);
     let rope_freqs = match header.tensor("rope_freqs.weight") {
-        Some(_) => Some(read_f32_tensor(&src, &header, "rope_freqs.weight").await?),
+        Some(t) => {
+            webmoe_core::model::check_rope_freqs(t)
+                .map_err(|e| WebError::InvalidModel(format!("{}: {e}", src.name())))?;
+            Some(read_f32_tensor(&src, &header, "rope_freqs.weight").await?)
+        }
         None => None,
     };
     let mut open = spec.open.clone();

@@ -13,7 +13,7 @@ mod reader;
 mod value;
 pub mod writer;
 
-pub use reader::{parse_header, HeaderParse};
+pub use reader::{parse_header, HeaderParse, MAX_ARRAY_ELEMENTS, MAX_ENTRIES, MAX_HEADER_BYTES};
 pub use value::GgufValue;
 
 use crate::quant::GgmlType;

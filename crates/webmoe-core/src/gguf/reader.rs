@@ -30,9 +30,16 @@ pub fn parse_header(prefix: &[u8], file_size: u64) -> Result<HeaderParse, GgufEr
         buf: prefix,
         pos: 0,
         file_size,
+        elements: 0,
     };
     match parse(&mut cur) {
         Ok(h) => Ok(HeaderParse::Done(Box::new(h))),
+        // A header never needs more than this: refuse before the caller reads gigabytes of a sparse
+        // or lying file.
+        Err(Short(need)) if need > MAX_HEADER_BYTES => Err(GgufError::HeaderTooLarge {
+            need,
+            limit: MAX_HEADER_BYTES,
+        }),
         Err(Short(need)) if (prefix.len() as u64) < file_size => {
             // Ask for at least twice as much so that the number of round trips stays logarithmic.
             let want = need.max(prefix.len() as u64 * 2).min(file_size);
@@ -56,10 +63,22 @@ impl From<GgufError> for Stop {
     }
 }
 
+/// Largest header accepted (metadata and tensor table). Big tokenizers take tens of MB.
+pub const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+/// Most array elements in one header, all arrays together (a 256 k vocabulary with scores, types
+/// and merges is about 1 M), so that metadata stays a bounded size in memory.
+pub const MAX_ARRAY_ELEMENTS: u64 = 1 << 25;
+
+/// Most metadata entries, and most tensors, in one header (models have a few thousand).
+pub const MAX_ENTRIES: u64 = 1 << 20;
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: u64,
     file_size: u64,
+    /// Array elements read so far.
+    elements: u64,
 }
 
 impl Cursor<'_> {
@@ -107,6 +126,12 @@ impl Cursor<'_> {
         let at = self.pos;
         let len = self.u64()?;
         self.check_count(len, 1, "string length")?;
+        if len > MAX_HEADER_BYTES {
+            return Err(Fail(GgufError::HeaderTooLarge {
+                need: len,
+                limit: MAX_HEADER_BYTES,
+            }));
+        }
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| Fail(GgufError::InvalidUtf8 { at }))
     }
@@ -126,12 +151,25 @@ fn parse(cur: &mut Cursor) -> Result<GgufHeader, Stop> {
     // Each KV needs at least a key length (8), a type (4) and one byte; each tensor at least 8+4+8+4+8.
     cur.check_count(kv_count, 13, "metadata entries")?;
     cur.check_count(tensor_count, 32, "tensors")?;
+    for (what, count) in [("metadata entries", kv_count), ("tensors", tensor_count)] {
+        if count > MAX_ENTRIES {
+            return Err(Fail(GgufError::TooManyElements {
+                what,
+                count,
+                at: cur.pos,
+                limit: MAX_ENTRIES,
+            }));
+        }
+    }
 
     let mut metadata = BTreeMap::new();
     for _ in 0..kv_count {
         let key = cur.string()?;
         let ty = cur.u32()?;
         let value = read_value(cur, ty, 0)?;
+        if metadata.contains_key(&key) {
+            return Err(Fail(GgufError::DuplicateKey { key }));
+        }
         metadata.insert(key, value);
     }
 
@@ -144,6 +182,7 @@ fn parse(cur: &mut Cursor) -> Result<GgufHeader, Stop> {
     };
 
     let mut tensors = Vec::with_capacity(tensor_count.min(1 << 16) as usize);
+    let mut names = std::collections::HashSet::new();
     for _ in 0..tensor_count {
         let name = cur.string()?;
         let n_dims = cur.u32()?;
@@ -170,6 +209,9 @@ fn parse(cur: &mut Cursor) -> Result<GgufHeader, Stop> {
                 reason: format!("offset {offset} is not a multiple of the alignment {alignment}"),
             }));
         }
+        if !names.insert(name.clone()) {
+            return Err(Fail(GgufError::DuplicateTensor { name }));
+        }
         tensors.push(TensorInfo {
             name,
             dims,
@@ -177,6 +219,16 @@ fn parse(cur: &mut Cursor) -> Result<GgufHeader, Stop> {
             offset,
             size_bytes,
         });
+    }
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
+    by_offset.sort_by_key(|t| t.offset);
+    for w in by_offset.windows(2) {
+        if w[0].offset.saturating_add(w[0].size_bytes) > w[1].offset {
+            return Err(Fail(GgufError::OverlappingTensors {
+                first: w[0].name.clone(),
+                second: w[1].name.clone(),
+            }));
+        }
     }
     let data_start = cur.pos.div_ceil(alignment) * alignment;
     for t in &tensors {
@@ -271,29 +323,43 @@ fn read_value(cur: &mut Cursor, ty: u32, depth: usize) -> Result<GgufValue, Stop
                 }
             };
             cur.check_count(count, min, "array elements")?;
+            cur.elements = cur.elements.saturating_add(count);
+            if cur.elements > MAX_ARRAY_ELEMENTS {
+                return Err(Fail(GgufError::TooManyElements {
+                    what: "metadata arrays",
+                    count: cur.elements,
+                    at: cur.pos,
+                    limit: MAX_ARRAY_ELEMENTS,
+                }));
+            }
+            // Capacity from what the buffer can hold, not from the count (which a sparse file can
+            // inflate): the vector grows if the data really is there.
+            let have = (cur.buf.len() as u64).saturating_sub(cur.pos) / min;
+            let cap = count.min(have).min(1 << 20) as usize;
             match elem {
                 8 => {
-                    let mut v = Vec::with_capacity(count as usize);
+                    let mut v = Vec::with_capacity(cap);
                     for _ in 0..count {
                         v.push(cur.string()?);
                     }
                     GgufValue::StrArray(v)
                 }
-                7 | 9 => {
-                    let mut v = Vec::with_capacity(count as usize);
+                9 => {
+                    let mut v = Vec::with_capacity(cap);
                     for _ in 0..count {
                         v.push(read_value(cur, elem, depth + 1)?);
                     }
                     GgufValue::Array(v)
                 }
+                // Numbers and booleans (as 0 and 1) are kept as one f64 each.
                 _ => {
-                    let mut v = Vec::with_capacity(count as usize);
+                    let mut v = Vec::with_capacity(cap);
                     for _ in 0..count {
-                        v.push(
-                            read_value(cur, elem, depth + 1)?
-                                .as_f64()
-                                .unwrap_or(f64::NAN),
-                        );
+                        let x = read_value(cur, elem, depth + 1)?;
+                        v.push(match x {
+                            GgufValue::Bool(b) => f64::from(u8::from(b)),
+                            x => x.as_f64().unwrap_or(f64::NAN),
+                        });
                     }
                     GgufValue::NumArray(v)
                 }

@@ -61,9 +61,12 @@ fn put_value(out: &mut Vec<u8>, v: &GgufValue, with_type: bool) {
 }
 
 impl GgufWriter {
-    /// Adds a metadata entry.
+    /// Adds a metadata entry (replacing an entry of the same key: a GGUF holds each key once).
     pub fn kv(&mut self, key: &str, v: GgufValue) -> &mut Self {
-        self.metadata.push((key.into(), v));
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = v,
+            None => self.metadata.push((key.into(), v)),
+        }
         self
     }
 
