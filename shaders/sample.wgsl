@@ -32,6 +32,7 @@ struct Params {
 const WG: u32 = 256u;
 var<workgroup> red_f: array<f32, 256>;
 var<workgroup> red_u: array<u32, 256>;
+var<workgroup> any_bad_wg: u32;
 
 fn reduce_sum(li: u32, v: f32) -> f32 {
     red_f[li] = v;
@@ -98,8 +99,9 @@ fn main(@builtin(local_invocation_index) li: u32) {
         if (li < off) { red_u[li] = max(red_u[li], red_u[li + off]); }
         workgroupBarrier();
     }
-    let any_bad = red_u[0];
-    workgroupBarrier();
+    if (li == 0u) { any_bad_wg = red_u[0]; }
+    // A uniform copy: every invocation leaves together, so later barriers stay in uniform control flow.
+    let any_bad = workgroupUniformLoad(&any_bad_wg);
     if (any_bad != 0u) {
         if (li == 0u) { out[0] = 0xffffffffu; }
         return;

@@ -64,6 +64,12 @@ export interface EngineOptions {
    * thread. `stats().device.cpuKernels` says what runs, e.g. 'wasm-relaxed-simd, 2 threads'.
    */
   threads?: number;
+  /**
+   * Seconds a server may stall a read before it is aborted (default 30; 1 to 3600): a response must
+   * start within it and each chunk arrive within it plus its size at 256 KiB/s. A read that stalls
+   * twice fails the load with 'download-failed'.
+   */
+  stallTimeout?: number;
   /** Run the engine in a Web Worker (default true). */
   worker?: boolean;
   /**

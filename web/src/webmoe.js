@@ -206,7 +206,7 @@ export class Engine {
 export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
-    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads,
+    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads, stallTimeout,
   } = options ?? {};
   checkDevice(device, simd);
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
@@ -214,7 +214,7 @@ export async function createEngine(options) {
   }
   const args = {
     chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
-    threads,
+    threads, stallTimeout,
   };
   let name;
   if (typeof model === 'string' || model instanceof URL) {

@@ -229,6 +229,27 @@ for (const [scenario, what] of [['fail2', 'a chunk fails twice, then succeeds'],
   });
 }
 
+test('fault: the server sends headers and then stalls -> a clear download-failed error within the stall timeout', async () => {
+  const t0 = Date.now();
+  const r = await loadInPage(modelUrl('stall'), { stallTimeout: 1, cache: false, chunkSize: 4 * MiB, parallel: 1 });
+  const s = (Date.now() - t0) / 1000;
+  console.log(`  error after ${s.toFixed(1)} s: ${r.message?.slice(0, 120)}`);
+  assert(!r.ok && r.code === 'download-failed' && /stalled/.test(r.message), `got ${JSON.stringify(r)}`);
+});
+
+test('nonsense sampling values: a clear invalid-request error naming the parameter', async () => {
+  const r = await loadInPage(modelUrl(), { threads: 1 });
+  assert(r.ok, `load failed: ${r.code} ${r.message}`);
+  const errors = await page.evaluate(async () => {
+    const out = [];
+    for (const opts of [{ temperature: NaN }, { temperature: -1 }, { top_p: 2 }, { min_p: 2 }, { repeat_penalty: 0 }]) {
+      try { await window.engine.completions.create({ prompt: 'hi', max_tokens: 2, ...opts }); out.push({ ok: true, opts }); } catch (e) { out.push({ code: e.code, message: e.message }); }
+    }
+    return out;
+  });
+  for (const e of errors) assert(e.code === 'invalid-request' && /must be a number/.test(e.message), `got ${JSON.stringify(e)}`);
+});
+
 test('fault: the model URL is a 404 -> a clear download error', async () => {
   const r = await loadInPage(modelUrl('missing'));
   assert(!r.ok && r.name === 'WebmoeError' && r.code === 'download-failed' && /404/.test(r.message), `got ${JSON.stringify(r)}`);

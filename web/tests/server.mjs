@@ -61,6 +61,8 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
     if (ranged) headers['content-range'] = `bytes ${start}-${end}/${model.size}`;
     entry.status = ranged ? 206 : 200;
     res.writeHead(entry.status, headers);
+    // Headers, then nothing: the loader's stall timeout must end the load.
+    if (scenario === 'stall' && isData) return res.flushHeaders();
     const stream = fs.createReadStream(modelPath, { start, end });
     if (scenario === 'drop' && isData && !state.dropped) {
       state.dropped = true;

@@ -84,6 +84,17 @@ const EOG_TEXTS: &[&str] = &[
     "<|end_of_text|>",
 ];
 
+/// Parses a `tokenizer.json`. The tokenizers crate panics on some malformed files (an `unwrap` in its
+/// decoder deserialization, found by fuzzing): that panic is caught and reported as an invalid file.
+fn parse_tokenizer_json(json: &str) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    match std::panic::catch_unwind(|| json.parse::<tokenizers::Tokenizer>()) {
+        Ok(r) => r.map_err(build_err),
+        Err(_) => Err(build_err(
+            "invalid tokenizer.json (the tokenizers library rejected its structure)",
+        )),
+    }
+}
+
 fn build_err(e: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Build(e.to_string())
 }
@@ -288,7 +299,7 @@ impl Tokenizer {
         special: SpecialTokens,
         chat_template: Option<String>,
     ) -> Result<Self, TokenizerError> {
-        let tok: tokenizers::Tokenizer = json.parse().map_err(build_err)?;
+        let tok = parse_tokenizer_json(json)?;
         Ok(Self::from_parts(tok, special, chat_template))
     }
 
@@ -306,7 +317,7 @@ impl Tokenizer {
         config_eos: &[u32],
     ) -> Result<Self, TokenizerError> {
         use serde_json::Value;
-        let tok: tokenizers::Tokenizer = tokenizer_json.parse().map_err(build_err)?;
+        let tok = parse_tokenizer_json(tokenizer_json)?;
         let text = |k: &str| -> Option<String> {
             match tokenizer_config?.get(k)? {
                 Value::String(s) => Some(s.clone()),

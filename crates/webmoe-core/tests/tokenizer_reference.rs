@@ -135,3 +135,24 @@ fn a_quadratic_sentencepiece_vocabulary_is_refused() {
     let e = Tokenizer::from_gguf(&h).err().expect("refused");
     assert!(e.to_string().contains("bytes of merges"), "{e}");
 }
+
+/// Found by the `tokenizer_json` fuzz target: a control character inside the decoder section made the
+/// tokenizers library panic while deserializing. It is an error now.
+#[test]
+fn a_malformed_decoder_in_tokenizer_json_is_an_error_not_a_panic() {
+    let json = std::fs::read_to_string(fixture("tiny_tokenizer.json")).unwrap();
+    let d = json.find("\"decoder\"").expect("a decoder");
+    let i = d + json[d..].find("\"ByteLevel\"").expect("a decoder type") + 2;
+    let bad = format!("{}\u{1}{}", &json[..i], &json[i..]);
+    let special = webmoe_core::tokenizer::SpecialTokens {
+        bos: None,
+        add_bos: false,
+        eog: vec![],
+        bos_text: String::new(),
+        eos_text: String::new(),
+    };
+    let e = Tokenizer::from_json(&bad, special, None)
+        .err()
+        .expect("an error");
+    assert!(e.to_string().contains("tokenizer"), "{e}");
+}

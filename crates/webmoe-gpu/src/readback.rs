@@ -22,7 +22,8 @@ pub async fn read_buffer(gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<Ve
 /// Maps a MAP_READ buffer (after its copy was submitted) and returns its first `bytes` bytes.
 ///
 /// # Errors
-/// [`GpuError::Readback`] when mapping fails.
+/// [`GpuError::Device`] naming the loss when the device was lost; [`GpuError::Readback`] when mapping
+/// fails otherwise.
 pub async fn map_and_read(
     gpu: &Gpu,
     staging: &wgpu::Buffer,
@@ -35,17 +36,19 @@ pub async fn map_and_read(
     });
     #[cfg(target_arch = "wasm32")]
     let _ = gpu; // the browser resolves the map from its event loop
+                 // A failed map is most often a lost device: report the loss (the device's own words) first.
+    let failed = |e: String| gpu.check().err().unwrap_or(GpuError::Readback(e));
     #[cfg(not(target_arch = "wasm32"))]
     gpu.device
         .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| GpuError::Readback(e.to_string()))?;
+        .map_err(|e| failed(e.to_string()))?;
     rx.await
-        .map_err(|_| GpuError::Readback("map callback dropped".into()))?
-        .map_err(|e| GpuError::Readback(e.to_string()))?;
+        .map_err(|_| failed("map callback dropped".into()))?
+        .map_err(|e| failed(e.to_string()))?;
     let out = {
         let view = slice
             .get_mapped_range()
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?;
         view[..bytes as usize].to_vec()
     };
     staging.unmap();

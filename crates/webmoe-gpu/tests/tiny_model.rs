@@ -328,3 +328,24 @@ fn a_device_error_becomes_an_error_not_a_panic() {
         other => panic!("expected a device error, got {other:?}"),
     }
 }
+
+/// A lost device (destroyed here, as a driver reset or `device.destroy()` would) during generation is
+/// a `Device` error naming the loss, not a panic or a hang; a new engine on a new device works.
+#[test]
+fn a_lost_device_is_an_error_and_a_new_engine_works() {
+    let (mut engine, _) = build(GgmlType::Q8_0, false, None, KvDtype::F16, 16);
+    assert!(pollster::block_on(engine.forward(&[1, 2, 3], None)).is_ok());
+    engine.gpu.device.destroy();
+    let greedy = webmoe_core::sampling::SamplingParams::default();
+    match pollster::block_on(engine.forward(&[4], Some((&greedy, &[], 0)))) {
+        Err(GpuError::Device(msg)) | Err(GpuError::Readback(msg)) => {
+            assert!(
+                msg.to_lowercase().contains("lost") || msg.contains("destroyed"),
+                "{msg}"
+            )
+        }
+        other => panic!("expected a device-lost error, got {other:?}"),
+    }
+    let (mut again, _) = build(GgmlType::Q8_0, false, None, KvDtype::F16, 16);
+    assert!(pollster::block_on(again.forward(&[1, 2, 3], None)).is_ok());
+}

@@ -76,7 +76,8 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 /// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
 /// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread],
 /// device?: "auto" | "gpu" | "cpu", selfTest?: boolean, forceSelfTestFailure?: boolean,
-/// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`), cpuThreads?: number
+/// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`), stallTimeout?: number
+/// (seconds a server may stall a read), cpuThreads?: number
 /// (the worker started the threaded CPU module with that many threads),
 /// softwareAdapter?: boolean, noGpuReason?: string }` (`softwareAdapter`: the page saw
 /// `isFallbackAdapter` or a software adapter's name in `GPUAdapterInfo`; `noGpuReason`: the page found
@@ -125,6 +126,15 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
         Some(d) => d.parse::<DeviceRequest>().map_err(WebError::Invalid)?,
     };
     let software = opt::<bool>(&options, "softwareAdapter")?.unwrap_or(false);
+    if let Some(s) = opt::<f64>(&options, "stallTimeout")? {
+        if !(s.is_finite() && (1.0..=3600.0).contains(&s)) {
+            return Err(WebError::Invalid(format!(
+                "option stallTimeout must be a number of seconds from 1 to 3600, not {s}"
+            ))
+            .into());
+        }
+        crate::source::set_stall_timeout(s);
+    }
     let spec = LoadSpec {
         url: opt::<String>(&options, "url")?,
         blob,

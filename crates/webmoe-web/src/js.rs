@@ -26,6 +26,11 @@ pub fn now_s() -> f64 {
     }
 }
 
+/// Calls `f` after `ms` milliseconds.
+pub fn set_timeout_ms(f: &js_sys::Function, ms: f64) {
+    set_timeout(f, ms);
+}
+
 /// Waits `ms` milliseconds.
 pub async fn sleep_ms(ms: f64) {
     let p = Promise::new(&mut |resolve, _| {

@@ -18,6 +18,28 @@ use webmoe_loader::LoadError;
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF_MS: f64 = 200.0;
 
+thread_local! {
+    /// Seconds a server may stall a read (see [`set_stall_timeout`]).
+    static STALL_S: std::cell::Cell<f64> = const { std::cell::Cell::new(30.0) };
+}
+
+/// The slowest body rate a read is given time for, on top of the stall timeout (bytes per second).
+const MIN_RATE: f64 = 256.0 * 1024.0;
+
+/// Sets how long a server may stall a read (`createEngine({ stallTimeout })`, default 30 s): the
+/// response must start within it and a body of `n` bytes arrive within it plus `n` / 256 KiB/s, or
+/// the request is aborted; a read that stalls twice fails with a clear error.
+pub fn set_stall_timeout(seconds: f64) {
+    STALL_S.with(|s| s.set(seconds.clamp(1.0, 3600.0)));
+}
+
+fn stall_s() -> f64 {
+    STALL_S.with(|s| s.get())
+}
+
+/// A text that marks a stalled (aborted) request.
+const STALLED: &str = "the server stalled";
+
 /// Where model bytes come from.
 pub enum Source {
     /// HTTP with `Range` support.
@@ -66,6 +88,14 @@ enum Failure {
 async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response, Failure> {
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
+    // Aborts the request (and its body) when it outlives the stall timeout plus its share of time.
+    if let Ok(ctl) = web_sys::AbortController::new() {
+        let bytes = range.map_or(0.0, |(_, len)| len as f64);
+        let ms = 1000.0 * (stall_s() + bytes / MIN_RATE);
+        init.set_signal(Some(&ctl.signal()));
+        let abort = wasm_bindgen::closure::Closure::once_into_js(move || ctl.abort());
+        crate::js::set_timeout_ms(abort.unchecked_ref(), ms);
+    }
     // Our own cache is the only one: the browser's HTTP cache would hide what the loader does.
     init.set_cache(web_sys::RequestCache::NoStore);
     let headers = web_sys::Headers::new().map_err(|e| Failure::Retry(describe(&e)))?;
@@ -77,7 +107,7 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response
         .map_err(|e| Failure::Fatal(io(url, describe(&e))))?;
     let resp: web_sys::Response = JsFuture::from(global_fetch(&req))
         .await
-        .map_err(|e| Failure::Retry(format!("network error: {}", describe(&e))))?
+        .map_err(|e| Failure::Retry(network_error(&e)))?
         .unchecked_into();
     let status = resp.status();
     if status == 408 || status == 429 || status >= 500 {
@@ -125,8 +155,24 @@ async fn body(resp: &web_sys::Response) -> Result<Uint8Array, Failure> {
         .map_err(|e| Failure::Retry(describe(&e)))?;
     let buf = JsFuture::from(p)
         .await
-        .map_err(|e| Failure::Retry(format!("the connection broke: {}", describe(&e))))?;
+        .map_err(|e| Failure::Retry(network_error(&e)))?;
     Ok(Uint8Array::new(&buf))
+}
+
+/// A failed fetch or body read: a stall when the abort timer fired.
+fn network_error(e: &JsValue) -> String {
+    let aborted = Reflect::get(e, &"name".into())
+        .ok()
+        .and_then(|n| n.as_string())
+        .is_some_and(|n| n == "AbortError");
+    if aborted {
+        format!(
+            "{STALLED}: no complete answer within the {} s stall timeout",
+            stall_s()
+        )
+    } else {
+        format!("network error: {}", describe(e))
+    }
 }
 
 /// Retries `f` with exponential backoff while it fails with [`Failure::Retry`].
@@ -136,6 +182,7 @@ where
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let mut last = String::new();
+    let mut stalls = 0;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             sleep_ms(FIRST_BACKOFF_MS * f64::from(1u32 << (attempt - 1))).await;
@@ -143,7 +190,14 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(m)) => last = m,
+            Err(Failure::Retry(m)) => {
+                // A stalled server is given one more try, not five.
+                stalls += usize::from(m.starts_with(STALLED));
+                if stalls >= 2 {
+                    return Err(io(name, format!("{m}, twice")));
+                }
+                last = m;
+            }
         }
     }
     Err(io(
