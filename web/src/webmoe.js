@@ -186,6 +186,9 @@ export class Engine {
   /** Statistics: speeds of the last generation, adapter, features, heap and GPU memory, load report. */
   stats() { return this.#ch.call('stats'); }
 
+  /** Testing only: destroys the GPU device (as a driver reset would); later calls fail with 'device-lost'. */
+  _loseDeviceForTesting() { return this.#ch.call('loseDeviceForTesting'); }
+
   /** Frees the model, its GPU memory and the worker. The engine cannot be used afterwards. */
   async unload() {
     try { await this.#ch.call('unload'); } finally { this.#ch.close(); }

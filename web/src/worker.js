@@ -100,6 +100,7 @@ export async function handle(msg, post) {
         break;
       }
       case 'unload': wasm.unload(); result = null; break;
+      case 'loseDeviceForTesting': result = wasm.loseDeviceForTesting(); break;
       case 'listCachedModels': result = await wasm.listCachedModels(); break;
       case 'deleteCachedModel': result = await wasm.deleteCachedModel(args); break;
       default: throw Object.assign(new Error(`unknown operation ${op}`), { code: 'internal' });

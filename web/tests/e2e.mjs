@@ -151,6 +151,20 @@ test('GPU kernel variants (fused launches, subgroups, tiled prefill, f16 tiles):
   assert(!bad.ok && bad.code === 'invalid-request' && /kernels/.test(bad.message), `a bad kernels option: ${JSON.stringify(bad)}`);
 });
 
+test('a lost GPU device during generation: a clear device-lost error, and a new engine works in the same page', async () => {
+  const r = await loadInPage(modelUrl(), { device: 'gpu', selfTest: false });
+  assert(r.ok, `load failed: ${r.code} ${r.message}`);
+  const lost = await page.evaluate(async () => {
+    const had = await window.engine._loseDeviceForTesting();
+    try { await window.engine.completions.create({ prompt: 'hi', max_tokens: 4, temperature: 0 }); return { had, ok: true }; } catch (e) { return { had, code: e.code, message: e.message }; }
+  });
+  console.log(`  error: ${lost.message?.slice(0, 120)}`);
+  assert(lost.had && lost.code === 'device-lost', `got ${JSON.stringify(lost)}`);
+  const again = await loadInPage(modelUrl(), { device: 'gpu', selfTest: false });
+  assert(again.ok, `reload failed: ${again.code} ${again.message}`);
+  await checkGreedy(PROMPTS.slice(0, 1), 'gpu');
+});
+
 test('device gpu with a failing self-test: a clear gpu-self-test-failed error naming the kernel', async () => {
   const r = await loadInPage(modelUrl(), { device: 'gpu', forceSelfTestFailure: true });
   assert(!r.ok && r.code === 'gpu-self-test-failed' && /self-test failed: model prefill/.test(r.message), `got ${JSON.stringify(r)}`);

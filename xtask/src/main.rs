@@ -257,36 +257,25 @@ fn main() -> Result<()> {
             sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
             // The wasm32 build of the libraries is `web`'s (webmoe-web depends on all three), which
             // `test` runs; building them here as well cost CI four and a half minutes.
-            sh(cargo().args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
             // The NEON kernels compile only for aarch64, the threaded module's ABI only for WASI.
-            sh(cargo().args([
-                "clippy",
-                "-p",
-                "webmoe-cpu",
-                "--target",
-                "aarch64-unknown-linux-gnu",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
-            sh(cargo().args([
-                "clippy",
-                "-p",
-                "webmoe-threads",
-                "--target",
-                "wasm32-wasip1-threads",
-                "--",
-                "-D",
-                "warnings",
-            ]))
+            let clippy: [&[&str]; 3] = [
+                &["--workspace", "--all-targets"],
+                &[
+                    "-p",
+                    "webmoe-cpu",
+                    "--target",
+                    "aarch64-unknown-linux-gnu",
+                    "--all-targets",
+                ],
+                &["-p", "webmoe-threads", "--target", "wasm32-wasip1-threads"],
+            ];
+            for args in clippy {
+                sh(cargo()
+                    .arg("clippy")
+                    .args(args)
+                    .args(["--", "-D", "warnings"]))?;
+            }
+            Ok(())
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }

@@ -74,8 +74,15 @@ pub fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A fixture's bytes, read once per process (targets run millions of times).
 fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(root().join(path)).unwrap_or_default()
+    static CACHE: std::sync::Mutex<Option<HashMap<String, Vec<u8>>>> = std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .get_or_insert_with(HashMap::new)
+        .entry(path.to_string())
+        .or_insert_with(|| std::fs::read(root().join(path)).unwrap_or_default())
+        .clone()
 }
 
 /// The GGUF header parser, then the model description of what it accepts.

@@ -72,3 +72,20 @@ fn every_target_survives_its_seeds_and_their_mutations() {
         }
     }
 }
+
+/// Inputs the long fuzz runs found crashing (`tests/regressions/TARGET/`), each fixed: they run clean.
+#[test]
+fn every_crash_found_by_fuzzing_runs_clean() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut n = 0;
+    for t in TARGETS {
+        let Ok(entries) = std::fs::read_dir(dir.join(t.name)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            (t.run)(&std::fs::read(e.path()).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "the regression inputs are missing");
+}

@@ -393,6 +393,19 @@ pub fn interrupt() {
     INTERRUPT.store(true, Ordering::SeqCst);
 }
 
+/// Testing: destroys the GPU device, as a driver reset or `GPUDevice.destroy()` would; the next call
+/// fails with `device-lost`. Returns whether a GPU engine was loaded.
+#[wasm_bindgen(js_name = loseDeviceForTesting)]
+pub fn lose_device_for_testing() -> bool {
+    MODEL.with(|m| {
+        m.borrow()
+            .as_ref()
+            .and_then(|m| m.engine.gpu())
+            .map(|g| g.gpu.device.destroy())
+            .is_some()
+    })
+}
+
 /// Frees the model and its GPU buffers.
 #[wasm_bindgen]
 pub fn unload() {
