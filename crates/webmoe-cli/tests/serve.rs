@@ -69,8 +69,18 @@ fn get(port: u16, path: &str, host: &str) -> (u16, String) {
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    // Read to the end; a reset after the answer (the server closing first) ends it as well.
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !bytes.is_empty() => break,
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+    let out = String::from_utf8_lossy(&bytes).to_string();
     let status = out
         .split(' ')
         .nth(1)
