@@ -117,8 +117,7 @@ export async function startThreads(url, threads) {
       const r = withBytes(ids, (ip) => withBytes(d, (dp) => x.wm_forward(ip, ids.length, dp, d.byteLength)));
       return r >= -1n ? Number(r) : check(Number(-r - 1n));
     },
-    reset() { x.wm_reset(); },
-    pos() { return x.wm_pos(); },
+    rewind(n) { return x.wm_rewind(n); },
     logits() { return new Float32Array(memory.buffer.slice(x.wm_logits(), x.wm_logits() + 4 * x.wm_vocab())); },
     weightBytes() { return Number(x.wm_weight_bytes()); },
     weightBytesPerToken() { return Number(x.wm_weight_bytes_per_token()); },

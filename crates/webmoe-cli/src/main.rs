@@ -1,6 +1,7 @@
 //! `webmoe`: run Llama-family GGUF models on the GPU through wgpu.
 
 mod bench;
+mod chat;
 mod serve;
 
 use webmoe_cli::{generate, load};
@@ -125,6 +126,46 @@ impl EngineArgs {
     }
 }
 
+/// Sampling flags of `run` and `chat`.
+#[derive(clap::Args, Clone)]
+struct SamplingArgs {
+    /// Most tokens to generate (per answer in `chat`).
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: u32,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    /// The sampler settings, validated.
+    fn params(&self) -> Result<SamplingParams> {
+        let params = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            ..Default::default()
+        };
+        params
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid sampling parameters: {e}"))?;
+        Ok(params)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Architecture, dimensions, quant types, tensors and the memory plan on this device.
@@ -145,21 +186,8 @@ enum Cmd {
         /// System message for --chat.
         #[arg(long, requires = "chat")]
         system: Option<String>,
-        #[arg(long, default_value_t = 256)]
-        max_tokens: usize,
-        /// 0 = greedy.
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        #[arg(long, default_value_t = 40)]
-        top_k: u32,
-        #[arg(long, default_value_t = 0.95)]
-        top_p: f32,
-        #[arg(long, default_value_t = 0.05)]
-        min_p: f32,
-        #[arg(long, default_value_t = 1.0)]
-        repeat_penalty: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Print one JSON object at the end instead of streaming text.
         #[arg(long)]
         json: bool,
@@ -184,6 +212,22 @@ enum Cmd {
         top: usize,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Chat in the terminal: each line of standard input is a user message (`/reset` starts over,
+    /// `/exit` ends). The conversation stays in the KV cache, so a turn prefills only its new tokens.
+    Chat {
+        /// GGUF file (path or http(s):// URL) or Hugging Face folder (directory or URL).
+        model: String,
+        /// System message.
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Stop string: an answer ends before it (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -243,30 +287,13 @@ fn real_main() -> Result<()> {
             prompt,
             chat,
             system,
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repeat_penalty,
-            seed,
+            sampling,
             json,
             tokenizer,
             stop,
             engine,
         } => {
-            let params = SamplingParams {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                repeat_penalty,
-                seed,
-                ..Default::default()
-            };
-            params
-                .validate()
-                .map_err(|e| anyhow::anyhow!("invalid sampling parameters: {e}"))?;
+            let params = sampling.params()?;
             let mut m = load::load_on(&model, &engine.open(), engine.quantize(), json)?;
             if let Some(path) = tokenizer {
                 let text = webmoe_loader::read_small_file(std::path::Path::new(&path))
@@ -292,7 +319,7 @@ fn real_main() -> Result<()> {
             let req = webmoe_core::generate::Request {
                 prompt: &prompt_ids,
                 params: &params,
-                max_tokens,
+                max_tokens: sampling.max_tokens,
                 stop: &stop,
             };
             let g = generate::generate(&mut m.engine, &m.tokenizer, req, |t| {
@@ -368,6 +395,23 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Chat {
+            model,
+            system,
+            sampling,
+            stop,
+            engine,
+        } => chat::run(
+            &model,
+            &engine.open(),
+            engine.quantize(),
+            chat::ChatOptions {
+                system,
+                params: sampling.params()?,
+                max_tokens: sampling.max_tokens,
+                stop: &stop,
+            },
+        ),
         Cmd::Serve {
             dir,
             port,

@@ -291,3 +291,39 @@ fn nan_weights_are_a_numerical_error_not_tokens() {
     }
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn interactive_chat_keeps_the_conversation_in_the_cache() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webmoe"))
+        .args(["chat", &model(), "--device", "cpu", "--max-tokens", "16"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of Germany?\nAnd of France?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Berlin"));
+    // One report per turn: "[N prompt tokens, R reused from the cache, ...".
+    let reports: Vec<(usize, usize)> = err
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('[')?;
+            let (n, rest) = rest.split_once(" prompt tokens, ")?;
+            let (r, _) = rest.split_once(" reused")?;
+            Some((n.parse().ok()?, r.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(reports.len(), 2, "{err}");
+    assert_eq!(reports[0].1, 0);
+    // The second turn reuses the first prompt and (nearly) all of its answer.
+    assert!(reports[1].1 > reports[0].0, "{reports:?}");
+}

@@ -3,6 +3,7 @@
 //! max tokens, full context, an interrupt from the caller). It is async and takes its clock from the
 //! caller, so the same code runs under `pollster` natively and on the browser's event loop.
 
+use crate::kv::CachedTokens;
 use crate::sampling::SamplingParams;
 use crate::stop::StopMatcher;
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -24,6 +25,11 @@ pub trait Backend {
     fn model_context(&self) -> usize;
     /// Forgets the KV cache.
     fn reset(&mut self);
+    /// The token ids the KV cache holds.
+    fn cached(&self) -> &CachedTokens;
+    /// Keeps the first `n` cached positions (or fewer, see [`CachedTokens::rewind`]) and forgets the
+    /// rest; returns how many it kept. The next call runs at that position.
+    fn rewind(&mut self, n: usize) -> usize;
     /// Runs `ids` at the next positions; with `sample = (params, recent tokens, draw counter)` also
     /// chooses the next token.
     fn forward(
@@ -77,6 +83,8 @@ pub struct Generation {
     pub decode_tokens_per_s: f64,
     /// Seconds from start to the first generated token.
     pub time_to_first_token_s: f64,
+    /// Prompt tokens whose keys and values were already in the cache (not prefilled again).
+    pub reused_tokens: usize,
 }
 
 /// Errors of a generation.
@@ -100,7 +108,8 @@ pub enum GenerateError<E: std::error::Error> {
     Numerical(usize),
 }
 
-/// Generates from `req.prompt` (the KV cache is reset first). `on_text` is called after every token with
+/// Generates from `req.prompt`. The part of the prompt the KV cache already holds (the tokens of an
+/// earlier call that it starts with) is not run again: only the rest is prefilled. `on_text` is called after every token with
 /// the text that became safe to show (possibly empty) and returns `false` to stop (finish reason [`Finish::Abort`]). `now` is a clock in
 /// seconds.
 ///
@@ -121,7 +130,6 @@ pub async fn generate<B: Backend>(
             "the prompt is empty: it has no tokens (this model adds no BOS token), so there is nothing to continue".into(),
         ));
     }
-    engine.reset();
     if req.prompt.len() >= engine.max_context() {
         return Err(GenerateError::TooLong(format!(
             "{} prompt tokens do not fit: the context holds {} positions (prompt + answer); shorten the prompt or raise the context size (up to the model's {})",
@@ -138,9 +146,11 @@ pub async fn generate<B: Backend>(
     let mut text = String::new();
     let mut finish = Finish::Length;
     let t0 = now();
+    let reused = engine.cached().reusable(req.prompt);
+    let reused = engine.rewind(reused);
     let mut next = if req.max_tokens > 0 {
         engine
-            .forward(req.prompt, Some((params, &history, 0)))
+            .forward(&req.prompt[reused..], Some((params, &history, 0)))
             .await
             .map_err(GenerateError::Backend)?
     } else {
@@ -196,12 +206,13 @@ pub async fn generate<B: Backend>(
         text,
         ids,
         finish_reason: finish,
-        prefill_tokens_per_s: req.prompt.len() as f64 / (t1 - t0).max(1e-9),
+        prefill_tokens_per_s: (req.prompt.len() - reused) as f64 / (t1 - t0).max(1e-9),
         decode_tokens_per_s: if decoded > 0 {
             decoded as f64 / (t2 - t1).max(1e-9)
         } else {
             0.0
         },
         time_to_first_token_s: t1 - t0,
+        reused_tokens: reused,
     })
 }

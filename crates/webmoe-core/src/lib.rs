@@ -9,6 +9,7 @@ pub mod family;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
+pub mod kv;
 pub mod miniature;
 pub mod model;
 pub mod moe;

@@ -10,6 +10,7 @@ use crate::par::{ranges, Shared};
 use crate::store::WeightStore;
 use crate::{kernels, CpuError};
 use webmoe_core::gguf::GgufHeader;
+use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::moe::route;
 use webmoe_core::options::EngineOptions;
@@ -25,8 +26,10 @@ pub struct Engine {
     pub desc: ModelDesc,
     /// Settings (context capped at the model's).
     pub opts: EngineOptions,
-    /// Tokens in the KV cache.
-    pub pos: usize,
+    /// Tokens in the KV cache (`cached.len()`).
+    pos: usize,
+    /// The token ids the KV cache holds.
+    cached: CachedTokens,
     plan: Vec<LayerPlan>,
     weights: WeightStore,
     caches: Vec<LayerCache>,
@@ -169,7 +172,9 @@ impl Engine {
             })
             .collect();
         let (cos, sin) = rope_tables(c, 0, opts.max_context);
+        let cached = CachedTokens::new(&plan, opts.max_context, opts.prefill_chunk);
         Ok(Engine {
+            cached,
             logits: vec![0.0; c.vocab_size],
             desc,
             opts,
@@ -210,7 +215,24 @@ impl Engine {
 
     /// Forgets the KV cache.
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.rewind(0);
+    }
+
+    /// Tokens in the KV cache (the next token's position).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The token ids the KV cache holds.
+    pub fn cached(&self) -> &CachedTokens {
+        &self.cached
+    }
+
+    /// Keeps the first `n` cached positions, or fewer where a chunked-attention ring forgot what
+    /// position `n` needs ([`CachedTokens::rewind`]); returns how many it kept.
+    pub fn rewind(&mut self, n: usize) -> usize {
+        self.pos = self.cached.rewind(n);
+        self.pos
     }
 
     /// The logits of the last token of the last call.
@@ -281,7 +303,11 @@ impl Engine {
         let chunks: Vec<&[u32]> = ids.chunks(self.opts.prefill_chunk).collect();
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
-            self.run(chunk, i + 1 == n)?;
+            if let Err(e) = self.run(chunk, i + 1 == n) {
+                // A failed step may have written part of a ring: trust nothing cached.
+                self.reset();
+                return Err(e);
+            }
         }
         Ok(sample_with.map(|(p, recent, counter)| {
             self.sample_scratch.clear();
@@ -305,6 +331,7 @@ impl Engine {
             self.ffn(&l.ffn, &m, &mut x)?;
         }
         self.pos += ids.len();
+        self.cached.extend(ids);
         if with_logits {
             let mut last = x[(ids.len() - 1) * h..].to_vec();
             let w = &self.weights.get(&self.desc.output_norm)?.f;
@@ -592,6 +619,14 @@ impl webmoe_core::generate::Backend for Engine {
 
     fn reset(&mut self) {
         Engine::reset(self);
+    }
+
+    fn cached(&self) -> &CachedTokens {
+        &self.cached
+    }
+
+    fn rewind(&mut self, n: usize) -> usize {
+        Engine::rewind(self, n)
     }
 
     async fn forward(

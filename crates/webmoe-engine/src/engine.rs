@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 use webmoe_core::generate::Backend;
+use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::options::EngineOptions;
 use webmoe_core::quant::GgmlType;
@@ -146,11 +147,7 @@ impl Backend for AnyEngine {
     type Error = EngineError;
 
     fn pos(&self) -> usize {
-        match self {
-            AnyEngine::Gpu(e) => e.pos,
-            AnyEngine::Cpu(e) => e.pos,
-            AnyEngine::External(e) => e.pos(),
-        }
+        self.cached().len()
     }
 
     fn max_context(&self) -> usize {
@@ -162,10 +159,22 @@ impl Backend for AnyEngine {
     }
 
     fn reset(&mut self) {
+        self.rewind(0);
+    }
+
+    fn cached(&self) -> &CachedTokens {
         match self {
-            AnyEngine::Gpu(e) => e.reset(),
-            AnyEngine::Cpu(e) => e.reset(),
-            AnyEngine::External(e) => e.reset(),
+            AnyEngine::Gpu(e) => e.cached(),
+            AnyEngine::Cpu(e) => e.cached(),
+            AnyEngine::External(e) => e.cached(),
+        }
+    }
+
+    fn rewind(&mut self, n: usize) -> usize {
+        match self {
+            AnyEngine::Gpu(e) => e.rewind(n),
+            AnyEngine::Cpu(e) => e.rewind(n),
+            AnyEngine::External(e) => e.rewind(n),
         }
     }
 

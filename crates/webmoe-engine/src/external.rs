@@ -6,6 +6,7 @@
 use crate::EngineError;
 use std::rc::Rc;
 use webmoe_core::gguf::GgufHeader;
+use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::options::EngineOptions;
 use webmoe_core::sampling::SamplingParams;
@@ -17,10 +18,10 @@ pub trait ExternalCpu: TensorSink {
     fn desc(&self) -> &ModelDesc;
     /// The settings in force.
     fn opts(&self) -> &EngineOptions;
-    /// Tokens in the KV cache.
-    fn pos(&self) -> usize;
-    /// Forgets the KV cache.
-    fn reset(&mut self);
+    /// The token ids the KV cache holds.
+    fn cached(&self) -> &CachedTokens;
+    /// As [`webmoe_cpu::Engine::rewind`].
+    fn rewind(&mut self, n: usize) -> usize;
     /// As [`webmoe_cpu::Engine::forward`].
     ///
     /// # Errors

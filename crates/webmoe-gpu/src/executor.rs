@@ -16,6 +16,7 @@ use crate::readback::{map_and_read, read_buffer};
 use crate::weights::WeightStore;
 use crate::{Gpu, GpuError};
 use webmoe_core::gguf::GgufHeader;
+use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::sampling::SamplingParams;
@@ -154,8 +155,10 @@ pub struct Engine {
     lm_head: Linear,
     sampler: Sampler,
     attention_plan: attention::Plan,
-    /// Tokens in the KV cache.
-    pub pos: usize,
+    /// Tokens in the KV cache (`cached.len()`).
+    pos: usize,
+    /// The token ids the KV cache holds.
+    cached: CachedTokens,
 }
 
 fn f32s(n: usize) -> u64 {
@@ -389,6 +392,7 @@ impl Engine {
             plain,
         )?;
         let sampler = Sampler::new(g, &s.logits, c.vocab_size)?;
+        let cached = CachedTokens::new(&desc.layer_plans(), opts.max_context, opts.prefill_chunk);
         Ok(Engine {
             gpu,
             desc,
@@ -404,6 +408,7 @@ impl Engine {
             sampler,
             attention_plan: att_plan,
             pos: 0,
+            cached,
         })
     }
 
@@ -438,7 +443,24 @@ impl Engine {
 
     /// Forgets the KV cache (the next call starts at position 0).
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.rewind(0);
+    }
+
+    /// Tokens in the KV cache (the next token's position).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The token ids the KV cache holds.
+    pub fn cached(&self) -> &CachedTokens {
+        &self.cached
+    }
+
+    /// Keeps the first `n` cached positions, or fewer where a chunked-attention ring forgot what
+    /// position `n` needs ([`CachedTokens::rewind`]); returns how many it kept.
+    pub fn rewind(&mut self, n: usize) -> usize {
+        self.pos = self.cached.rewind(n);
+        self.pos
     }
 
     /// Runs `ids` at the next positions (in prefill chunks). Afterwards the logits buffer holds the
@@ -502,16 +524,25 @@ impl Engine {
             }
             self.gpu.queue.submit([enc.finish()]);
             self.pos += chunk.len();
+            self.cached.extend(chunk);
         }
+        let out = self.finish_step(sample.is_some()).await;
+        if out.is_err() {
+            // A failed step may have written part of a ring: trust nothing cached.
+            self.reset();
+        }
+        out
+    }
+
+    /// Waits for the submitted step and reads the sampled token back.
+    async fn finish_step(&self, sampled: bool) -> Result<Option<u32>, GpuError> {
         self.gpu.check()?;
-        match sample {
-            Some(_) => {
-                let b = map_and_read(&self.gpu, &self.s.token_staging, 4).await?;
-                self.gpu.check()?;
-                Ok(Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-            }
-            None => Ok(None),
+        if !sampled {
+            return Ok(None);
         }
+        let b = map_and_read(&self.gpu, &self.s.token_staging, 4).await?;
+        self.gpu.check()?;
+        Ok(Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
     }
 
     fn encode_forward(
@@ -610,6 +641,14 @@ impl webmoe_core::generate::Backend for Engine {
 
     fn reset(&mut self) {
         Engine::reset(self);
+    }
+
+    fn cached(&self) -> &CachedTokens {
+        &self.cached
+    }
+
+    fn rewind(&mut self, n: usize) -> usize {
+        Engine::rewind(self, n)
     }
 
     async fn forward(

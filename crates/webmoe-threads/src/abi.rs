@@ -264,20 +264,10 @@ pub unsafe extern "C" fn wm_forward(
     }
 }
 
-/// Forgets the KV cache.
+/// Keeps the first `n` cached positions (or fewer, `webmoe_cpu::Engine::rewind`); returns how many.
 #[no_mangle]
-pub extern "C" fn wm_reset() {
-    with(|s| {
-        if let Some(e) = s.engine.as_mut() {
-            e.reset();
-        }
-    })
-}
-
-/// Tokens in the KV cache.
-#[no_mangle]
-pub extern "C" fn wm_pos() -> u32 {
-    with(|s| s.engine.as_ref().map_or(0, |e| e.pos as u32))
+pub extern "C" fn wm_rewind(n: u32) -> u32 {
+    with(|s| s.engine.as_mut().map_or(0, |e| e.rewind(n as usize) as u32))
 }
 
 /// The last call's logits (`wm_vocab` f32s).

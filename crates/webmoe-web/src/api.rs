@@ -260,6 +260,13 @@ struct Usage {
     prompt_tokens: usize,
     completion_tokens: usize,
     total_tokens: usize,
+    /// OpenAI's field: `cached_tokens` are the prompt tokens the KV cache already held.
+    prompt_tokens_details: PromptDetails,
+}
+
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: usize,
 }
 
 #[derive(Serialize)]
@@ -375,6 +382,9 @@ pub async fn generate(
             prompt_tokens: g.prompt_ids.len(),
             completion_tokens: g.ids.len(),
             total_tokens: g.prompt_ids.len() + g.ids.len(),
+            prompt_tokens_details: PromptDetails {
+                cached_tokens: g.reused_tokens,
+            },
         },
         text: g.text,
         prompt_ids: g.prompt_ids,

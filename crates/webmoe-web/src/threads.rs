@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use webmoe_core::gguf::GgufHeader;
+use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::sampling::SamplingParams;
@@ -31,10 +32,8 @@ extern "C" {
     fn threads_finish() -> String;
     #[wasm_bindgen(js_namespace = webmoeThreads, js_name = forward)]
     fn threads_forward(ids: &[u32], draw: &str) -> JsValue;
-    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = reset)]
-    fn threads_reset();
-    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = pos)]
-    fn threads_pos() -> u32;
+    #[wasm_bindgen(js_namespace = webmoeThreads, js_name = rewind)]
+    fn threads_rewind(n: u32) -> u32;
     #[wasm_bindgen(js_namespace = webmoeThreads, js_name = logits)]
     fn threads_logits() -> Vec<f32>;
     #[wasm_bindgen(js_namespace = webmoeThreads, js_name = weightBytes)]
@@ -94,9 +93,12 @@ impl ExternalCpuFactory for ThreadsFactory {
         ))?;
         let mut opts = opts.clone();
         opts.max_context = opts.max_context.min(desc.config.context_length).max(1);
+        opts.prefill_chunk = opts.prefill_chunk.max(1);
+        let cached = CachedTokens::new(&desc.layer_plans(), opts.max_context, opts.prefill_chunk);
         Ok(Box::new(Threaded {
             desc: desc.clone(),
             opts,
+            cached,
         }))
     }
 
@@ -115,6 +117,8 @@ impl ExternalCpuFactory for ThreadsFactory {
 struct Threaded {
     desc: ModelDesc,
     opts: EngineOptions,
+    /// What the threaded engine's KV cache holds (both sides follow the same rule).
+    cached: CachedTokens,
 }
 
 impl TensorSink for Threaded {
@@ -140,12 +144,20 @@ impl ExternalCpu for Threaded {
         &self.opts
     }
 
-    fn pos(&self) -> usize {
-        threads_pos() as usize
+    fn cached(&self) -> &CachedTokens {
+        &self.cached
     }
 
-    fn reset(&mut self) {
-        threads_reset();
+    fn rewind(&mut self, n: usize) -> usize {
+        let keep = self.cached.rewind(n);
+        let theirs = threads_rewind(keep as u32) as usize;
+        if theirs != keep {
+            // Cannot happen (same tokens, same rule); if it did, start over on both sides.
+            self.cached.clear();
+            threads_rewind(0);
+            return 0;
+        }
+        keep
     }
 
     fn forward(
@@ -163,6 +175,11 @@ impl ExternalCpu for Threaded {
             None => String::new(),
         };
         let r = threads_forward(ids, &draw);
+        if r.as_f64().is_some() {
+            self.cached.extend(ids);
+        } else {
+            self.cached.clear();
+        }
         match r.as_f64() {
             Some(t) if t >= 0.0 => Ok(Some(t as u32)),
             Some(_) => Ok(None),

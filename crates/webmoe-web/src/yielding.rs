@@ -6,6 +6,7 @@
 
 use wasm_bindgen_futures::JsFuture;
 use webmoe_core::generate::Backend;
+use webmoe_core::kv::CachedTokens;
 use webmoe_core::sampling::SamplingParams;
 use webmoe_engine::{AnyEngine, EngineError};
 
@@ -34,6 +35,14 @@ impl Backend for Yielding<'_> {
 
     fn reset(&mut self) {
         self.engine.reset();
+    }
+
+    fn cached(&self) -> &CachedTokens {
+        self.engine.cached()
+    }
+
+    fn rewind(&mut self, n: usize) -> usize {
+        self.engine.rewind(n)
     }
 
     async fn forward(
