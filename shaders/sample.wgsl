@@ -1,9 +1,13 @@
 // op: choose the next token on the GPU so that a decode step reads back only a u32.
-// Chain (llama.cpp's default order): repetition penalty over `recent` → greedy argmax if temperature ≤ 0,
+// Chain (llama.cpp's default order): repetition, frequency and presence penalties over `recent` → the
+// token mask of structured output (masked logits become MASKED, below every real one) → greedy argmax if
+// temperature ≤ 0,
 // else thresholds for top-k, top-p and min-p on the penalized logits (found by bisection on the logit
 // value: no sort), then a seeded draw from softmax(l / temperature) over the kept tokens (index order).
 // bindings: 0 logits (storage, read), 1 work (storage, read_write, scratch [vocab]), 2 recent (storage,
-//           read, u32 ids, deduplicated), 3 out (storage, read_write, u32 [1]), 4 params (uniform).
+//           read, (id, count) u32 pairs, deduplicated), 3 out (storage, read_write, u32 [1]), 4 params
+//           (uniform), 5 mask (storage, read, u32 [ceil(vocab / 32)]: bit i % 32 of word i / 32 allows i;
+//           read only when has_mask).
 // A NaN or infinite logit anywhere makes the result 0xffffffff (webmoe_core::sampling::NON_FINITE), never
 // a token; finiteness is tested on the bits, since WGSL compilers may assume floats are finite.
 // dispatch: (1, 1, 1); workgroup = 256 threads.
@@ -19,15 +23,22 @@ struct Params {
     penalty: f32,
     seed_lo: u32,
     seed_hi: u32,
+    has_mask: u32,
+    presence: f32,
+    frequency: f32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
+
+const MASKED: f32 = -3.0e38;
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> work: array<f32>;
 @group(0) @binding(2) var<storage, read> recent: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
 
 const WG: u32 = 256u;
 var<workgroup> red_f: array<f32, 256>;
@@ -70,13 +81,19 @@ fn main(@builtin(local_invocation_index) li: u32) {
     for (var i = li; i < n; i += WG) { work[i] = logits[i]; }
     storageBarrier();
     workgroupBarrier();
-    if (p.penalty != 1.0) {
-        for (var i = li; i < p.n_recent; i += WG) {
-            let id = recent[i];
-            if (id < n) {
-                let v = work[id];
-                work[id] = select(v * p.penalty, v / p.penalty, v > 0.0);
-            }
+    for (var i = li; i < p.n_recent; i += WG) {
+        let id = recent[2u * i];
+        if (id < n) {
+            let v = work[id];
+            let r = select(v * p.penalty, v / p.penalty, v > 0.0);
+            work[id] = r - (f32(recent[2u * i + 1u]) * p.frequency + p.presence);
+        }
+    }
+    storageBarrier();
+    workgroupBarrier();
+    if (p.has_mask != 0u) {
+        for (var i = li; i < n; i += WG) {
+            if (((mask[i / 32u] >> (i % 32u)) & 1u) == 0u) { work[i] = MASKED; }
         }
     }
     storageBarrier();
@@ -90,7 +107,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
     for (var i = li; i < n; i += WG) {
         let v = work[i];
         if (v > best) { best = v; best_i = i; }
-        lo_v = min(lo_v, v);
+        if (v > MASKED) { lo_v = min(lo_v, v); }
         bad |= select(0u, 1u, (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u);
     }
     red_u[li] = bad;

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use std::time::Instant;
 use webmoe_core::generate::Backend;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::{Draw, SamplingParams};
 use webmoe_engine::{AnyEngine, OpenOptions};
 use webmoe_gpu::kernels::copy::copy_bandwidth;
 
@@ -47,7 +47,7 @@ pub fn run(
         .collect();
     let greedy = SamplingParams::default();
     let step = |e: &mut AnyEngine, ids: &[u32]| -> Result<u32> {
-        Ok(pollster::block_on(e.forward(ids, Some((&greedy, &[], 0))))?.unwrap_or(0))
+        Ok(pollster::block_on(e.forward(ids, Some(Draw::new(&greedy, &[], 0))))?.unwrap_or(0))
     };
     // Warm-up (pipeline compilation, first-touch of buffers).
     step(e, &prompt[..prompt.len().min(8)])?;

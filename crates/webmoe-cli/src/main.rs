@@ -126,6 +126,53 @@ impl EngineArgs {
     }
 }
 
+/// Structured output flags of `run` (at most one).
+#[derive(clap::Args, Clone)]
+#[group(multiple = false)]
+struct StructuredArgs {
+    /// Answer with JSON valid for the JSON schema in FILE.
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<std::path::PathBuf>,
+    /// Answer with any JSON object.
+    #[arg(long)]
+    json_object: bool,
+    /// Answer in the grammar in FILE: llguidance's Lark dialect, or llama.cpp's GBNF (`root ::= …`).
+    #[arg(long, value_name = "FILE")]
+    grammar: Option<std::path::PathBuf>,
+    /// Answer with text matching this regular expression.
+    #[arg(long)]
+    regex: Option<String>,
+}
+
+impl StructuredArgs {
+    /// The constraint the flags ask for.
+    fn spec(&self) -> Result<Option<webmoe_grammar::Spec>> {
+        use webmoe_grammar::Spec;
+        let read = |p: &std::path::Path| -> Result<String> {
+            webmoe_loader::read_small_file(p).with_context(|| format!("reading {}", p.display()))
+        };
+        Ok(if let Some(p) = &self.json_schema {
+            let schema: serde_json::Value = serde_json::from_str(&read(p)?)
+                .with_context(|| format!("{} is not JSON", p.display()))?;
+            Some(Spec::JsonSchema {
+                schema,
+                strict: true,
+            })
+        } else if self.json_object {
+            Some(Spec::JsonObject)
+        } else if let Some(p) = &self.grammar {
+            let text = read(p)?;
+            Some(if webmoe_grammar::gbnf::looks_like_gbnf(&text) {
+                Spec::Gbnf(text)
+            } else {
+                Spec::Lark(text)
+            })
+        } else {
+            self.regex.clone().map(Spec::Regex)
+        })
+    }
+}
+
 /// Sampling flags of `run` and `chat`.
 #[derive(clap::Args, Clone)]
 struct SamplingArgs {
@@ -197,6 +244,8 @@ enum Cmd {
         /// Stop string: generation ends before it (repeatable).
         #[arg(long)]
         stop: Vec<String>,
+        #[command(flatten)]
+        structured: StructuredArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -291,9 +340,11 @@ fn real_main() -> Result<()> {
             json,
             tokenizer,
             stop,
+            structured,
             engine,
         } => {
             let params = sampling.params()?;
+            let spec = structured.spec()?;
             let mut m = load::load_on(&model, &engine.open(), engine.quantize(), json)?;
             if let Some(path) = tokenizer {
                 let text = webmoe_loader::read_small_file(std::path::Path::new(&path))
@@ -321,6 +372,17 @@ fn real_main() -> Result<()> {
                 params: &params,
                 max_tokens: sampling.max_tokens,
                 stop: &stop,
+                constraint: None,
+            };
+            let mut constraint = match &spec {
+                Some(spec) => Some(webmoe_grammar::Grammars::new(&m.tokenizer)?.constraint(spec)?),
+                None => None,
+            };
+            let req = webmoe_core::generate::Request {
+                constraint: constraint
+                    .as_mut()
+                    .map(|c| c as &mut dyn webmoe_core::generate::Constraint),
+                ..req
             };
             let g = generate::generate(&mut m.engine, &m.tokenizer, req, |t| {
                 if !json {

@@ -15,7 +15,7 @@ use webmoe_core::generate::Backend;
 use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::quant::GgmlType;
 use webmoe_core::reference::CpuModel;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::{Draw, SamplingParams};
 use webmoe_engine::{DeviceRequest, OpenOptions};
 
 fn fixture(name: &str) -> PathBuf {
@@ -189,13 +189,13 @@ fn run(family: &str, quant: &str, device: DeviceRequest) -> (Value, Outcome) {
         / cpu_last.iter().map(|b| (*b as f64).powi(2)).sum::<f64>();
     e.reset();
     let greedy_params = SamplingParams::default();
-    let mut next = pollster::block_on(e.forward(&ids, Some((&greedy_params, &[], 0))))
+    let mut next = pollster::block_on(e.forward(&ids, Some(Draw::new(&greedy_params, &[], 0))))
         .unwrap()
         .unwrap();
     let prefill_last_max_diff = diff(&pollster::block_on(e.logits()).unwrap());
     let mut greedy = vec![next];
     while greedy.len() < 16 {
-        next = pollster::block_on(e.forward(&[next], Some((&greedy_params, &[], 0))))
+        next = pollster::block_on(e.forward(&[next], Some(Draw::new(&greedy_params, &[], 0))))
             .unwrap()
             .unwrap();
         greedy.push(next);

@@ -115,6 +115,7 @@ fn turn(m: &mut Loaded, msgs: &[Message]) -> Turn {
         params: &params,
         max_tokens: 24,
         stop: &[],
+        constraint: None,
     };
     let g = pollster::block_on(generate(
         &mut m.engine,

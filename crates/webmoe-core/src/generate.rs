@@ -4,7 +4,7 @@
 //! caller, so the same code runs under `pollster` natively and on the browser's event loop.
 
 use crate::kv::CachedTokens;
-use crate::sampling::SamplingParams;
+use crate::sampling::{Draw, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::{TextStream, Tokenizer};
 use crate::TokenizerError;
@@ -35,7 +35,7 @@ pub trait Backend {
     fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> impl Future<Output = Result<Option<u32>, Self::Error>>;
 }
 
@@ -53,8 +53,25 @@ pub enum Finish {
     Abort,
 }
 
+/// What constrains the generated tokens (structured output: a JSON schema, a grammar, a regex). The
+/// loop asks for the allowed tokens before every draw and reports each chosen token.
+pub trait Constraint {
+    /// The tokens allowed next: bit `i % 32` of word `i / 32` allows token `i`; words past the end
+    /// allow nothing.
+    ///
+    /// # Errors
+    /// A message when the constraint cannot continue (an internal grammar error).
+    fn mask(&mut self) -> Result<&[u32], String>;
+    /// Records the chosen token (never an end-of-generation token: the loop ends there).
+    ///
+    /// # Errors
+    /// A message when the token breaks the constraint.
+    fn commit(&mut self, id: u32) -> Result<(), String>;
+    /// Whether the output is complete and nothing may follow but the end.
+    fn finished(&self) -> bool;
+}
+
 /// What to generate.
-#[derive(Debug, Clone)]
 pub struct Request<'a> {
     /// Prompt token ids (already templated and tokenized).
     pub prompt: &'a [u32],
@@ -64,6 +81,26 @@ pub struct Request<'a> {
     pub max_tokens: usize,
     /// Stop strings (not included in the text).
     pub stop: &'a [String],
+    /// Structured output: the tokens allowed at each step (`None`: any).
+    pub constraint: Option<&'a mut dyn Constraint>,
+}
+
+impl<'a> Request<'a> {
+    /// A request without a constraint.
+    pub fn new(
+        prompt: &'a [u32],
+        params: &'a SamplingParams,
+        max_tokens: usize,
+        stop: &'a [String],
+    ) -> Self {
+        Request {
+            prompt,
+            params,
+            max_tokens,
+            stop,
+            constraint: None,
+        }
+    }
 }
 
 /// What a generation produced.
@@ -85,6 +122,8 @@ pub struct Generation {
     pub time_to_first_token_s: f64,
     /// Prompt tokens whose keys and values were already in the cache (not prefilled again).
     pub reused_tokens: usize,
+    /// Seconds spent computing the constraint's token masks (0 without one).
+    pub constraint_s: f64,
 }
 
 /// Errors of a generation.
@@ -102,6 +141,9 @@ pub enum GenerateError<E: std::error::Error> {
     /// A request the loop refuses: a sampling parameter out of range, an empty prompt.
     #[error("{0}")]
     Invalid(String),
+    /// The constraint failed or allowed no token.
+    #[error("structured output: {0}")]
+    Constraint(String),
     /// The model produced NaN or infinite logits (a broken model file or config): no token is
     /// made up from them.
     #[error("numerical error: the model produced non-finite logits (NaN or infinity) at position {0}; the weights or the model configuration are broken")]
@@ -118,7 +160,7 @@ pub enum GenerateError<E: std::error::Error> {
 pub async fn generate<B: Backend>(
     engine: &mut B,
     tok: &Tokenizer,
-    req: Request<'_>,
+    mut req: Request<'_>,
     now: &dyn Fn() -> f64,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation, GenerateError<B::Error>> {
@@ -148,9 +190,15 @@ pub async fn generate<B: Backend>(
     let t0 = now();
     let reused = engine.cached().reusable(req.prompt);
     let reused = engine.rewind(reused);
+    let mut constraint_s = 0.0;
     let mut next = if req.max_tokens > 0 {
+        let mask = next_mask(&mut req.constraint, now, &mut constraint_s)?;
+        let draw = Draw {
+            mask,
+            ..Draw::new(params, &history, 0)
+        };
         engine
-            .forward(&req.prompt[reused..], Some((params, &history, 0)))
+            .forward(&req.prompt[reused..], Some(draw))
             .await
             .map_err(GenerateError::Backend)?
     } else {
@@ -165,6 +213,9 @@ pub async fn generate<B: Backend>(
         if tok.is_eog(id) {
             finish = Finish::Stop;
             break;
+        }
+        if let Some(c) = req.constraint.as_deref_mut() {
+            c.commit(id).map_err(GenerateError::Constraint)?;
         }
         ids.push(id);
         history.push(id);
@@ -187,8 +238,17 @@ pub async fn generate<B: Backend>(
             finish = Finish::Context;
             break;
         }
+        if req.constraint.as_deref().is_some_and(|c| c.finished()) {
+            finish = Finish::Stop;
+            break;
+        }
+        let mask = next_mask(&mut req.constraint, now, &mut constraint_s)?;
+        let draw = Draw {
+            mask,
+            ..Draw::new(params, &history, ids.len() as u32)
+        };
         next = engine
-            .forward(&[id], Some((params, &history, ids.len() as u32)))
+            .forward(&[id], Some(draw))
             .await
             .map_err(GenerateError::Backend)?;
         decoded += 1;
@@ -214,5 +274,26 @@ pub async fn generate<B: Backend>(
         },
         time_to_first_token_s: t1 - t0,
         reused_tokens: reused,
+        constraint_s,
     })
+}
+
+/// The constraint's mask for the next draw (timed into `spent`); an error when it allows nothing.
+fn next_mask<'c, E: std::error::Error>(
+    constraint: &'c mut Option<&mut dyn Constraint>,
+    now: &dyn Fn() -> f64,
+    spent: &mut f64,
+) -> Result<Option<&'c [u32]>, GenerateError<E>> {
+    let Some(c) = constraint.as_deref_mut() else {
+        return Ok(None);
+    };
+    let t = now();
+    let mask = c.mask().map_err(GenerateError::Constraint)?;
+    *spent += now() - t;
+    if mask.iter().all(|&w| w == 0) {
+        return Err(GenerateError::Constraint(
+            "the grammar allows no token here (no token of this vocabulary can continue it)".into(),
+        ));
+    }
+    Ok(Some(mask))
 }

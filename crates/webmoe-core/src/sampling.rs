@@ -17,8 +17,12 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// llama.cpp-style repetition penalty over the last `repeat_last_n` tokens (1 = off).
     pub repeat_penalty: f32,
-    /// Window of the repetition penalty.
+    /// Window of the repetition penalty (and of the presence and frequency penalties).
     pub repeat_last_n: usize,
+    /// OpenAI's presence penalty: subtracted from the logit of every token in the window (0 = off).
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty: subtracted once per occurrence in the window (0 = off).
+    pub frequency_penalty: f32,
     /// Random seed.
     pub seed: u64,
 }
@@ -32,6 +36,8 @@ impl Default for SamplingParams {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -44,7 +50,8 @@ impl SamplingParams {
     }
 
     /// Checks every value: temperature in [0, 100], top_p and min_p in [0, 1], repetition penalty in
-    /// (0, 100], a penalty window of at most 2^20 tokens; all finite.
+    /// (0, 100], presence and frequency penalties in [-2, 2] (OpenAI's range), a penalty window of at
+    /// most 2^20 tokens; all finite.
     ///
     /// # Errors
     /// A message naming the parameter and its value.
@@ -64,6 +71,14 @@ impl SamplingParams {
         range("top_p", self.top_p, 0.0, 1.0, false)?;
         range("min_p", self.min_p, 0.0, 1.0, false)?;
         range("repeat_penalty", self.repeat_penalty, 0.0, 100.0, true)?;
+        range("presence_penalty", self.presence_penalty, -2.0, 2.0, false)?;
+        range(
+            "frequency_penalty",
+            self.frequency_penalty,
+            -2.0,
+            2.0,
+            false,
+        )?;
         if self.repeat_last_n > 1 << 20 {
             return Err(format!(
                 "repeat_last_n must be at most {}, not {}",
@@ -82,16 +97,59 @@ pub const NON_FINITE: u32 = u32::MAX;
 /// Most distinct recent tokens the repetition penalty looks at (the GPU sampler's limit too).
 pub const MAX_RECENT: usize = 1024;
 
-/// The distinct tokens of the penalty window, newest first, at most [`MAX_RECENT`].
-pub fn penalty_window(params: &SamplingParams, recent: &[u32]) -> Vec<u32> {
-    let mut uniq: Vec<u32> = Vec::new();
+/// The distinct tokens of the penalty window with their counts, newest first, at most
+/// [`MAX_RECENT`] of them.
+pub fn penalty_window(params: &SamplingParams, recent: &[u32]) -> Vec<(u32, u32)> {
+    let mut uniq: Vec<(u32, u32)> = Vec::new();
     let window = &recent[recent.len().saturating_sub(params.repeat_last_n)..];
     for &t in window.iter().rev() {
-        if !uniq.contains(&t) && uniq.len() < MAX_RECENT {
-            uniq.push(t);
+        if let Some((_, n)) = uniq.iter_mut().find(|(id, _)| *id == t) {
+            *n += 1;
+        } else if uniq.len() < MAX_RECENT {
+            uniq.push((t, 1));
         }
     }
     uniq
+}
+
+/// Whether any penalty is on (the window matters).
+pub fn penalizes(p: &SamplingParams) -> bool {
+    p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0
+}
+
+/// The value a masked-out token's logit becomes: finite (so the non-finite check ignores it) and
+/// below every real logit; the thresholds and the draw skip it.
+pub const MASKED: f32 = -3.0e38;
+
+/// Whether token `id` is allowed by `mask` (bit `id % 32` of word `id / 32`).
+pub fn allowed(mask: &[u32], id: usize) -> bool {
+    mask.get(id / 32).is_some_and(|w| w >> (id % 32) & 1 == 1)
+}
+
+/// One draw of the next token (serialized as `{params, recent, counter, mask}` for the browser's
+/// threaded CPU module).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Draw<'a> {
+    /// Sampler settings.
+    pub params: &'a SamplingParams,
+    /// The tokens so far (the penalty window is their tail).
+    pub recent: &'a [u32],
+    /// The draw's number in the seeded stream.
+    pub counter: u32,
+    /// The tokens allowed (structured output): bit `i % 32` of word `i / 32`; `None` allows all.
+    pub mask: Option<&'a [u32]>,
+}
+
+impl<'a> Draw<'a> {
+    /// A draw without a token mask.
+    pub fn new(params: &'a SamplingParams, recent: &'a [u32], counter: u32) -> Self {
+        Draw {
+            params,
+            recent,
+            counter,
+            mask: None,
+        }
+    }
 }
 
 /// The PCG hash the GPU sampler draws with.
@@ -125,19 +183,28 @@ fn bisect(mut lo: f32, mut hi: f32, goal: f32, f: impl Fn(f32) -> f32) -> f32 {
 /// `temperature <= 0`, else the top-k, top-p and min-p thresholds on the penalized logits and a draw
 /// from `softmax(l / temperature)` over the kept tokens in index order with [`uniform`]`(seed, counter)`.
 /// `logits` is used as scratch.
-pub fn sample(logits: &mut [f32], p: &SamplingParams, recent: &[u32], counter: u32) -> u32 {
+pub fn sample(logits: &mut [f32], d: &Draw) -> u32 {
+    let (p, counter) = (d.params, d.counter);
     let n = logits.len();
     if logits.iter().any(|v| !v.is_finite()) {
         return NON_FINITE;
     }
-    if p.repeat_penalty != 1.0 {
-        for id in penalty_window(p, recent) {
+    if penalizes(p) {
+        for (id, count) in penalty_window(p, d.recent) {
             if let Some(v) = logits.get_mut(id as usize) {
-                *v = if *v > 0.0 {
+                let r = if *v > 0.0 {
                     *v / p.repeat_penalty
                 } else {
                     *v * p.repeat_penalty
                 };
+                *v = r - (count as f32 * p.frequency_penalty + p.presence_penalty);
+            }
+        }
+    }
+    if let Some(mask) = d.mask {
+        for (i, v) in logits.iter_mut().enumerate() {
+            if !allowed(mask, i) {
+                *v = MASKED;
             }
         }
     }
@@ -147,7 +214,9 @@ pub fn sample(logits: &mut [f32], p: &SamplingParams, recent: &[u32], counter: u
             mx = v;
             argmax = i;
         }
-        mn = mn.min(v);
+        if v > MASKED {
+            mn = mn.min(v);
+        }
     }
     if p.is_greedy() {
         return argmax as u32;
@@ -200,7 +269,10 @@ mod tests {
     #[test]
     fn greedy_takes_the_lowest_id_among_equal_maxima() {
         let mut l = vec![0.0, 3.0, 1.0, 3.0];
-        assert_eq!(sample(&mut l, &SamplingParams::default(), &[], 0), 1);
+        assert_eq!(
+            sample(&mut l, &Draw::new(&SamplingParams::default(), &[], 0)),
+            1
+        );
     }
 
     #[test]
@@ -212,7 +284,7 @@ mod tests {
         };
         for counter in 0..20 {
             let mut l = vec![0.5, 0.1, 2.0, 1.9, -1.0];
-            assert_eq!(sample(&mut l, &p, &[], counter), 2);
+            assert_eq!(sample(&mut l, &Draw::new(&p, &[], counter)), 2);
         }
     }
 
@@ -228,7 +300,7 @@ mod tests {
         let logits = [0.0f32, 1.0, 2.0];
         let mut counts = [0usize; 3];
         for c in 0..3000 {
-            counts[sample(&mut logits.to_vec(), &p, &[], c) as usize] += 1;
+            counts[sample(&mut logits.to_vec(), &Draw::new(&p, &[], c)) as usize] += 1;
         }
         let z: f32 = logits.iter().map(|v| v.exp()).sum();
         for (i, &n) in counts.iter().enumerate() {

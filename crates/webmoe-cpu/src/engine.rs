@@ -18,7 +18,7 @@ use webmoe_core::plan::{AttentionPlan, FfnPlan, LayerPlan, RoutedPlan};
 use webmoe_core::quant::GgmlType;
 use webmoe_core::reference::{attn_temperature, rms_norm_rows, rope};
 use webmoe_core::rope::rope_tables;
-use webmoe_core::sampling::{sample, SamplingParams};
+use webmoe_core::sampling::{sample, Draw};
 
 /// A model loaded for the CPU with its KV cache.
 pub struct Engine {
@@ -275,7 +275,7 @@ impl Engine {
     pub fn forward(
         &mut self,
         ids: &[u32],
-        sample_with: Option<(&SamplingParams, &[u32], u32)>,
+        sample_with: Option<Draw<'_>>,
     ) -> Result<Option<u32>, CpuError> {
         if !self.loaded {
             return Err(CpuError::Invalid(
@@ -309,10 +309,10 @@ impl Engine {
                 return Err(e);
             }
         }
-        Ok(sample_with.map(|(p, recent, counter)| {
+        Ok(sample_with.map(|d| {
             self.sample_scratch.clear();
             self.sample_scratch.extend_from_slice(&self.logits);
-            sample(&mut self.sample_scratch, p, recent, counter)
+            sample(&mut self.sample_scratch, &d)
         }))
     }
 
@@ -632,7 +632,7 @@ impl webmoe_core::generate::Backend for Engine {
     async fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, CpuError> {
         Engine::forward(self, ids, sample)
     }

@@ -15,6 +15,7 @@ use webmoe_core::model::ModelDesc;
 use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::quant::{dequantize, GgmlType};
 use webmoe_core::reference::CpuModel;
+use webmoe_core::sampling::Draw;
 use webmoe_core::synthetic::SyntheticLlama;
 use webmoe_core::TensorSink;
 use webmoe_cpu::{CpuError, Engine};
@@ -154,7 +155,7 @@ fn greedy_sampling_takes_the_argmax_of_the_logits() {
     let (mut engine, _) = build(GgmlType::Q4_0, false, KvDtype::F16, 16, None);
     let p = webmoe_core::sampling::SamplingParams::default();
     let next = engine
-        .forward(&[1, 2, 3], Some((&p, &[], 0)))
+        .forward(&[1, 2, 3], Some(Draw::new(&p, &[], 0)))
         .unwrap()
         .unwrap();
     let l = engine.logits();

@@ -7,7 +7,7 @@ use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::options::EngineOptions;
 use webmoe_core::quant::GgmlType;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::Draw;
 use webmoe_core::TensorSink;
 use webmoe_cpu::CpuError;
 use webmoe_gpu::GpuError;
@@ -181,7 +181,7 @@ impl Backend for AnyEngine {
     async fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, EngineError> {
         match self {
             AnyEngine::Gpu(e) => Ok(e.forward(ids, sample).await?),

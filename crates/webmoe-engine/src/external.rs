@@ -9,7 +9,7 @@ use webmoe_core::gguf::GgufHeader;
 use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::options::EngineOptions;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::Draw;
 use webmoe_core::TensorSink;
 
 /// A CPU engine behind another module: the same calls as [`webmoe_cpu::Engine`].
@@ -29,7 +29,7 @@ pub trait ExternalCpu: TensorSink {
     fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, EngineError>;
     /// Checks that every weight arrived.
     ///

@@ -19,7 +19,7 @@ use webmoe_core::gguf::GgufHeader;
 use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::GgmlType;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::Draw;
 
 pub use webmoe_core::options::{EngineOptions, KvDtype};
 
@@ -472,7 +472,7 @@ impl Engine {
     pub async fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, GpuError> {
         if ids.is_empty() {
             return Err(GpuError::Invalid("no tokens to run".into()));
@@ -516,8 +516,8 @@ impl Engine {
                 self.encode_forward(&mut pass, n, n_splits, last);
             }
             if last {
-                if let Some((params, recent, counter)) = sample {
-                    self.sampler.prepare(&self.gpu, params, recent, counter);
+                if let Some(d) = &sample {
+                    self.sampler.prepare(&self.gpu, d);
                     encode_ops(&mut enc, std::slice::from_ref(self.sampler.op()), 1, 1);
                     enc.copy_buffer_to_buffer(&self.sampler.out, 0, &self.s.token_staging, 0, 4);
                 }
@@ -654,7 +654,7 @@ impl webmoe_core::generate::Backend for Engine {
     async fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, GpuError> {
         Engine::forward(self, ids, sample).await
     }

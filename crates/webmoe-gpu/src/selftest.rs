@@ -15,7 +15,7 @@ use webmoe_core::model::ModelDesc;
 use webmoe_core::options::EngineOptions;
 use webmoe_core::quant::{dequantize, GgmlType};
 use webmoe_core::reference::CpuModel;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::{Draw, SamplingParams};
 use webmoe_core::TensorSink;
 
 /// NMSE above which a check fails. Correct kernels differ from the f32 reference by summation order
@@ -128,7 +128,7 @@ pub async fn run(
     let greedy = SamplingParams::default();
     for t in 6..ids.len() {
         let next = engine
-            .forward(&ids[t..t + 1], Some((&greedy, &[], 0)))
+            .forward(&ids[t..t + 1], Some(Draw::new(&greedy, &[], 0)))
             .await?;
         let got = perturb(engine.logits().await?);
         worst = worst.max(nmse(&got, &want[t * vocab..(t + 1) * vocab]));

@@ -7,6 +7,7 @@ use common::*;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::quant::{dequantize, GgmlType};
 use webmoe_core::reference::CpuModel;
+use webmoe_core::sampling::Draw;
 use webmoe_core::synthetic::SyntheticLlama;
 use webmoe_core::TensorSink;
 use webmoe_gpu::{Engine, EngineOptions, GpuError, KvDtype, Variants};
@@ -337,7 +338,7 @@ fn a_lost_device_is_an_error_and_a_new_engine_works() {
     assert!(pollster::block_on(engine.forward(&[1, 2, 3], None)).is_ok());
     engine.gpu.device.destroy();
     let greedy = webmoe_core::sampling::SamplingParams::default();
-    match pollster::block_on(engine.forward(&[4], Some((&greedy, &[], 0)))) {
+    match pollster::block_on(engine.forward(&[4], Some(Draw::new(&greedy, &[], 0)))) {
         Err(GpuError::Device(msg)) | Err(GpuError::Readback(msg)) => {
             assert!(
                 msg.to_lowercase().contains("lost") || msg.contains("destroyed"),

@@ -216,6 +216,7 @@ struct Draw {
     params: SamplingParams,
     recent: Vec<u32>,
     counter: u32,
+    mask: Option<Vec<u32>>,
 }
 
 /// Runs the `n` token ids at `ids` at the next positions. With a sampling request (`draw_len` > 0:
@@ -248,7 +249,12 @@ pub unsafe extern "C" fn wm_forward(
     };
     let mut token = -1i64;
     let code = engine_call(|e| {
-        let sample = draw.as_ref().map(|d| (&d.params, &d.recent[..], d.counter));
+        let sample = draw.as_ref().map(|d| webmoe_core::sampling::Draw {
+            params: &d.params,
+            recent: &d.recent,
+            counter: d.counter,
+            mask: d.mask.as_deref(),
+        });
         match e.forward(ids, sample) {
             Ok(t) => {
                 token = t.map_or(-1, i64::from);

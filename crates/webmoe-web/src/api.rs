@@ -358,6 +358,7 @@ pub async fn generate(
         params: &params,
         max_tokens: req.max_tokens.unwrap_or(room).min(room),
         stop: &stop,
+        constraint: None,
     };
     let mut engine = Yielding {
         engine: &mut m.engine,

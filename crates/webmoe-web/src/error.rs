@@ -114,6 +114,7 @@ impl From<GenerateError<EngineError>> for WebError {
             GenerateError::TooLong(m) => WebError::Invalid(m),
             GenerateError::Tokenizer(t) => WebError::Invalid(t.to_string()),
             GenerateError::Invalid(m) => WebError::Invalid(m),
+            e @ GenerateError::Constraint(_) => WebError::Invalid(e.to_string()),
             e @ GenerateError::Numerical(_) => WebError::Numerical(e.to_string()),
         }
     }

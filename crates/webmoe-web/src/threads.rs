@@ -9,7 +9,7 @@ use webmoe_core::gguf::GgufHeader;
 use webmoe_core::kv::CachedTokens;
 use webmoe_core::model::ModelDesc;
 use webmoe_core::options::{EngineOptions, KvDtype};
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::Draw;
 use webmoe_core::TensorSink;
 use webmoe_cpu::CpuError;
 use webmoe_engine::{EngineError, ExternalCpu, ExternalCpuFactory, ExternalCpuSource};
@@ -127,14 +127,6 @@ impl TensorSink for Threaded {
     }
 }
 
-/// How to draw the next token, as the threaded module reads it.
-#[derive(serde::Serialize)]
-struct Draw<'a> {
-    params: &'a SamplingParams,
-    recent: &'a [u32],
-    counter: u32,
-}
-
 impl ExternalCpu for Threaded {
     fn desc(&self) -> &ModelDesc {
         &self.desc
@@ -163,15 +155,10 @@ impl ExternalCpu for Threaded {
     fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, EngineError> {
         let draw = match sample {
-            Some((params, recent, counter)) => serde_json::to_string(&Draw {
-                params,
-                recent,
-                counter,
-            })
-            .map_err(|e| CpuError::Invalid(e.to_string()))?,
+            Some(d) => serde_json::to_string(&d).map_err(|e| CpuError::Invalid(e.to_string()))?,
             None => String::new(),
         };
         let r = threads_forward(ids, &draw);

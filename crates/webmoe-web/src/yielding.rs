@@ -7,7 +7,7 @@
 use wasm_bindgen_futures::JsFuture;
 use webmoe_core::generate::Backend;
 use webmoe_core::kv::CachedTokens;
-use webmoe_core::sampling::SamplingParams;
+use webmoe_core::sampling::Draw;
 use webmoe_engine::{AnyEngine, EngineError};
 
 /// An engine that yields to the event loop after each CPU step.
@@ -48,7 +48,7 @@ impl Backend for Yielding<'_> {
     async fn forward(
         &mut self,
         ids: &[u32],
-        sample: Option<(&SamplingParams, &[u32], u32)>,
+        sample: Option<Draw<'_>>,
     ) -> Result<Option<u32>, EngineError> {
         let out = self.engine.forward(ids, sample).await;
         if let (Some(f), AnyEngine::Cpu(_) | AnyEngine::External(_)) =

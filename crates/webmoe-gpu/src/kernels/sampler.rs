@@ -3,15 +3,13 @@
 
 use crate::op::{Grid, Op};
 use crate::{Gpu, GpuError};
-use webmoe_core::sampling::SamplingParams;
-
-/// Most distinct recent tokens the repetition penalty looks at.
-pub const MAX_RECENT: usize = 1024;
+use webmoe_core::sampling::{penalizes, penalty_window, Draw, MAX_RECENT};
 
 /// The sampler's buffers and launch.
 pub struct Sampler {
     params: wgpu::Buffer,
     recent: wgpu::Buffer,
+    mask: wgpu::Buffer,
     _work: wgpu::Buffer,
     /// The chosen token id (one u32).
     pub out: wgpu::Buffer,
@@ -26,18 +24,20 @@ impl Sampler {
     /// [`GpuError`] if the pipeline cannot be built.
     pub fn new(gpu: &Gpu, logits: &wgpu::Buffer, vocab: usize) -> Result<Self, GpuError> {
         let p = gpu.pipeline("sample.wgsl", "main", &[])?;
-        let params = gpu.uniform(&[0; 12]);
-        let recent = gpu.storage("recent tokens", (MAX_RECENT * 4) as u64);
+        let params = gpu.uniform(&[0; 16]);
+        let recent = gpu.storage("recent tokens", (MAX_RECENT * 8) as u64);
+        let mask = gpu.storage("token mask", (vocab.div_ceil(32).max(1) * 4) as u64);
         let work = gpu.storage("sampler scratch", vocab as u64 * 4);
         let out = gpu.storage("sampled token", 4);
         let op = Op {
-            bind_group: gpu.bind(&p, &[logits, &work, &recent, &out, &params]),
+            bind_group: gpu.bind(&p, &[logits, &work, &recent, &out, &params, &mask]),
             pipeline: p,
             grid: Grid::Fixed([1, 1, 1]),
         };
         Ok(Sampler {
             params,
             recent,
+            mask,
             _work: work,
             out,
             op,
@@ -45,35 +45,47 @@ impl Sampler {
         })
     }
 
-    /// Writes this draw's parameters: `recent` are the last tokens (the penalty window), `counter`
-    /// numbers the draw within the seeded stream.
-    pub fn prepare(&self, gpu: &Gpu, s: &SamplingParams, recent: &[u32], counter: u32) {
-        let mut uniq: Vec<u32> = Vec::new();
-        let window = &recent[recent.len().saturating_sub(s.repeat_last_n)..];
-        for &t in window.iter().rev() {
-            if !uniq.contains(&t) && uniq.len() < MAX_RECENT {
-                uniq.push(t);
-            }
-        }
+    /// Writes this draw's parameters, penalty window and token mask (uploaded per step).
+    pub fn prepare(&self, gpu: &Gpu, d: &Draw) {
+        let s = d.params;
+        let window: Vec<u32> = if penalizes(s) {
+            penalty_window(s, d.recent)
+                .into_iter()
+                .flat_map(|(id, n)| [id, n])
+                .collect()
+        } else {
+            Vec::new()
+        };
         let words = [
             self.vocab,
-            uniq.len() as u32,
+            (window.len() / 2) as u32,
             s.top_k,
-            counter,
+            d.counter,
             s.temperature.to_bits(),
             s.top_p.to_bits(),
             s.min_p.to_bits(),
             s.repeat_penalty.to_bits(),
             s.seed as u32,
             (s.seed >> 32) as u32,
+            u32::from(d.mask.is_some()),
+            s.presence_penalty.to_bits(),
+            s.frequency_penalty.to_bits(),
+            0,
             0,
             0,
         ];
         gpu.queue
             .write_buffer(&self.params, 0, bytemuck::cast_slice(&words));
-        if !uniq.is_empty() {
+        if !window.is_empty() {
             gpu.queue
-                .write_buffer(&self.recent, 0, bytemuck::cast_slice(&uniq));
+                .write_buffer(&self.recent, 0, bytemuck::cast_slice(&window));
+        }
+        if let Some(m) = d.mask {
+            let words = (self.vocab as usize).div_ceil(32);
+            let mut full = m[..m.len().min(words)].to_vec();
+            full.resize(words, 0);
+            gpu.queue
+                .write_buffer(&self.mask, 0, bytemuck::cast_slice(&full));
         }
     }
 
