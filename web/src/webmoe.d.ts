@@ -11,9 +11,11 @@ export type ErrorCode =
   | 'device-lost'        // the GPU device failed or was lost: create a new engine
   | 'invalid-request'    // bad arguments (sampling values out of range too), prompt longer than the context, busy, unloaded
   | 'numerical-error'    // the model produced NaN or infinite logits (broken weights or config): no token is made up
+  | 'aborted'            // the request's signal was aborted before it started (it was never run)
   | 'internal';
 
 export class WebmoeError extends Error {
+  constructor(code: ErrorCode, message: string);
   readonly name: 'WebmoeError';
   readonly code: ErrorCode;
 }
@@ -88,39 +90,69 @@ export interface EngineOptions {
   forceSelfTestFailure?: boolean;
   /** Lower the CPU backend's heap limit below its 3 GiB, in bytes (testing only). */
   cpuHeapLimit?: number;
+  /** Where the package's .wasm files are (a folder URL, or the main module's .wasm file); default:
+   * next to webmoe.js. For bundlers and CDNs that move the JavaScript but not the .wasm files. */
+  wasmUrl?: string | URL;
 }
 
+/** A chat message (OpenAI's shape; content may be a string or a list of text parts). */
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool' | (string & {});
+  content?: string | { type: 'text'; text: string }[] | null;
+  name?: string;
 }
+
+/** OpenAI's `response_format`. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name?: string; description?: string; schema?: Record<string, unknown> | boolean; strict?: boolean | null } };
 
 export interface SamplingOptions {
+  /** Ignored (the engine runs the model it loaded); accepted because OpenAI code always sends it. */
+  model?: string;
   /** Most tokens to generate (default: up to the context size). */
-  max_tokens?: number;
+  max_tokens?: number | null;
+  /** OpenAI's newer name for max_tokens. */
+  max_completion_tokens?: number | null;
   /** 0 = greedy. Default 0.8. */
-  temperature?: number;
+  temperature?: number | null;
   /** Default 0.95. */
-  top_p?: number;
+  top_p?: number | null;
   /** Default 40 (0 = all). */
   top_k?: number;
   /** Default 0.05. */
   min_p?: number;
   /** llama.cpp-style repetition penalty over the last 64 tokens (default 1 = off). */
   repeat_penalty?: number;
-  seed?: number;
+  /** -2..2, subtracted from the logit of each token in the last 64 (default 0). */
+  presence_penalty?: number | null;
+  /** -2..2, subtracted once per occurrence in the last 64 tokens (default 0). */
+  frequency_penalty?: number | null;
+  seed?: number | null;
   /** Generation ends before any of these strings (they are not returned). */
-  stop?: string | string[];
-  /** Aborting it interrupts the generation. */
+  stop?: string | string[] | null;
+  /** Choices to generate (1..16, default 1); they run one after another on the cached prompt. */
+  n?: number | null;
+  /** Structured output: any JSON object, or JSON valid for a schema. */
+  response_format?: ResponseFormat;
+  /** Structured output (webmoe extension): a Lark grammar (llguidance's dialect) or GBNF (`root ::= ...`). */
+  grammar?: string | { type: 'lark' | 'gbnf'; grammar: string };
+  /** Structured output (webmoe extension): the whole answer matches this regular expression. */
+  regex?: string;
+  /** Aborting it ends a running request (finish_reason 'abort') or cancels a queued one (code 'aborted'). */
   signal?: AbortSignal;
 }
 
+/** OpenAI's finish reasons; 'abort' when the request was interrupted or its signal aborted. */
 export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** cached_tokens: prompt tokens the KV cache already held (not prefilled again). */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 /** webmoe-specific details on every completion and on the last stream chunk. */
@@ -130,14 +162,24 @@ export interface WebmoeExtras {
   prefill_tokens_per_s: number;
   decode_tokens_per_s: number;
   time_to_first_token_s: number;
+  /** Prompt tokens taken from the KV cache. */
+  reused_tokens: number;
+  /** Milliseconds of structured-output masks per generated token (0 without). */
+  constraint_ms_per_token: number;
 }
+
+export interface TopLogprob { token: string; logprob: number; bytes: number[] | null }
+export interface TokenLogprob extends TopLogprob { top_logprobs: TopLogprob[] }
+export interface ChatLogprobs { content: TokenLogprob[] | null; refusal: null }
+
+export interface ChatCompletionMessage { role: 'assistant'; content: string | null; refusal: null }
 
 export interface ChatCompletion {
   id: string;
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: 0; message: { role: 'assistant'; content: string }; finish_reason: FinishReason; logprobs: null }[];
+  choices: { index: number; message: ChatCompletionMessage; finish_reason: FinishReason; logprobs: ChatLogprobs | null }[];
   usage: Usage;
   webmoe: WebmoeExtras;
 }
@@ -147,10 +189,18 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null; logprobs: null }[];
-  /** On the last chunk only. */
-  usage?: Usage;
+  /** Empty on the usage chunk of `stream_options: { include_usage: true }`. */
+  choices: { index: number; delta: { role?: 'assistant'; content?: string | null }; finish_reason: FinishReason | null; logprobs: ChatLogprobs | null }[];
+  /** On each choice's last chunk and on the usage chunk. */
+  usage?: Usage | null;
   webmoe?: WebmoeExtras;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[];
+  text_offset: number[];
 }
 
 export interface Completion {
@@ -158,10 +208,30 @@ export interface Completion {
   object: 'text_completion';
   created: number;
   model: string;
-  choices: { index: 0; text: string; finish_reason: FinishReason | null; logprobs: null }[];
-  usage?: Usage;
+  choices: { index: number; text: string; finish_reason: FinishReason | null; logprobs: CompletionLogprobs | null }[];
+  usage?: Usage | null;
   webmoe?: WebmoeExtras;
 }
+
+export interface ChatRequest extends SamplingOptions {
+  messages: ChatMessage[];
+  /** Log probabilities of the answer's tokens, with `top_logprobs` (0..20) alternatives each. */
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+}
+
+export interface CompletionRequest extends SamplingOptions {
+  prompt: string;
+  /** Log probabilities with this many alternatives per token (0..20). */
+  logprobs?: number | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+}
+
+/** What `create({ stream: true })` returns: a promise of the stream that is itself iterable too. */
+export type StreamPromise<T> = Promise<AsyncIterable<T>> & AsyncIterable<T>;
 
 export interface CachedModel {
   url: string;
@@ -228,18 +298,25 @@ export interface EngineStats {
   };
 }
 
-export interface Engine {
+/**
+ * A loaded model. Requests run one at a time, in the order they were made (later ones wait); every
+ * call returns a promise and never throws synchronously.
+ */
+export declare class Engine {
+  private constructor();
   /** The stats at the end of the load. */
   readonly info: EngineStats;
   chat: {
     completions: {
-      create(req: { messages: ChatMessage[]; stream?: false } & SamplingOptions): Promise<ChatCompletion>;
-      create(req: { messages: ChatMessage[]; stream: true } & SamplingOptions): AsyncIterableIterator<ChatCompletionChunk>;
+      create(req: ChatRequest & { stream: true }): StreamPromise<ChatCompletionChunk>;
+      create(req: ChatRequest & { stream?: false | null }): Promise<ChatCompletion>;
+      create(req: ChatRequest): Promise<ChatCompletion> | StreamPromise<ChatCompletionChunk>;
     };
   };
   completions: {
-    create(req: { prompt: string; stream?: false } & SamplingOptions): Promise<Completion>;
-    create(req: { prompt: string; stream: true } & SamplingOptions): AsyncIterableIterator<Completion>;
+    create(req: CompletionRequest & { stream: true }): StreamPromise<Completion>;
+    create(req: CompletionRequest & { stream?: false | null }): Promise<Completion>;
+    create(req: CompletionRequest): Promise<Completion> | StreamPromise<Completion>;
   };
   /** Stops the running generation after the current token (finish_reason 'abort'). */
   interrupt(): Promise<void>;

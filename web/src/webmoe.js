@@ -1,5 +1,6 @@
 // webmoe: language models in the browser on WebGPU. The public API; see webmoe.d.ts for the types and
 // the README for an example. The engine itself (Rust + WGSL compiled to WebAssembly) runs in a worker.
+import { startWorker } from './spawn.js';
 
 /** An error with a `code` a program can act on (see webmoe.d.ts for the codes). */
 export class WebmoeError extends Error {
@@ -26,7 +27,7 @@ class Channel {
       }
     };
     if (useWorker) {
-      this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+      this.worker = startWorker(new URL('./worker.js', import.meta.url));
       this.worker.onmessage = (e) => receive(e.data);
       this.worker.onerror = (e) => {
         const err = new WebmoeError('internal', `the webmoe worker failed: ${e.message ?? 'unknown error'}`);
@@ -73,31 +74,104 @@ function checkDevice(device, simd) {
   }
 }
 
+/** A `wasmUrl` option: one `.wasm` file, or a folder (with its trailing slash). */
+const wasmFolder = (href) => (href.endsWith('.wasm') || href.endsWith('/') ? href : `${href}/`);
+
 let counter = 0;
 const newId = (prefix) => `${prefix}-${Date.now().toString(36)}${(counter++).toString(36)}`;
 
+const SAMPLING = ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty',
+  'frequency_penalty', 'stop', 'response_format', 'grammar', 'regex'];
+
+/** The worker's arguments for one choice of `req` (validated; throws a WebmoeError). */
 function requestArgs(req, kind) {
-  const { messages, prompt, max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed, stop } = req;
+  const args = {};
+  for (const k of SAMPLING) if (req[k] !== undefined && req[k] !== null) args[k] = req[k];
+  if (req.max_completion_tokens != null && args.max_tokens === undefined) args.max_tokens = req.max_completion_tokens;
   if (kind === 'chat') {
-    if (!Array.isArray(messages)) throw new WebmoeError('invalid-request', 'messages must be an array of { role, content }');
-    return { messages, max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed, stop };
+    if (!Array.isArray(req.messages) || req.messages.length === 0
+      || !req.messages.every((m) => m && typeof m === 'object' && typeof m.role === 'string')) {
+      throw new WebmoeError('invalid-request', 'messages must be a non-empty array of { role, content }');
+    }
+    args.messages = req.messages;
+    if (req.logprobs === true) args.logprobs = req.top_logprobs ?? 0;
+    else if (req.top_logprobs != null) throw new WebmoeError('invalid-request', 'top_logprobs needs logprobs: true');
+  } else {
+    if (typeof req.prompt !== 'string') throw new WebmoeError('invalid-request', 'prompt must be a string');
+    args.prompt = req.prompt;
+    if (req.logprobs != null && req.logprobs !== false) {
+      if (!(Number.isInteger(req.logprobs) && req.logprobs >= 0 && req.logprobs <= 20)) {
+        throw new WebmoeError('invalid-request', 'logprobs must be an integer from 0 to 20');
+      }
+      args.logprobs = req.logprobs;
+    }
   }
-  if (typeof prompt !== 'string') throw new WebmoeError('invalid-request', 'prompt must be a string');
-  return { prompt, max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, seed, stop };
+  if (args.logprobs !== undefined && !(Number.isInteger(args.logprobs) && args.logprobs >= 0 && args.logprobs <= 20)) {
+    throw new WebmoeError('invalid-request', 'top_logprobs must be an integer from 0 to 20');
+  }
+  const n = req.n ?? 1;
+  if (!(Number.isInteger(n) && n >= 1 && n <= 16)) throw new WebmoeError('invalid-request', 'n must be an integer from 1 to 16');
+  if (req.seed != null && !Number.isSafeInteger(req.seed)) throw new WebmoeError('invalid-request', 'seed must be an integer');
+  return { args, n, seed: req.seed };
 }
 
-function usageOf(r) { return r.usage; }
+/** OpenAI's finish reasons: an interrupted generation reports 'abort' (documented in the README). */
+const finishReason = (r) => r.finish_reason;
+
+function chatLogprobs(r) {
+  if (!r.logprobs) return null;
+  const entry = (t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes });
+  return { content: r.logprobs.map((t) => ({ ...entry(t), top_logprobs: t.top.map(entry) })), refusal: null };
+}
+
+function textLogprobs(r) {
+  if (!r.logprobs) return null;
+  let offset = 0;
+  const text_offset = r.logprobs.map((t) => { const o = offset; offset += t.token.length; return o; });
+  return {
+    tokens: r.logprobs.map((t) => t.token),
+    token_logprobs: r.logprobs.map((t) => t.logprob),
+    top_logprobs: r.logprobs.map((t) => Object.fromEntries(t.top.map((a) => [a.token, a.logprob]))),
+    text_offset,
+  };
+}
+
+function usageOf(results) {
+  const prompt = results[0].usage.prompt_tokens;
+  const completion = results.reduce((a, r) => a + r.usage.completion_tokens, 0);
+  const cached = results[0].usage.prompt_tokens_details.cached_tokens;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached } };
+}
 
 function extras(r) {
   return {
     prompt_ids: r.prompt_ids, ids: r.ids, prefill_tokens_per_s: r.prefill_tokens_per_s,
     decode_tokens_per_s: r.decode_tokens_per_s, time_to_first_token_s: r.time_to_first_token_s,
+    reused_tokens: r.usage.prompt_tokens_details.cached_tokens, constraint_ms_per_token: r.constraint_ms_per_token,
   };
+}
+
+const abortedError = () => new WebmoeError('aborted', 'the request was aborted before it started');
+
+/** A promise that is also an async iterable (of what it resolves to), so that both
+ * `for await (const c of create({ stream: true }))` and `for await (const c of await create(...))` work. */
+function iterablePromise(promise) {
+  promise[Symbol.asyncIterator] = () => {
+    let it = null;
+    return {
+      async next() { it ??= (await promise)[Symbol.asyncIterator](); return it.next(); },
+      async return() { it ??= (await promise.catch(() => null))?.[Symbol.asyncIterator](); return it?.return?.() ?? { done: true, value: undefined }; },
+    };
+  };
+  return promise;
 }
 
 /** A loaded model. Create it with {@link createEngine}. */
 export class Engine {
   #ch; #model; #info;
+  /** The tail of the request queue: requests run one after another, in the order they were made. */
+  #tail = Promise.resolve();
 
   constructor(channel, model, info) {
     this.#ch = channel;
@@ -111,58 +185,94 @@ export class Engine {
   get info() { return this.#info; }
 
   #create(request, kind) {
-    const req = request ?? {};
-    const args = requestArgs(req, kind);
+    let parsed;
+    try {
+      if (request == null || typeof request !== 'object') throw new WebmoeError('invalid-request', 'the request must be an object');
+      parsed = requestArgs(request, kind);
+      if (request.signal?.aborted) throw abortedError();
+    } catch (e) {
+      const p = Promise.reject(e);
+      return request?.stream ? iterablePromise(p) : p;
+    }
+    const job = this.#job(request, kind, parsed);
+    if (!request.stream) return job.run(null);
+    return iterablePromise(Promise.resolve(job.stream()));
+  }
+
+  /** One request: it waits for its turn in the queue, then runs its `n` choices. */
+  #job(req, kind, { args, n, seed }) {
     const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
     const created = Math.floor(Date.now() / 1000);
     const model = this.#model;
-    if (req.signal) {
-      if (req.signal.aborted) throw new WebmoeError('invalid-request', 'the request was aborted before it started');
-      req.signal.addEventListener('abort', () => this.interrupt(), { once: true });
-    }
-    if (!req.stream) {
-      return this.#ch.call('generate', args).then((r) => kind === 'chat'
-        ? {
-          id, object: 'chat.completion', created, model,
-          choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: r.finish_reason, logprobs: null }],
-          usage: usageOf(r), webmoe: extras(r),
+    const ch = this.#ch;
+    const state = { running: false, cancelled: false, done: false };
+    const interrupt = () => {
+      state.cancelled = true;
+      if (state.running && !state.done) ch.call('interrupt', { gen: id });
+    };
+    const signal = req.signal;
+    signal?.addEventListener('abort', interrupt);
+    const turn = this.#tail;
+    let release;
+    this.#tail = new Promise((r) => { release = r; });
+    const finish = () => { state.done = true; signal?.removeEventListener('abort', interrupt); release(); };
+    const run = async (onText) => {
+      try {
+        await turn;
+        if (state.cancelled) throw abortedError();
+        state.running = true;
+        const results = [];
+        for (let i = 0; i < n; i++) {
+          const a = { ...args, gen: id, seed: seed != null ? seed + i : undefined };
+          results.push(await ch.call('generate', a, { onText: onText && ((t) => onText(i, t)) }));
+          if (state.cancelled) break;
         }
-        : {
-          id, object: 'text_completion', created, model,
-          choices: [{ index: 0, text: r.text, finish_reason: r.finish_reason, logprobs: null }],
-          usage: usageOf(r), webmoe: extras(r),
-        });
-    }
-    return this.#stream(args, kind, id, created, model);
+        return results;
+      } finally {
+        finish();
+      }
+    };
+    const choice = (r, i) => (kind === 'chat'
+      ? { index: i, message: { role: 'assistant', content: r.text, refusal: null }, finish_reason: finishReason(r), logprobs: chatLogprobs(r) }
+      : { index: i, text: r.text, finish_reason: finishReason(r), logprobs: textLogprobs(r) });
+    const head = { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model };
+    return {
+      run: async () => {
+        const results = await run(null);
+        return { ...head, choices: results.map(choice), usage: usageOf(results), webmoe: extras(results[0]) };
+      },
+      stream: () => this.#stream(run, interrupt, state, kind, { ...head, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion' },
+        req.stream_options?.include_usage === true),
+    };
   }
 
-  #stream(args, kind, id, created, model) {
+  #stream(run, interrupt, state, kind, head, includeUsage) {
     const queue = [];
     let wake = null;
     let finished = false;
     const push = (item) => { queue.push(item); wake?.(); wake = null; };
-    const chunk = (choice, extra = {}) => ({
-      id, object: kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created, model,
-      choices: [{ index: 0, logprobs: null, ...choice }], ...extra,
+    const chunk = (index, choice, extra = {}) => ({
+      ...head, choices: [{ index, logprobs: null, ...choice }], ...extra,
     });
-    let first = true;
-    this.#ch.call('generate', args, {
-      onText: (text) => {
-        if (kind === 'chat') {
-          push({ value: chunk({ delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: null }) });
-        } else {
-          push({ value: chunk({ text, finish_reason: null }) });
-        }
-        first = false;
-      },
-    }).then((r) => {
-      const last = kind === 'chat'
-        ? chunk({ delta: {}, finish_reason: r.finish_reason }, { usage: usageOf(r), webmoe: extras(r) })
-        : chunk({ text: '', finish_reason: r.finish_reason }, { usage: usageOf(r), webmoe: extras(r) });
-      push({ value: last });
+    const started = new Set();
+    run((i, text) => {
+      if (kind === 'chat') {
+        push({ value: chunk(i, { delta: started.has(i) ? { content: text } : { role: 'assistant', content: text }, finish_reason: null }) });
+      } else {
+        push({ value: chunk(i, { text, finish_reason: null }) });
+      }
+      started.add(i);
+    }).then((results) => {
+      results.forEach((r, i) => {
+        const lp = kind === 'chat' ? chatLogprobs(r) : textLogprobs(r);
+        const last = kind === 'chat'
+          ? chunk(i, { delta: started.has(i) ? {} : { role: 'assistant', content: '' }, finish_reason: finishReason(r), logprobs: lp }, { usage: r.usage, webmoe: extras(r) })
+          : chunk(i, { text: '', finish_reason: finishReason(r), logprobs: lp }, { usage: r.usage, webmoe: extras(r) });
+        push({ value: last });
+      });
+      if (includeUsage) push({ value: { ...head, choices: [], usage: usageOf(results) } });
       push({ done: true });
     }, (e) => push({ error: e }));
-    const engine = this;
     return {
       [Symbol.asyncIterator]() { return this; },
       async next() {
@@ -173,8 +283,9 @@ export class Engine {
         if (item.done) { finished = true; return { done: true, value: undefined }; }
         return { done: false, value: item.value };
       },
+      /** Leaving the loop early (`break`) cancels this request only. */
       async return() {
-        if (!finished) { finished = true; await engine.interrupt(); }
+        if (!finished) { finished = true; if (!state.done) interrupt(); }
         return { done: true, value: undefined };
       },
     };
@@ -209,7 +320,7 @@ export class Engine {
 export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
-    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads, stallTimeout,
+    device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads, stallTimeout, wasmUrl,
   } = options ?? {};
   checkDevice(device, simd);
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
@@ -218,6 +329,7 @@ export async function createEngine(options) {
   const args = {
     chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
     threads, stallTimeout,
+    wasmUrl: wasmUrl === undefined ? undefined : wasmFolder(new URL(wasmUrl, globalThis.location?.href).href),
   };
   let name;
   if (typeof model === 'string' || model instanceof URL) {

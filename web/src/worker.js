@@ -7,6 +7,11 @@ import { startThreads } from './threads.js';
 let ready = null;
 let adapterInfo = null;
 let build = null;
+/** The request whose generation runs now (`interrupt` with another `gen` is stale and ignored). */
+let currentGen = null;
+/** Where the .wasm files are: next to this file, or `createEngine({ wasmUrl })` (a folder, or one
+ * `.wasm` file of the main module). */
+let wasmBase = new URL('./', import.meta.url).href;
 
 // A module using i8x16.relaxed_swizzle: it validates only where relaxed SIMD is supported.
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
@@ -64,10 +69,15 @@ function errorOf(e) {
 export async function handle(msg, post) {
   const { id, op, args } = msg;
   try {
-    if (op === 'interrupt') { if (ready) { await ready; wasm.interrupt(); } post({ id, result: null }); return; }
+    if (op === 'interrupt') {
+      if (ready && (args?.gen === undefined || args.gen === currentGen)) { await ready; wasm.interrupt(); }
+      post({ id, result: null });
+      return;
+    }
     build ??= chooseBuild(op === 'load' ? args?.simd : undefined);
-    const file = build === 'relaxed-simd' ? './webmoe_web_relaxed_bg.wasm' : './webmoe_web_bg.wasm';
-    ready ??= init({ module_or_path: new URL(file, import.meta.url) });
+    const file = build === 'relaxed-simd' ? 'webmoe_web_relaxed_bg.wasm' : 'webmoe_web_bg.wasm';
+    if (op === 'load' && args?.wasmUrl) wasmBase = args.wasmUrl;
+    ready ??= init({ module_or_path: wasmBase.endsWith('.wasm') ? wasmBase : new URL(file, wasmBase) });
     await ready;
     let result;
     switch (op) {
@@ -84,15 +94,21 @@ export async function handle(msg, post) {
         const wanted = args.threads ?? Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 8);
         const inWorker = typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope;
         if (cpuLikely && wanted > 1 && globalThis.crossOriginIsolated && inWorker) {
-          const file = build === 'relaxed-simd' ? './webmoe_threads_relaxed.wasm' : './webmoe_threads.wasm';
-          hints.cpuThreads = await startThreads(new URL(file, import.meta.url), wanted);
+          const file = build === 'relaxed-simd' ? 'webmoe_threads_relaxed.wasm' : 'webmoe_threads.wasm';
+          const base = wasmBase.endsWith('.wasm') ? new URL('./', wasmBase) : wasmBase;
+          hints.cpuThreads = await startThreads(new URL(file, base), wanted);
         }
         result = await wasm.load({ ...args, ...hints }, (p) => post({ id, progress: p }));
         result = { ...result, adapterInfo, wasmBuild: build };
         break;
       }
       case 'generate':
-        result = await wasm.generate(args, (text) => post({ id, text }), yieldToEvents);
+        currentGen = args.gen ?? null;
+        try {
+          result = await wasm.generate(args, (text) => post({ id, text }), yieldToEvents);
+        } finally {
+          currentGen = null;
+        }
         break;
       case 'stats': {
         const s = wasm.stats();

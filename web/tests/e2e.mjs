@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './server.mjs';
 import { launch, openPage } from './browser.mjs';
+import Ajv from 'ajv';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webRoot = path.resolve(here, '..');
@@ -284,10 +285,184 @@ test('bad device options: a clear invalid-request error naming the option', asyn
   }
 });
 
-test('not a model: a clear invalid-model error', async () => {
-  const r = await loadInPage('/tests/harness.html');
+test('not a model: a clear invalid-model error; an HTML page or JSON where a model was expected is a download-failed error that says so', async () => {
+  const r = await loadInPage('/pkg/webmoe_web_bg.wasm');
   assert(!r.ok && r.code === 'invalid-model', `got ${JSON.stringify(r)}`);
-  console.log(`  error: ${r.message}`);
+  const html = await loadInPage('/tests/harness.html');
+  assert(!html.ok && html.code === 'download-failed' && /HTML page/.test(html.message), `got ${JSON.stringify(html)}`);
+  const json = await loadInPage('/package.json');
+  assert(!json.ok && json.code === 'download-failed' && /JSON document/.test(json.message), `got ${JSON.stringify(json)}`);
+  console.log(`  errors: ${r.message}; ${html.message.slice(0, 100)}…`);
+});
+
+test('a four-turn chat: later turns prefill only their new tokens, and every turn equals a fresh engine', async () => {
+  const r0 = await loadInPage(modelUrl());
+  assert(r0.ok, `load failed: ${r0.message}`);
+  const r = await page.evaluate(async (url) => {
+    const questions = ['What is the capital of France?', 'And of Italy?', 'Which of the two is larger?', 'Name one river in each.'];
+    const messages = [{ role: 'system', content: 'You are a helpful assistant.' }];
+    const turns = [];
+    for (const q of questions) {
+      messages.push({ role: 'user', content: q });
+      const t0 = performance.now();
+      const a = await window.engine.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
+      const ms = performance.now() - t0;
+      const fresh = await window.webmoe.createEngine({ model: url, device: 'cpu' });
+      const f = await fresh.chat.completions.create({ messages, temperature: 0, max_tokens: 24 });
+      await fresh.unload();
+      turns.push({ ids: a.webmoe.ids, freshIds: f.webmoe.ids, prompt: a.usage.prompt_tokens, cached: a.usage.prompt_tokens_details.cached_tokens,
+        freshCached: f.usage.prompt_tokens_details.cached_tokens, completion: a.usage.completion_tokens, ttft: a.webmoe.time_to_first_token_s, ms });
+      messages.push({ role: 'assistant', content: a.choices[0].message.content });
+    }
+    return turns;
+  }, modelUrl());
+  let previous = 0;
+  r.forEach((t, n) => {
+    assert(sameIds(t.ids, t.freshIds), `turn ${n}: ${t.ids} vs a fresh engine's ${t.freshIds}`);
+    assert(t.freshCached === 0, 'a fresh engine reuses nothing');
+    if (n === 0) assert(t.cached === 0, 'turn 0 reuses nothing');
+    else assert(t.cached + 2 >= previous, `turn ${n} reused ${t.cached} of the previous ${previous} tokens`);
+    previous = t.prompt + t.completion;
+  });
+  console.log(`  ${r.map((t, n) => `turn ${n}: ${t.prompt} prompt, ${t.cached} cached, ${t.prompt - t.cached} prefilled, TTFT ${(t.ttft * 1000).toFixed(0)} ms`).join('; ')}`);
+});
+
+test('structured output: json_schema answers validate (ajv) for several schemas, json_object parses, GBNF and regex are followed', async () => {
+  const r0 = await loadInPage(modelUrl());
+  assert(r0.ok, `load failed: ${r0.message}`);
+  const schemas = [
+    ['Describe a person as JSON.', { type: 'object', properties: { name: { type: 'string', maxLength: 20 }, age: { type: 'integer', minimum: 0, maximum: 120 }, city: { enum: ['Paris', 'Berlin', 'Rome'] } }, required: ['name', 'age', 'city'], additionalProperties: false }],
+    ['List three fruits with their colors.', { type: 'array', minItems: 3, maxItems: 3, items: { type: 'object', properties: { fruit: { type: 'string', maxLength: 16 }, color: { type: 'string', maxLength: 16 } }, required: ['fruit', 'color'], additionalProperties: false } }],
+    ['Give the date of the French revolution.', { type: 'object', properties: { event: { type: 'string', maxLength: 40 }, year: { type: 'integer' }, date: { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }, important: { type: 'boolean' } }, required: ['event', 'year', 'date', 'important'], additionalProperties: false }],
+  ];
+  const out = await page.evaluate(async (schemas) => {
+    const e = window.engine;
+    const res = [];
+    for (const [q, schema] of schemas) {
+      for (const temperature of [0, 0.8]) {
+        const r = await e.chat.completions.create({ messages: [{ role: 'user', content: q }], temperature, seed: 3, max_tokens: 200,
+          response_format: { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } } });
+        res.push({ q, text: r.choices[0].message.content, finish: r.choices[0].finish_reason, ms: r.webmoe.constraint_ms_per_token });
+      }
+    }
+    const obj = await e.chat.completions.create({ messages: [{ role: 'user', content: 'Describe Paris.' }], temperature: 0, max_tokens: 200, response_format: { type: 'json_object' } });
+    const gbnf = await e.completions.create({ prompt: 'Is Paris in France?', temperature: 0, max_tokens: 8, grammar: 'root ::= ("yes" | "no") "."' });
+    const rx = await e.chat.completions.create({ messages: [{ role: 'user', content: 'Give a phone number.' }], temperature: 0.9, max_tokens: 16, regex: '[0-9]{3}-[0-9]{4}' });
+    let bad;
+    try { await e.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { schema: { type: 'nonsense' } } } }); } catch (err) { bad = { code: err.code, message: err.message }; }
+    return { res, obj: obj.choices[0].message.content, gbnf: gbnf.choices[0].text, rx: rx.choices[0].message.content, bad };
+  }, schemas);
+  const ajv = new Ajv();
+  let worst = 0;
+  for (const [i, r] of out.res.entries()) {
+    const validate = ajv.compile(schemas[Math.floor(i / 2)][1]);
+    const v = JSON.parse(r.text);
+    assert(r.finish === 'stop' && validate(v), `${r.q}: ${r.text}: ${JSON.stringify(validate.errors)}`);
+    worst = Math.max(worst, r.ms);
+  }
+  assert(typeof JSON.parse(out.obj) === 'object' && !Array.isArray(JSON.parse(out.obj)), `json_object: ${out.obj}`);
+  assert(out.gbnf === 'yes.' || out.gbnf === 'no.', `gbnf: ${out.gbnf}`);
+  assert(/^[0-9]{3}-[0-9]{4}$/.test(out.rx), `regex: ${out.rx}`);
+  assert(out.bad?.code === 'invalid-request' && /JSON schema/.test(out.bad.message), `bad schema: ${JSON.stringify(out.bad)}`);
+  console.log(`  e.g. ${out.res[0].text}; masks at most ${worst.toFixed(2)} ms per token; bad schema: ${out.bad.message.slice(0, 80)}`);
+});
+
+test('API behaviour: queued requests, per-request abort, break, promises only, n, include_usage, logprobs, penalties, model field', async () => {
+  const r0 = await loadInPage(modelUrl());
+  assert(r0.ok, `load failed: ${r0.message}`);
+  const r = await page.evaluate(async () => {
+    const e = window.engine;
+    const msg = (content) => [{ role: 'user', content }];
+    const out = {};
+    // Two concurrent calls: both run, in order.
+    const order = [];
+    const a = e.chat.completions.create({ model: 'gpt-4o', messages: msg('Count to five.'), temperature: 0, max_tokens: 8 }).then((x) => { order.push('a'); return x; });
+    const b = e.completions.create({ prompt: 'The sky is', temperature: 0, max_tokens: 4 }).then((x) => { order.push('b'); return x; });
+    const [ra, rb] = await Promise.all([a, b]);
+    out.order = order.join('');
+    out.bothDone = ra.choices[0].finish_reason !== 'abort' && rb.choices[0].finish_reason !== 'abort';
+    out.modelEcho = typeof ra.model === 'string';
+    // Aborting the signal of a finished request does not cut off the next one.
+    const ctl = new AbortController();
+    await e.completions.create({ prompt: 'Hello', temperature: 0, max_tokens: 2, signal: ctl.signal });
+    const next = e.completions.create({ prompt: 'Once upon a time', temperature: 0, max_tokens: 12 });
+    ctl.abort();
+    out.afterStaleAbort = (await next).usage.completion_tokens;
+    // A queued request whose signal aborts is cancelled; the running one goes on.
+    const long = e.completions.create({ prompt: 'Once upon a time', temperature: 0, max_tokens: 12 });
+    const ctl2 = new AbortController();
+    const queued = e.completions.create({ prompt: 'x', max_tokens: 2, signal: ctl2.signal }).then(() => 'ran', (err) => err.code);
+    ctl2.abort();
+    out.queuedAbort = await queued;
+    out.longTokens = (await long).usage.completion_tokens;
+    // A running request whose signal aborts ends with finish_reason 'abort'.
+    const ctl3 = new AbortController();
+    let n = 0, last = null;
+    for await (const c of e.chat.completions.create({ messages: msg('Write a long essay about Rome.'), stream: true, temperature: 0, max_tokens: 200, signal: ctl3.signal })) {
+      if (++n === 3) ctl3.abort();
+      last = c;
+    }
+    out.abortFinish = last.choices[0].finish_reason;
+    // break out of a stream, then call again at once.
+    for await (const c of e.chat.completions.create({ messages: msg('Write a long essay about Rome.'), stream: true, temperature: 0, max_tokens: 200 })) { if (c) break; }
+    const t0 = performance.now();
+    out.afterBreak = (await e.completions.create({ prompt: 'Hi', temperature: 0, max_tokens: 3 })).usage.completion_tokens;
+    out.afterBreakMs = performance.now() - t0;
+    // Never a synchronous throw: bad messages and an aborted signal reject.
+    const aborted = AbortSignal.abort();
+    let sync = false;
+    let p1, p2, p3;
+    try {
+      p1 = e.chat.completions.create({ messages: 'nope' });
+      p2 = e.chat.completions.create({ messages: msg('x'), signal: aborted });
+      p3 = e.chat.completions.create({ messages: msg('x'), stream: true, signal: aborted });
+    } catch { sync = true; }
+    out.sync = sync;
+    out.rejections = await Promise.all([p1, p2, p3.then((s) => s)].map((p) => p.then(() => 'resolved', (err) => err.code)));
+    // n choices, include_usage, logprobs.
+    const many = await e.chat.completions.create({ messages: msg('Name a color.'), n: 2, temperature: 1, seed: 5, max_tokens: 6, logprobs: true, top_logprobs: 3 });
+    out.n = many.choices.map((c) => c.index);
+    out.logprobs = many.choices[0].logprobs.content.slice(0, 2);
+    out.usage = many.usage;
+    const chunks = [];
+    for await (const c of await e.chat.completions.create({ messages: msg('Hi'), stream: true, max_tokens: 4, temperature: 0, stream_options: { include_usage: true } })) chunks.push(c);
+    out.lastChunk = chunks[chunks.length - 1];
+    const txt = await e.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 3, logprobs: 2 });
+    out.textLogprobs = txt.choices[0].logprobs;
+    const pen = await e.completions.create({ prompt: 'a a a a a a a a', temperature: 0, max_tokens: 6, frequency_penalty: 2, presence_penalty: 2 });
+    out.penalized = pen.choices[0].text;
+    let badPen;
+    try { await e.completions.create({ prompt: 'x', presence_penalty: 5 }); } catch (err) { badPen = err.message; }
+    out.badPen = badPen;
+    return out;
+  });
+  assert(r.order === 'ab' && r.bothDone && r.modelEcho, `queue: ${JSON.stringify(r)}`);
+  assert(r.afterStaleAbort === 12, `a stale abort cut off the next request: ${r.afterStaleAbort}`);
+  assert(r.queuedAbort === 'aborted' && r.longTokens === 12, `queued abort: ${r.queuedAbort}, running one: ${r.longTokens}`);
+  assert(r.abortFinish === 'abort', `signal abort: ${r.abortFinish}`);
+  assert(r.afterBreak === 3, `after break: ${r.afterBreak}`);
+  assert(!r.sync && sameIds(r.rejections, ['invalid-request', 'aborted', 'aborted']), `rejections: ${r.sync} ${r.rejections}`);
+  assert(sameIds(r.n, [0, 1]) && r.usage.completion_tokens > 0, `n: ${JSON.stringify(r.n)}`);
+  const lp = r.logprobs[0];
+  assert(lp && typeof lp.token === 'string' && lp.logprob <= 0 && lp.top_logprobs.length === 3 && lp.top_logprobs[0].logprob >= lp.top_logprobs[2].logprob, `logprobs: ${JSON.stringify(r.logprobs)}`);
+  assert(r.lastChunk.choices.length === 0 && r.lastChunk.usage.total_tokens > 0, `include_usage: ${JSON.stringify(r.lastChunk)}`);
+  const tl = r.textLogprobs;
+  assert(tl.tokens.length === 3 && tl.token_logprobs.length === 3 && Object.keys(tl.top_logprobs[0]).length === 2, `completion logprobs: ${JSON.stringify(tl)}`);
+  assert(!/^( a){6}/.test(r.penalized), `penalties: ${JSON.stringify(r.penalized)}`);
+  assert(/presence_penalty/.test(r.badPen ?? ''), `bad penalty: ${r.badPen}`);
+  console.log(`  after break the next call took ${r.afterBreakMs.toFixed(0)} ms; logprobs ${JSON.stringify(lp).slice(0, 90)}…`);
+});
+
+test('from another origin: the package imported cross-origin starts its worker through a blob: module and chats', async () => {
+  const other = server.base.replace('127.0.0.1', 'localhost');
+  const r = await page.evaluate(async ([other, model]) => {
+    const m = await import(`${other}/pkg/webmoe.js`);
+    const e = await m.createEngine({ model, device: 'cpu', wasmUrl: `${other}/pkg/` });
+    const out = await e.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 4 });
+    await e.unload();
+    return out.usage.completion_tokens;
+  }, [other, modelUrl()]);
+  assert(r === 4, `got ${r}`);
 });
 
 test('streaming chat: deltas add up to the text, usage at the end, interrupt stops it', async () => {

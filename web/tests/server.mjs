@@ -87,7 +87,13 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
     const url = new URL(req.url, 'http://x');
     res.setHeader('cross-origin-opener-policy', 'same-origin');
     res.setHeader('cross-origin-embedder-policy', 'require-corp');
-    res.setHeader('cross-origin-resource-policy', 'same-origin');
+    // The package (pkg/) may be loaded from another origin (the cross-origin test): CORS and CORP allow it.
+    if (url.pathname.startsWith('/pkg/') || url.pathname.startsWith('/models/')) {
+      res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('cross-origin-resource-policy', 'cross-origin');
+    } else {
+      res.setHeader('cross-origin-resource-policy', 'same-origin');
+    }
     if (url.pathname === '/__log') { res.writeHead(200, { 'content-type': 'application/json' }); return res.end(JSON.stringify(log)); }
     if (url.pathname === '/__reset' && req.method === 'POST') {
       log.length = 0; state.fails.clear(); state.dropped = false; state.changedAfter = false;

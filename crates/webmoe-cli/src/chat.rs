@@ -61,6 +61,7 @@ pub fn run(
             max_tokens: o.max_tokens.min(room),
             stop: o.stop,
             constraint: None,
+            logprobs: None,
         };
         let g = generate::generate(&mut m.engine, &m.tokenizer, req, |t| {
             let mut out = stdout.lock();

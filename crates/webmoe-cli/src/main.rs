@@ -373,6 +373,7 @@ fn real_main() -> Result<()> {
                 max_tokens: sampling.max_tokens,
                 stop: &stop,
                 constraint: None,
+                logprobs: None,
             };
             let mut constraint = match &spec {
                 Some(spec) => Some(webmoe_grammar::Grammars::new(&m.tokenizer)?.constraint(spec)?),

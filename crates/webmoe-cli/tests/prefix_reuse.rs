@@ -116,6 +116,7 @@ fn turn(m: &mut Loaded, msgs: &[Message]) -> Turn {
         max_tokens: 24,
         stop: &[],
         constraint: None,
+        logprobs: None,
     };
     let g = pollster::block_on(generate(
         &mut m.engine,

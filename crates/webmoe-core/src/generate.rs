@@ -37,6 +37,9 @@ pub trait Backend {
         ids: &[u32],
         sample: Option<Draw<'_>>,
     ) -> impl Future<Output = Result<Option<u32>, Self::Error>>;
+    /// The logits of the last token of the last call (read back from the device: only for log
+    /// probabilities).
+    fn logits(&self) -> impl Future<Output = Result<Vec<f32>, Self::Error>>;
 }
 
 /// Why a generation ended.
@@ -83,6 +86,9 @@ pub struct Request<'a> {
     pub stop: &'a [String],
     /// Structured output: the tokens allowed at each step (`None`: any).
     pub constraint: Option<&'a mut dyn Constraint>,
+    /// Report each generated token's log probability and this many most likely alternatives
+    /// (OpenAI's `logprobs` / `top_logprobs`); `None`: none (the logits stay on the device).
+    pub logprobs: Option<usize>,
 }
 
 impl<'a> Request<'a> {
@@ -99,7 +105,41 @@ impl<'a> Request<'a> {
             max_tokens,
             stop,
             constraint: None,
+            logprobs: None,
         }
+    }
+}
+
+/// A generated token's log probability under the model (log-softmax of the raw logits, before
+/// penalties, temperature and masks) and the most likely alternatives.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenLogprob {
+    /// The token.
+    pub id: u32,
+    /// Its log probability.
+    pub logprob: f32,
+    /// The most likely tokens and their log probabilities, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// [`TokenLogprob`] of `id` from `logits`, with `top` alternatives.
+pub fn token_logprob(logits: &[f32], id: u32, top: usize) -> TokenLogprob {
+    let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = mx + logits.iter().map(|&v| (v - mx).exp()).sum::<f32>().ln();
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
+    for (i, &v) in logits.iter().enumerate() {
+        if best.len() < top || best.last().is_some_and(|b| v > b.1) {
+            let at = best.partition_point(|b| b.1 >= v);
+            best.insert(at, (i as u32, v));
+            best.truncate(top);
+        }
+    }
+    TokenLogprob {
+        id,
+        logprob: logits
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |v| v - lse),
+        top: best.into_iter().map(|(i, v)| (i, v - lse)).collect(),
     }
 }
 
@@ -124,6 +164,8 @@ pub struct Generation {
     pub reused_tokens: usize,
     /// Seconds spent computing the constraint's token masks (0 without one).
     pub constraint_s: f64,
+    /// Per generated token, when asked for ([`Request::logprobs`]).
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// Errors of a generation.
@@ -206,9 +248,14 @@ pub async fn generate<B: Backend>(
     };
     let t1 = now();
     let mut decoded = 0usize;
+    let mut logprobs = Vec::new();
     while let Some(id) = next {
         if id == crate::sampling::NON_FINITE {
             return Err(GenerateError::Numerical(history.len()));
+        }
+        if let Some(top) = req.logprobs {
+            let logits = engine.logits().await.map_err(GenerateError::Backend)?;
+            logprobs.push(token_logprob(&logits, id, top));
         }
         if tok.is_eog(id) {
             finish = Finish::Stop;
@@ -275,6 +322,7 @@ pub async fn generate<B: Backend>(
         time_to_first_token_s: t1 - t0,
         reused_tokens: reused,
         constraint_s,
+        logprobs,
     })
 }
 

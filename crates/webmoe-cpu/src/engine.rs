@@ -636,4 +636,8 @@ impl webmoe_core::generate::Backend for Engine {
     ) -> Result<Option<u32>, CpuError> {
         Engine::forward(self, ids, sample)
     }
+
+    async fn logits(&self) -> Result<Vec<f32>, CpuError> {
+        Ok(self.logits.clone())
+    }
 }

@@ -189,4 +189,8 @@ impl Backend for AnyEngine {
             AnyEngine::External(e) => e.forward(ids, sample),
         }
     }
+
+    async fn logits(&self) -> Result<Vec<f32>, EngineError> {
+        AnyEngine::logits(self).await
+    }
 }

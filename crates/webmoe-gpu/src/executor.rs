@@ -658,4 +658,8 @@ impl webmoe_core::generate::Backend for Engine {
     ) -> Result<Option<u32>, GpuError> {
         Engine::forward(self, ids, sample).await
     }
+
+    async fn logits(&self) -> Result<Vec<f32>, GpuError> {
+        Engine::logits(self).await
+    }
 }

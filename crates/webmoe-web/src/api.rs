@@ -24,6 +24,8 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
     static LAST_SPEED: Cell<(f64, f64)> = const { Cell::new((0.0, 0.0)) };
     static STATIC_STATS: RefCell<Option<StaticStats>> = const { RefCell::new(None) };
+    /// The grammar engine for the loaded tokenizer, built at the first constrained request.
+    static GRAMMARS: RefCell<Option<std::rc::Rc<webmoe_grammar::Grammars>>> = const { RefCell::new(None) };
 }
 
 static INTERRUPT: AtomicBool = AtomicBool::new(false);
@@ -94,6 +96,7 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
     }
     MODEL.with(|m| m.borrow_mut().take());
     STATIC_STATS.with(|s| s.borrow_mut().take());
+    GRAMMARS.with(|g| g.borrow_mut().take());
     let file = js_sys::Reflect::get(&options, &"file".into())?;
     let blob = crate::source::as_blob(&file);
     let kv = match opt::<String>(&options, "kvDtype")?.as_deref() {
@@ -229,7 +232,44 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
 #[derive(Deserialize)]
 struct JsMessage {
     role: String,
-    content: String,
+    #[serde(default)]
+    content: Content,
+}
+
+/// Message content: a string, OpenAI's list of text parts, or nothing.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+    #[default]
+    None,
+}
+
+#[derive(Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+impl Content {
+    fn text(&self) -> Result<String, WebError> {
+        match self {
+            Content::Text(t) => Ok(t.clone()),
+            Content::None => Ok(String::new()),
+            Content::Parts(p) => p
+                .iter()
+                .map(|p| match p.kind.as_str() {
+                    "text" => Ok(p.text.as_str()),
+                    other => Err(WebError::Invalid(format!(
+                        "message content parts of type {other:?} are not supported (text only)"
+                    ))),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `stop` may be a string or a list of strings.
@@ -251,8 +291,15 @@ struct GenRequest {
     top_k: Option<u32>,
     min_p: Option<f32>,
     repeat_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
     seed: Option<f64>,
     stop: Option<Stop>,
+    response_format: Option<serde_json::Value>,
+    grammar: Option<serde_json::Value>,
+    regex: Option<serde_json::Value>,
+    /// Log probabilities with this many alternatives per token (normalized by webmoe.js).
+    logprobs: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -270,8 +317,26 @@ struct PromptDetails {
 }
 
 #[derive(Serialize)]
+struct TokenInfo {
+    id: u32,
+    token: String,
+    bytes: Vec<u8>,
+    logprob: f32,
+}
+
+#[derive(Serialize)]
+struct TokenLogprobs {
+    #[serde(flatten)]
+    token: TokenInfo,
+    top: Vec<TokenInfo>,
+}
+
+#[derive(Serialize)]
 struct GenResult {
     text: String,
+    logprobs: Option<Vec<TokenLogprobs>>,
+    /// Milliseconds of structured-output masks per generated token.
+    constraint_ms_per_token: f64,
     finish_reason: &'static str,
     usage: Usage,
     prompt_ids: Vec<u32>,
@@ -323,10 +388,10 @@ pub async fn generate(
     let m = checkout.0.as_mut().expect("just set");
     let prompt_ids = match (&req.messages, &req.prompt) {
         (Some(msgs), None) => {
-            let msgs: Vec<Message> = msgs
+            let msgs = msgs
                 .iter()
-                .map(|x| Message::new(&x.role, &x.content))
-                .collect();
+                .map(|x| Ok(Message::new(&x.role, &x.content.text()?)))
+                .collect::<Result<Vec<Message>, WebError>>()?;
             encode_chat(&m.tokenizer, &msgs, true)
         }
         (None, Some(p)) => m.tokenizer.encode(p, true, true),
@@ -341,6 +406,8 @@ pub async fn generate(
         top_p: req.top_p.unwrap_or(0.95),
         min_p: req.min_p.unwrap_or(0.05),
         repeat_penalty: req.repeat_penalty.unwrap_or(1.0),
+        presence_penalty: req.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: req.frequency_penalty.unwrap_or(0.0),
         seed: req
             .seed
             .map(|s| s as u64)
@@ -359,6 +426,27 @@ pub async fn generate(
         max_tokens: req.max_tokens.unwrap_or(room).min(room),
         stop: &stop,
         constraint: None,
+        logprobs: req.logprobs.map(|n| n.min(20)),
+    };
+    let spec = webmoe_grammar::Spec::from_request(
+        req.response_format.as_ref(),
+        req.grammar.as_ref(),
+        req.regex.as_ref(),
+    )
+    .map_err(|e| WebError::Invalid(e.to_string()))?;
+    let mut constraint = match &spec {
+        Some(spec) => Some(
+            grammars(&m.tokenizer)?
+                .constraint(spec)
+                .map_err(|e| WebError::Invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let r = Request {
+        constraint: constraint
+            .as_mut()
+            .map(|c| c as &mut dyn webmoe_core::generate::Constraint),
+        ..r
     };
     let mut engine = Yielding {
         engine: &mut m.engine,
@@ -373,7 +461,27 @@ pub async fn generate(
     .await
     .map_err(WebError::from)?;
     LAST_SPEED.set((g.prefill_tokens_per_s, g.decode_tokens_per_s));
+    let info = |id: u32, logprob: f32| {
+        let token = m.tokenizer.decode(&[id]).unwrap_or_default();
+        TokenInfo {
+            id,
+            bytes: token.as_bytes().to_vec(),
+            token,
+            logprob,
+        }
+    };
+    let logprobs = req.logprobs.map(|_| {
+        g.logprobs
+            .iter()
+            .map(|l| TokenLogprobs {
+                token: info(l.id, l.logprob),
+                top: l.top.iter().map(|&(id, lp)| info(id, lp)).collect(),
+            })
+            .collect()
+    });
     let out = GenResult {
+        logprobs,
+        constraint_ms_per_token: g.constraint_s * 1e3 / g.ids.len().max(1) as f64,
         finish_reason: match g.finish_reason {
             Finish::Stop => "stop",
             Finish::Length | Finish::Context => "length",
@@ -396,6 +504,20 @@ pub async fn generate(
     };
     drop(checkout);
     to_js(&out)
+}
+
+/// The grammar engine for `tok` (built once per loaded model).
+fn grammars(
+    tok: &webmoe_core::tokenizer::Tokenizer,
+) -> Result<std::rc::Rc<webmoe_grammar::Grammars>, WebError> {
+    if let Some(g) = GRAMMARS.with(|g| g.borrow().clone()) {
+        return Ok(g);
+    }
+    let g = std::rc::Rc::new(
+        webmoe_grammar::Grammars::new(tok).map_err(|e| WebError::Invalid(e.to_string()))?,
+    );
+    GRAMMARS.with(|slot| *slot.borrow_mut() = Some(g.clone()));
+    Ok(g)
 }
 
 /// Asks a running generation to stop after the current token (its `finish_reason` is `abort`).
@@ -423,6 +545,7 @@ pub fn unload() {
     INTERRUPT.store(true, Ordering::SeqCst);
     MODEL.with(|m| m.borrow_mut().take());
     STATIC_STATS.with(|s| s.borrow_mut().take());
+    GRAMMARS.with(|g| g.borrow_mut().take());
 }
 
 /// Engine statistics: model, adapter, features used, GPU memory planned, heap size, load report and

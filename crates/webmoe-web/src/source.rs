@@ -130,6 +130,27 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response
     Ok(resp)
 }
 
+/// A web page or a JSON document where a model file was expected (a wrong URL that a server answers
+/// with its HTML page or an API error) is a download failure that says so, not a bad GGUF magic.
+fn not_a_page(url: &str, resp: &web_sys::Response) -> Result<(), Failure> {
+    let ty = header(resp, "Content-Type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let kind = if ty.starts_with("text/html") || ty.starts_with("application/xhtml") {
+        "an HTML page"
+    } else if ty.starts_with("application/json") || ty.contains("+json") {
+        "a JSON document"
+    } else {
+        return Ok(());
+    };
+    Err(Failure::Fatal(io(
+        url,
+        format!(
+            "the server answered with {kind} (Content-Type {ty}), not a model file: check the model URL (for a Hugging Face file, use its /resolve/ address, not the /blob/ page)"
+        ),
+    )))
+}
+
 fn header(resp: &web_sys::Response, name: &str) -> Option<String> {
     resp.headers().get(name).ok().flatten()
 }
@@ -214,6 +235,7 @@ where
 pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array), LoadError> {
     let opened = with_retries(url, || async {
         let resp = fetch(url, Some((0, first_bytes))).await?;
+        not_a_page(url, &resp)?;
         if resp.status() == 206 {
             let (start, size) = content_range(&resp).ok_or_else(|| {
                 Failure::Fatal(io(url, "206 answer without a valid Content-Range".into()))

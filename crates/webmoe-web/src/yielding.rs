@@ -60,4 +60,8 @@ impl Backend for Yielding<'_> {
         }
         out
     }
+
+    async fn logits(&self) -> Result<Vec<f32>, EngineError> {
+        self.engine.logits().await
+    }
 }
