@@ -192,14 +192,24 @@ pub fn build() -> Result<()> {
   "description": "Llama-family and Mixture-of-Experts language models in the browser on WebGPU",
   "type": "module",
   "main": "webmoe.js",
+  "module": "webmoe.js",
   "types": "webmoe.d.ts",
-  "files": ["*.js", "*.d.ts", "*.wasm"],
+  "exports": {{
+    ".": {{ "types": "./webmoe.d.ts", "import": "./webmoe.js", "default": "./webmoe.js" }},
+    "./worker.js": "./worker.js",
+    "./package.json": "./package.json",
+    "./*.wasm": "./*.wasm"
+  }},
+  "sideEffects": ["./worker.js", "./threads_worker.js"],
+  "files": ["*.js", "*.d.ts", "*.wasm", "README.md", "LICENSE"],
   "license": "MIT OR Apache-2.0"
 }}
 "#,
             env!("CARGO_PKG_VERSION")
         ),
     )?;
+    std::fs::copy(root.join("web/package-readme.md"), out.join("README.md"))?;
+    std::fs::copy(root.join("LICENSE"), out.join("LICENSE"))?;
     eprintln!("web package in {}", out.display());
     Ok(())
 }

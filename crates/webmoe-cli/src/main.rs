@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod openai;
 mod serve;
 
 use webmoe_cli::{generate, load};
@@ -282,10 +283,17 @@ enum Cmd {
     },
     /// Serve a folder (the demo page, model files) over HTTP on localhost, with Range support.
     Serve {
-        /// Folder to serve (required: serving the current folder by default would expose `.git` and
-        /// `.env`). Dotfiles and links leading outside it are never served.
-        #[arg(long)]
-        dir: std::path::PathBuf,
+        /// Folder to serve (required unless --openai: serving the current folder by default would
+        /// expose `.git` and `.env`). Dotfiles and links leading outside it are never served.
+        #[arg(long, required_unless_present = "openai")]
+        dir: Option<std::path::PathBuf>,
+        /// Load this model (GGUF file or URL, or Hugging Face folder) and serve OpenAI's API for it:
+        /// POST /v1/chat/completions, POST /v1/completions (streaming as server-sent events), GET
+        /// /v1/models. The engine flags (--device, --ctx, ...) apply.
+        #[arg(long, value_name = "MODEL")]
+        openai: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
         /// Port (0 picks a free one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
@@ -477,19 +485,37 @@ fn real_main() -> Result<()> {
         ),
         Cmd::Serve {
             dir,
+            openai,
+            engine,
             port,
             host,
             models,
             allow_hosts,
             timeout,
-        } => serve::run(&serve::ServeOptions {
-            dir,
-            models,
-            host,
-            port,
-            allow_hosts,
-            timeout: std::time::Duration::from_secs(timeout),
-        }),
+        } => {
+            let api = match &openai {
+                Some(model) => {
+                    let name = std::path::Path::new(model.trim_end_matches('/'))
+                        .file_name()
+                        .map_or(model.clone(), |n| n.to_string_lossy().into_owned());
+                    let (model, engine) = (model.clone(), engine.clone());
+                    Some(openai::Api::start(
+                        move || load::load_on(&model, &engine.open(), engine.quantize(), false),
+                        name,
+                    )?)
+                }
+                None => None,
+            };
+            serve::run(&serve::ServeOptions {
+                dir,
+                models,
+                host,
+                port,
+                allow_hosts,
+                timeout: std::time::Duration::from_secs(timeout),
+                openai: api,
+            })
+        }
         Cmd::Bench {
             model,
             prompt_tokens,

@@ -4,7 +4,8 @@
 //! a link that leads outside, and only for `Host` names of the bound address (a DNS-rebinding page
 //! cannot read it) unless `--allow-host` adds one. Connections that send no complete request headers
 //! within the timeout (slow or idle clients) are closed. Pages get cross-origin isolation headers, so
-//! the demo can run the CPU backend on threads.
+//! the demo can run the CPU backend on threads. With `--openai MODEL`, OpenAI's API for that model is
+//! served under `/v1/` behind the same guard (`crate::openai`).
 
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
@@ -19,8 +20,8 @@ use tower_http::services::ServeDir;
 /// What `webmoe serve` serves and how.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The folder served at `/`.
-    pub dir: PathBuf,
+    /// The folder served at `/` (none: only the API).
+    pub dir: Option<PathBuf>,
     /// A folder served at `/models/`.
     pub models: Option<PathBuf>,
     /// Address to bind.
@@ -31,10 +32,12 @@ pub struct ServeOptions {
     pub allow_hosts: Vec<String>,
     /// Seconds a connection may take to send a request's headers (and may sit idle between requests).
     pub timeout: Duration,
+    /// OpenAI's API for a loaded model, under `/v1/`.
+    pub openai: Option<Arc<crate::openai::Api>>,
 }
 
 struct Guard {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     models: Option<PathBuf>,
     hosts: Vec<String>,
 }
@@ -61,9 +64,11 @@ impl Guard {
         {
             return false;
         }
-        let (root, rest) = match (segments.first(), &self.models) {
-            (Some(&"models"), Some(m)) => (m, &segments[1..]),
-            _ => (&self.dir, &segments[..]),
+        let (root, rest) = match (segments.first(), &self.models, &self.dir) {
+            (Some(&"models"), Some(m), _) => (m, &segments[1..]),
+            (_, _, Some(d)) => (d, &segments[..]),
+            // Nothing is served from disk: the router answers (the API, or 404).
+            (_, _, None) => return true,
         };
         let target = rest.iter().fold(root.clone(), |p, s| p.join(s));
         match target.canonicalize() {
@@ -114,7 +119,7 @@ pub fn run(o: &ServeOptions) -> Result<()> {
         p.canonicalize()
             .with_context(|| format!("resolving {}", p.display()))
     };
-    let dir = real(&o.dir)?;
+    let dir = o.dir.as_deref().map(real).transpose()?;
     let models = o.models.as_deref().map(real).transpose()?;
     let mut hosts = vec![
         "localhost".to_string(),
@@ -132,16 +137,26 @@ pub fn run(o: &ServeOptions) -> Result<()> {
     if let Some(m) = &models {
         app = app.nest_service("/models", ServeDir::new(m));
     }
-    let app = app
-        .fallback_service(ServeDir::new(&dir))
-        .layer(axum::middleware::from_fn_with_state(g, guard));
+    if let Some(api) = &o.openai {
+        app = app.merge(crate::openai::routes(api.clone()));
+    }
+    if let Some(d) = &dir {
+        app = app.fallback_service(ServeDir::new(d));
+    }
+    let app = app.layer(axum::middleware::from_fn_with_state(g, guard));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind((o.host.as_str(), o.port))
             .await
             .with_context(|| format!("binding {}:{}", o.host, o.port))?;
         let addr = listener.local_addr()?;
-        println!("serving {} at http://{addr}/", dir.display());
+        match &dir {
+            Some(d) => println!("serving {} at http://{addr}/", d.display()),
+            None => println!("serving at http://{addr}/"),
+        }
+        if o.openai.is_some() {
+            println!("OpenAI API at http://{addr}/v1/ (chat/completions, completions, models)");
+        }
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(s) => s,
