@@ -43,6 +43,7 @@ fn the_openai_python_client_talks_to_serve_openai() {
         .output()
         .unwrap();
     let _ = server.kill();
+    let _ = server.wait();
     assert!(
         out.status.success(),
         "client failed (is the `openai` package installed? .ci/run installs it): {}",
