@@ -32,6 +32,34 @@ j = client.chat.completions.create(model="any", messages=[{"role": "user", "cont
                                    response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema, "strict": True}})
 out["json"] = json.loads(j.choices[0].message.content)
 out["json_schema"] = schema
+# Tools: a required call, a named one (streamed as delta.tool_calls), then the answer goes back in.
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city now",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                         "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                         "required": ["city", "unit"], "additionalProperties": False}}},
+         {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+          "properties": {"zone": {"type": "string", "maxLength": 30}}, "required": ["zone"]}}}]
+ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+r = client.chat.completions.create(model="any", messages=ask, tools=tools, tool_choice="required",
+                                   temperature=0, max_tokens=60)
+m = r.choices[0]
+out["tool_required"] = {"finish": m.finish_reason, "content": m.message.content,
+                        "calls": [c.model_dump() for c in m.message.tool_calls or []]}
+named = {"type": "function", "function": {"name": "get_time"}}
+deltas, finish = [], None
+for c in client.chat.completions.create(model="any", messages=ask, tools=tools, tool_choice=named,
+                                        temperature=0.7, seed=3, max_tokens=60, stream=True):
+    d = c.choices[0].delta
+    deltas += [t.model_dump() for t in d.tool_calls or []]
+    finish = c.choices[0].finish_reason or finish
+out["tool_named_stream"] = {"finish": finish, "deltas": deltas}
+call = m.message.tool_calls[0]
+back = ask + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+              {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"celsius": 18, "sky": "sunny"})}]
+r = client.chat.completions.create(model="any", messages=back, tools=tools, temperature=0, max_tokens=30)
+out["tool_answer"] = {"finish": r.choices[0].finish_reason, "content": r.choices[0].message.content,
+                      "prompt_tokens": r.usage.prompt_tokens, "cached": r.usage.prompt_tokens_details.cached_tokens}
+out["tools"] = tools
 try:
     client.chat.completions.create(model="any", messages=msgs, temperature=-1)
     out["bad"] = None

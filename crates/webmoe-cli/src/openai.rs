@@ -14,9 +14,12 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::sync::mpsc as tmpsc;
 use webmoe_cli::load::Loaded;
-use webmoe_core::chat::{encode_chat, Message};
+use webmoe_core::chat::encode_chat_with_tools;
+use webmoe_core::chat_request::messages_from_openai;
 use webmoe_core::generate::{generate, Backend, Constraint, Finish, Generation, Request};
 use webmoe_core::sampling::SamplingParams;
+use webmoe_core::tool_prompt::tool_format;
+use webmoe_grammar::{Piece, ToolCall, Tools};
 
 /// Chat or text completion.
 #[derive(Clone, Copy, PartialEq)]
@@ -33,9 +36,43 @@ enum Event {
     /// Text of choice `.0`.
     Text(usize, String),
     /// All choices finished (with the text of every token their log probabilities name).
-    Done(Vec<Generation>, Texts),
+    Done(Vec<Choice>, Texts),
     /// The request failed before or while generating.
     Error(StatusCode, String),
+}
+
+/// One finished choice: the generation, its answer text without tool calls, and its calls.
+struct Choice {
+    g: Generation,
+    content: String,
+    calls: Vec<ToolCall>,
+}
+
+impl Choice {
+    fn finish_reason(&self) -> &'static str {
+        if self.calls.is_empty() {
+            finish(self.g.finish_reason)
+        } else {
+            "tool_calls"
+        }
+    }
+
+    fn tool_calls(&self, streamed: bool) -> Value {
+        Value::Array(
+            self.calls
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    let mut v = json!({ "id": c.id, "type": "function",
+                        "function": { "name": c.name, "arguments": c.arguments } });
+                    if streamed {
+                        v["index"] = k.into();
+                    }
+                    v
+                })
+                .collect(),
+        )
+    }
 }
 
 struct Job {
@@ -217,8 +254,12 @@ async fn respond(api: Arc<Api>, kind: Kind, body: axum::body::Bytes) -> Response
                 }
                 Some(Event::Done(gens, texts)) => {
                     let mut s = String::new();
-                    for (i, g) in gens.iter().enumerate() {
-                        s += &frame(head.last_chunk(i, g, !started.contains(&i), &texts));
+                    for (i, c) in gens.iter().enumerate() {
+                        if !c.calls.is_empty() {
+                            let first = started.insert(i);
+                            s += &frame(head.calls_chunk(i, c, first));
+                        }
+                        s += &frame(head.last_chunk(i, c, !started.contains(&i), &texts));
                     }
                     if include_usage {
                         s += &frame(json!({
@@ -265,12 +306,12 @@ fn finish(f: Finish) -> &'static str {
     }
 }
 
-fn usage(gens: &[Generation]) -> Value {
-    let prompt = gens.first().map_or(0, |g| g.prompt_ids.len());
-    let completion: usize = gens.iter().map(|g| g.ids.len()).sum();
+fn usage(choices: &[Choice]) -> Value {
+    let prompt = choices.first().map_or(0, |c| c.g.prompt_ids.len());
+    let completion: usize = choices.iter().map(|c| c.g.ids.len()).sum();
     json!({
         "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": { "cached_tokens": gens.first().map_or(0, |g| g.reused_tokens) }
+        "prompt_tokens_details": { "cached_tokens": choices.first().map_or(0, |c| c.g.reused_tokens) }
     })
 }
 
@@ -314,16 +355,25 @@ impl Head {
         }
     }
 
-    fn completion(&self, gens: &[Generation], texts: &Texts) -> Value {
+    fn completion(&self, gens: &[Choice], texts: &Texts) -> Value {
         let choices: Vec<Value> = gens
             .iter()
             .enumerate()
-            .map(|(i, g)| {
-                let lp = self.logprobs(g, texts);
+            .map(|(i, c)| {
+                let lp = self.logprobs(&c.g, texts);
+                let reason = c.finish_reason();
                 match self.kind {
-                    Kind::Chat => json!({ "index": i, "message": { "role": "assistant", "content": g.text, "refusal": null },
-                        "finish_reason": finish(g.finish_reason), "logprobs": lp }),
-                    Kind::Text => json!({ "index": i, "text": g.text, "finish_reason": finish(g.finish_reason), "logprobs": lp }),
+                    Kind::Chat => {
+                        let mut message = json!({ "role": "assistant", "content": c.content, "refusal": null });
+                        if !c.calls.is_empty() {
+                            if c.content.is_empty() {
+                                message["content"] = Value::Null;
+                            }
+                            message["tool_calls"] = c.tool_calls(false);
+                        }
+                        json!({ "index": i, "message": message, "finish_reason": reason, "logprobs": lp })
+                    }
+                    Kind::Text => json!({ "index": i, "text": c.content, "finish_reason": reason, "logprobs": lp }),
                 }
             })
             .collect();
@@ -350,8 +400,20 @@ impl Head {
         json!({ "id": self.id, "object": self.chunk_object(), "created": self.created, "model": self.model, "choices": [choice] })
     }
 
-    fn last_chunk(&self, i: usize, g: &Generation, never_started: bool, texts: &Texts) -> Value {
+    /// A chunk with all the calls of choice `i` (sent when they are complete).
+    fn calls_chunk(&self, i: usize, c: &Choice, first: bool) -> Value {
+        let mut delta = json!({ "tool_calls": c.tool_calls(true) });
+        if first {
+            delta["role"] = "assistant".into();
+        }
+        json!({ "id": self.id, "object": self.chunk_object(), "created": self.created, "model": self.model,
+            "choices": [{ "index": i, "delta": delta, "finish_reason": null, "logprobs": null }] })
+    }
+
+    fn last_chunk(&self, i: usize, c: &Choice, never_started: bool, texts: &Texts) -> Value {
+        let g = &c.g;
         let lp = self.logprobs(g, texts);
+        let reason = c.finish_reason();
         let choice = match self.kind {
             Kind::Chat => {
                 let delta = if never_started {
@@ -359,10 +421,10 @@ impl Head {
                 } else {
                     json!({})
                 };
-                json!({ "index": i, "delta": delta, "finish_reason": finish(g.finish_reason), "logprobs": lp })
+                json!({ "index": i, "delta": delta, "finish_reason": reason, "logprobs": lp })
             }
             Kind::Text => {
-                json!({ "index": i, "text": "", "finish_reason": finish(g.finish_reason), "logprobs": lp })
+                json!({ "index": i, "text": "", "finish_reason": reason, "logprobs": lp })
             }
         };
         json!({ "id": self.id, "object": self.chunk_object(), "created": self.created, "model": self.model, "choices": [choice] })
@@ -404,6 +466,7 @@ fn f32_field(body: &Value, key: &str, default: f32) -> Result<f32, String> {
 
 /// Prompt ids, sampler settings, stop strings, constraint spec, choices and token budget of a request.
 struct Parsed {
+    tools: Option<Tools>,
     prompt: Vec<u32>,
     params: SamplingParams,
     stop: Vec<String>,
@@ -414,35 +477,15 @@ struct Parsed {
 }
 
 fn parse(m: &Loaded, kind: Kind, b: &Value) -> Result<Parsed, String> {
+    let mut tools = None;
     let prompt = match kind {
         Kind::Chat => {
-            let Some(msgs) = b["messages"].as_array().filter(|a| !a.is_empty()) else {
-                return Err("messages must be a non-empty array of { role, content }".into());
-            };
-            let msgs = msgs
-                .iter()
-                .map(|x| {
-                    let role = x["role"]
-                        .as_str()
-                        .ok_or("every message needs a string role")?;
-                    let content = match &x["content"] {
-                        Value::String(s) => s.clone(),
-                        Value::Null => String::new(),
-                        Value::Array(parts) => parts
-                            .iter()
-                            .map(|p| match (p["type"].as_str(), p["text"].as_str()) {
-                                (Some("text"), Some(t)) => Ok(t),
-                                _ => Err("message content parts must be { type: 'text', text }"),
-                            })
-                            .collect::<Result<String, _>>()?,
-                        _ => {
-                            return Err("message content must be a string or a list of text parts")
-                        }
-                    };
-                    Ok(Message::new(role, &content))
-                })
-                .collect::<Result<Vec<_>, &str>>()?;
-            encode_chat(&m.tokenizer, &msgs, true).map_err(|e| e.to_string())?
+            let msgs = messages_from_openai(&b["messages"])?;
+            tools = Tools::from_request(Some(&b["tools"]), Some(&b["tool_choice"]))
+                .map_err(|e| e.to_string())?;
+            let rendered = tools.as_ref().map_or(&[][..], Tools::rendered);
+            encode_chat_with_tools(&m.tokenizer, &msgs, rendered, true)
+                .map_err(|e| e.to_string())?
         }
         Kind::Text => {
             let Some(p) = b["prompt"].as_str() else {
@@ -501,13 +544,21 @@ fn parse(m: &Loaded, kind: Kind, b: &Value) -> Result<Parsed, String> {
                 .ok_or("max_tokens must be a non-negative integer")? as usize,
         ),
     };
-    let spec = webmoe_grammar::Spec::from_request(
+    let mut spec = webmoe_grammar::Spec::from_request(
         Some(&b["response_format"]),
         Some(&b["grammar"]),
         Some(&b["regex"]),
     )
     .map_err(|e| e.to_string())?;
+    let format = tool_format(m.tokenizer.chat_template.as_deref());
+    if let Some(call) = tools.as_ref().and_then(|t| t.spec(format)) {
+        if spec.is_some() {
+            return Err("tool_choice 'required' or a named function cannot be combined with response_format, grammar or regex".into());
+        }
+        spec = Some(call);
+    }
     Ok(Parsed {
+        tools,
         prompt,
         params,
         stop,
@@ -576,9 +627,33 @@ fn run_job(
         let start = std::time::Instant::now();
         let now = move || start.elapsed().as_secs_f64();
         let events = &job.events;
+        let mut reader = p
+            .tools
+            .as_ref()
+            .and_then(|t| t.reader(&format!("call_{:x}_{i}_", p.params.seed)));
+        let mut content = String::new();
+        let mut calls = Vec::new();
+        // Content goes out as it is decided; calls when they are complete. `false`: the client went
+        // away.
+        let mut take = |pieces: Vec<Piece>| {
+            let mut sent = true;
+            for piece in pieces {
+                match piece {
+                    Piece::Content(t) if !t.is_empty() => {
+                        content += &t;
+                        sent &= events.send(Event::Text(i, t)).is_ok();
+                    }
+                    Piece::Content(_) => {}
+                    Piece::Call(c) => calls.push(c),
+                }
+            }
+            sent
+        };
         let g = pollster::block_on(generate(&mut m.engine, &m.tokenizer, req, &now, &mut |t| {
-            // A client that went away stops its generation.
-            t.is_empty() || events.send(Event::Text(i, t.to_string())).is_ok()
+            match reader.as_mut() {
+                Some(r) => take(r.push(t)),
+                None => take(vec![Piece::Content(t.to_string())]) || t.is_empty(),
+            }
         }))
         .map_err(|e| {
             let status = match e {
@@ -597,8 +672,11 @@ fn run_job(
                     .or_insert_with(|| m.tokenizer.decode(&[id]).unwrap_or_default());
             }
         }
+        if let Some(r) = reader.as_mut() {
+            take(r.finish());
+        }
         let aborted = g.finish_reason == Finish::Abort;
-        gens.push(g);
+        gens.push(Choice { g, content, calls });
         if aborted {
             break;
         }

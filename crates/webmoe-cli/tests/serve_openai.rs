@@ -1,7 +1,8 @@
 //! `webmoe serve --openai` driven by the official `openai` Python client (`tests/openai/client_check.py`;
 //! `.ci/run` installs the package from PyPI): models, chat (plain and streamed with usage), a completion
-//! with log probabilities, a JSON-schema answer (validated by `jsonschema`), and a clear 400 for a bad
-//! request.
+//! with log probabilities, a JSON-schema answer (validated by `jsonschema`), tool calls (required,
+//! named and streamed, with arguments validated against the function's schema, then the tool's answer
+//! sent back), and a clear 400 for a bad request.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -69,5 +70,49 @@ fn the_openai_python_client_talks_to_serve_openai() {
             .contains("temperature"),
         "{v}"
     );
+    // Tools: calls of declared functions whose arguments validate against the function's schema.
+    let schema_of = |name: &str| {
+        v["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["function"]["name"] == name)
+            .map(|t| jsonschema::validator_for(&t["function"]["parameters"]).unwrap())
+            .unwrap_or_else(|| panic!("{name} is not a declared tool"))
+    };
+    let required = &v["tool_required"];
+    assert_eq!(required["finish"], "tool_calls", "{v}");
+    assert!(required["content"].is_null(), "{v}");
+    let calls = required["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    for c in calls {
+        assert_eq!(c["type"], "function");
+        assert!(c["id"].as_str().unwrap().starts_with("call_"));
+        let args: serde_json::Value =
+            serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(
+            schema_of(c["function"]["name"].as_str().unwrap()).is_valid(&args),
+            "{v}"
+        );
+    }
+    let named = &v["tool_named_stream"];
+    assert_eq!(named["finish"], "tool_calls", "{v}");
+    let delta = &named["deltas"][0];
+    assert_eq!(
+        (delta["index"].as_u64(), &delta["function"]["name"]),
+        (Some(0), &"get_time".into()),
+        "{v}"
+    );
+    let args: serde_json::Value =
+        serde_json::from_str(delta["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(schema_of("get_time").is_valid(&args), "{v}");
+    // The tool's answer goes back in; the conversation so far comes from the cache.
+    let answer = &v["tool_answer"];
+    assert!(
+        matches!(answer["finish"].as_str(), Some("stop" | "length")),
+        "{v}"
+    );
+    assert!(!answer["content"].as_str().unwrap_or("").is_empty(), "{v}");
+    assert!(answer["cached"].as_u64().unwrap() > 0, "{v}");
     eprintln!("{v}");
 }

@@ -5,14 +5,26 @@ use crate::error::TokenizerError;
 use crate::tokenizer::Tokenizer;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One chat message (the fields chat templates read, as Hugging Face passes them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Message {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// Message text.
     pub content: String,
+    /// The speaker's name, or the function a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The calls an assistant message made: `{ id, type: "function", function: { name, arguments } }`
+    /// with `arguments` a JSON object (templates read its fields; OpenAI's JSON-text form is parsed by
+    /// the API layer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<Value>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -21,6 +33,7 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            ..Default::default()
         }
     }
 }
@@ -50,6 +63,7 @@ fn env() -> Environment<'static> {
         },
     );
     env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
+    env.add_filter("tojson", crate::pyjson::tojson_filter);
     env
 }
 
@@ -78,6 +92,7 @@ impl std::io::Write for Bounded {
 pub fn render(
     template: &str,
     messages: &[Message],
+    tools: &[Value],
     add_generation_prompt: bool,
     bos: &str,
     eos: &str,
@@ -93,7 +108,9 @@ pub fn render(
         .template_from_str(template)
         .map_err(|e| TokenizerError::Template(e.to_string()))?;
     let mut out = Bounded(Vec::new());
-    let ctx = context! { messages => messages, add_generation_prompt => add_generation_prompt, bos_token => bos, eos_token => eos };
+    // Templates test `tools is defined` / `if tools`: no tools means no `tools` at all.
+    let tools = (!tools.is_empty()).then_some(tools);
+    let ctx = context! { messages => messages, tools => tools, add_generation_prompt => add_generation_prompt, bos_token => bos, eos_token => eos };
     if let Err(e) = tmpl.render_captured_to(ctx, &mut out) {
         let why = if e.kind() == ErrorKind::OutOfFuel {
             format!(
@@ -181,21 +198,66 @@ fn check_role(role: &str) -> Result<(), TokenizerError> {
     }
 }
 
-/// Applies the model's chat template (or ChatML) and tokenizes the result. Special tokens written by
-/// the template are recognised; special-token text inside message contents is plain text, whatever
-/// the template does with the content (drop it, repeat it, trim or slice it).
-///
-/// Each content is rendered inside fences that no caller string can contain, and the pieces inside
-/// fences are tokenized without special-token parsing. When the template changed the fenced text so
-/// that the fences no longer match the plain rendering (`| trim`, slicing), and some caller string
-/// holds special-token text, the prompt is refused rather than risk a forged control token.
+/// Applies the model's chat template (or ChatML) and tokenizes the result: [`encode_chat_with_tools`]
+/// without tools.
 ///
 /// # Errors
-/// [`TokenizerError::Template`] when the template fails, a role is not a plain word, or message
-/// content with special-token text cannot be fenced under this template; tokenizer errors.
+/// As [`encode_chat_with_tools`].
 pub fn encode_chat(
     tok: &Tokenizer,
     messages: &[Message],
+    add_generation_prompt: bool,
+) -> Result<Vec<u32>, TokenizerError> {
+    encode_chat_with_tools(tok, messages, &[], add_generation_prompt)
+}
+
+/// Every string leaf of `v` passed through `f` (object keys stay as they are).
+fn map_strings(v: &Value, f: &mut impl FnMut(&str) -> String) -> Value {
+    match v {
+        Value::String(s) => Value::String(f(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| map_strings(x, f)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), map_strings(x, f)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Every object key in `v`.
+fn keys<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| keys(x, out)),
+        Value::Object(o) => o.iter().for_each(|(k, x)| {
+            out.push(k);
+            keys(x, out)
+        }),
+        _ => {}
+    }
+}
+
+/// Applies the model's chat template (or ChatML) to `messages` and `tools` (OpenAI's
+/// `{ type: "function", function: { name, description, parameters } }` objects, which the template
+/// renders; a template that knows no tools gets them described in a system message by
+/// [`crate::tool_prompt`]) and tokenizes the result. Special tokens written by the template are
+/// recognised; special-token text in anything from the caller (contents, names, call ids, tool
+/// definitions and call arguments) is plain text, whatever the template does with it (drop it,
+/// repeat it, trim or slice it).
+///
+/// Each caller string is rendered inside fences that no caller string can contain, and the pieces
+/// inside fences are tokenized without special-token parsing. When the template changed the fenced
+/// text so that the fences no longer match the plain rendering (`| trim`, slicing), and some caller
+/// string holds special-token text, the prompt is refused rather than risk a forged control token.
+///
+/// # Errors
+/// [`TokenizerError::Template`] when the template fails, a role is not a plain word, a tool
+/// definition's key holds special-token text, or caller text with special-token text cannot be
+/// fenced under this template; tokenizer errors.
+pub fn encode_chat_with_tools(
+    tok: &Tokenizer,
+    messages: &[Message],
+    tools: &[Value],
     add_generation_prompt: bool,
 ) -> Result<Vec<u32>, TokenizerError> {
     let template = tok.chat_template.as_deref().unwrap_or(CHATML_TEMPLATE);
@@ -203,26 +265,76 @@ pub fn encode_chat(
     for m in messages {
         check_role(&m.role)?;
     }
-    let plain = render(template, messages, add_generation_prompt, bos, eos)?;
-    let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-    let fences = Fences::new(&contents);
+    let described;
+    let (messages, tools) = if crate::tool_prompt::template_knows_tools(template) {
+        (messages, tools)
+    } else {
+        described = crate::tool_prompt::describe(messages, tools);
+        (described.as_slice(), &[][..])
+    };
+    let has_special = |s: &str| tok.encode(s, true, false).ok() != tok.encode(s, false, false).ok();
+    let mut json_keys = Vec::new();
+    for v in tools
+        .iter()
+        .chain(messages.iter().flat_map(|m| &m.tool_calls))
+    {
+        keys(v, &mut json_keys);
+    }
+    if let Some(k) = json_keys.iter().find(|k| has_special(k)) {
+        return Err(TokenizerError::Template(format!(
+            "a key in the tools or tool calls holds special-token text: {:?}",
+            k.chars().take(80).collect::<String>()
+        )));
+    }
+    let plain = render(template, messages, tools, add_generation_prompt, bos, eos)?;
+    let tools_text: Vec<String> = tools
+        .iter()
+        .chain(messages.iter().flat_map(|m| &m.tool_calls))
+        .map(Value::to_string)
+        .collect();
+    let strings: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| [Some(&m.content), m.name.as_ref(), m.tool_call_id.as_ref()])
+        .flatten()
+        .map(String::as_str)
+        .chain(tools_text.iter().map(String::as_str))
+        .collect();
+    let fences = Fences::new(&strings);
+    let mut next = 0usize;
+    let mut wrap = |s: &str| {
+        next += 1;
+        fences.wrap(next, s)
+    };
     let fenced: Vec<Message> = messages
         .iter()
-        .enumerate()
-        .map(|(i, m)| Message {
+        .map(|m| Message {
             role: m.role.clone(),
-            content: fences.wrap(i, &m.content),
+            content: wrap(&m.content),
+            name: m.name.as_deref().map(&mut wrap),
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|c| map_strings(c, &mut wrap))
+                .collect(),
+            tool_call_id: m.tool_call_id.as_deref().map(&mut wrap),
         })
         .collect();
-    let marked = render(template, &fenced, add_generation_prompt, bos, eos)?;
+    let fenced_tools: Vec<Value> = tools.iter().map(|t| map_strings(t, &mut wrap)).collect();
+    let marked = render(
+        template,
+        &fenced,
+        &fenced_tools,
+        add_generation_prompt,
+        bos,
+        eos,
+    )?;
     // The fences are trustworthy when removing them gives exactly the plain rendering.
     let segments = fences
         .split(&marked)
         .filter(|segs| segs.iter().map(|(s, _)| s.as_str()).collect::<String>() == plain);
-    let has_special = |s: &str| tok.encode(s, true, false).ok() != tok.encode(s, false, false).ok();
     let segments = match segments {
         Some(s) => s,
-        None if contents.iter().any(|c| has_special(c)) => {
+        None if strings.iter().any(|c| has_special(c)) => {
             return Err(TokenizerError::Template(
                 "a message contains special-token text and this chat template changes message \
                  content (trim, slicing), so it cannot be kept as plain text; remove the \

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod chat;
+pub mod chat_request;
 pub mod error;
 pub mod family;
 pub mod generate;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod moe;
 pub mod options;
 pub mod plan;
+pub mod pyjson;
 pub mod quant;
 pub mod reference;
 pub mod rope;
@@ -22,6 +24,7 @@ pub mod sampling;
 pub mod stop;
 pub mod synthetic;
 pub mod tokenizer;
+pub mod tool_prompt;
 
 pub use error::{GgufError, ModelError, TokenizerError};
 

@@ -7,9 +7,13 @@
 
 pub mod gbnf;
 mod spec;
+pub mod tool_calls;
+pub mod tools;
 mod vocab;
 
 pub use spec::{Spec, SpecError};
+pub use tool_calls::{CallReader, Piece, ToolCall};
+pub use tools::{ToolChoice, Tools};
 
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
