@@ -1,5 +1,26 @@
-// The demo page: load a model (URL or local file) with a progress bar, then chat with streamed answers.
+// The demo page: load a model (URL or local file) with a progress bar, then chat with streamed answers
+// rendered as Markdown; the conversation stays in the engine's cache between turns; JSON mode constrains
+// answers to a schema.
 import { createEngine, listCachedModels, deleteCachedModel } from './pkg/webmoe.js';
+
+/** Answer text as safe HTML: Markdown (marked) with any raw HTML from the model shown as text, then
+ * sanitized (DOMPurify). `cargo xtask demo` copies both libraries into vendor/; without them answers
+ * are plain text. */
+let renderMarkdown = null;
+const escapeHtml = (t) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const markdownReady = Promise.all([import('./vendor/marked.esm.js'), import('./vendor/purify.es.mjs')])
+  .then(([{ Marked }, { default: purify }]) => {
+    const md = new Marked({ gfm: true, breaks: true, async: false });
+    md.use({ renderer: { html: ({ text }) => escapeHtml(text) } });
+    renderMarkdown = (text) => purify.sanitize(md.parse(text), { USE_PROFILES: { html: true } });
+  })
+  .catch(() => { /* no vendor folder: plain text */ });
+window.webmoeDemo = { renderMarkdown: (t) => renderMarkdown?.(t) ?? null, markdownReady };
+
+function showAnswer(el, text) {
+  if (renderMarkdown) el.innerHTML = renderMarkdown(text);
+  else el.textContent = text;
+}
 
 const $ = (id) => document.getElementById(id);
 let engine = null;
@@ -87,6 +108,16 @@ async function load(model) {
   }
 }
 
+/** The request's response_format from the JSON switch and schema box (throws on a bad schema). */
+function responseFormat() {
+  if (!$('json-mode').checked) return undefined;
+  const text = $('json-schema').value.trim();
+  if (!text) return { type: 'json_object' };
+  let schema;
+  try { schema = JSON.parse(text); } catch (e) { throw Object.assign(new Error(`the JSON schema is not JSON: ${e.message}`), { code: 'invalid-request' }); }
+  return { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } };
+}
+
 function bubble(role, text) {
   const div = document.createElement('div');
   div.className = `msg ${role}`;
@@ -118,12 +149,13 @@ async function send() {
       temperature: Number($('temperature').value),
       top_p: Number($('top-p').value),
       max_tokens: Number($('max-tokens').value),
+      response_format: responseFormat(),
     });
     for await (const chunk of stream) {
       const c = chunk.choices[0];
       if (c.delta.content) {
         answer += c.delta.content;
-        out.textContent = answer;
+        showAnswer(out, answer);
         tokens++;
         firstAt ||= performance.now();
         const secs = (performance.now() - firstAt) / 1000;
@@ -132,7 +164,10 @@ async function send() {
       }
       if (c.finish_reason) {
         const w = chunk.webmoe;
-        $('speed').textContent = `prefill ${w.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${w.decode_tokens_per_s.toFixed(1)} tok/s · ${chunk.usage.completion_tokens} tokens`;
+        const u = chunk.usage;
+        $('speed').textContent = `prefill ${w.prefill_tokens_per_s.toFixed(1)} tok/s · decode ${w.decode_tokens_per_s.toFixed(1)} tok/s · ${u.completion_tokens} tokens`
+          + ` · ${u.prompt_tokens_details.cached_tokens} of ${u.prompt_tokens} prompt tokens reused from the cache`;
+        out.dataset.reused = String(u.prompt_tokens_details.cached_tokens);
         const note = document.createElement('span');
         note.className = 'note';
         note.textContent = c.finish_reason === 'abort' ? 'stopped' : c.finish_reason === 'length' ? 'reached max tokens' : '';
@@ -166,5 +201,6 @@ dz.ondrop = (e) => {
 $('chat-form').onsubmit = (e) => { e.preventDefault(); send(); };
 $('prompt').onkeydown = (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); } };
 $('stop-button').onclick = () => engine?.interrupt();
+$('json-mode').onchange = () => { $('schema-label').hidden = !$('json-mode').checked; };
 $('clear-button').onclick = () => { if (!generating) { history = []; $('messages').replaceChildren(); } };
 refreshCache();

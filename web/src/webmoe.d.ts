@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'invalid-request'    // bad arguments (sampling values out of range too), prompt longer than the context, busy, unloaded
   | 'numerical-error'    // the model produced NaN or infinite logits (broken weights or config): no token is made up
   | 'aborted'            // the request's signal was aborted before it started (it was never run)
+  | 'remote-failed'      // a remote engine's server could not be reached, failed, or sent something that is not OpenAI's
   | 'internal';
 
 export class WebmoeError extends Error {
@@ -37,9 +38,24 @@ export interface LoadProgress {
   warning?: string;
 }
 
+/** An OpenAI-compatible server (vLLM, llama.cpp's server, `webmoe serve --openai`). */
+export interface RemoteOptions {
+  /** The API's base, as OpenAI's clients take it (e.g. 'http://127.0.0.1:8080/v1'). */
+  baseURL: string;
+  /** Sent as `Authorization: Bearer …`. */
+  apiKey?: string;
+  /** The server's model name (sent as `model` with every request). */
+  model: string;
+}
+
 export interface EngineOptions {
-  /** URL of a .gguf file (absolute or relative to the page), or a File/Blob from a picker or a drop. */
-  model: string | URL | Blob;
+  /** URL of a .gguf file (absolute or relative to the page), or a File/Blob from a picker or a drop.
+   * Without it, `remote` must be given and the engine is the server's. */
+  model?: string | URL | Blob;
+  /** A server: alone, the engine is backed by it; with `model` and `fallback: 'remote'`, it answers
+   * when the model does not fit this device (model-too-large, no WebGPU, a failed GPU self-test). */
+  remote?: RemoteOptions;
+  fallback?: 'remote';
   onProgress?: (p: LoadProgress) => void;
   /** Bytes per range request (default 16 MiB, at least 4096). */
   chunkSize?: number;
@@ -100,7 +116,27 @@ export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool' | (string & {});
   content?: string | { type: 'text'; text: string }[] | null;
   name?: string;
+  /** The calls an assistant message made (send them back as the engine returned them). */
+  tool_calls?: ToolCall[] | null;
+  /** On a `tool` message: the call it answers. */
+  tool_call_id?: string;
 }
+
+/** A function the model may call (OpenAI's tool definition). */
+export interface Tool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+}
+
+/** A call the model made: `arguments` is JSON text. */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** `auto` (default with tools), `none`, `required` (some call, enforced by a grammar), or one function. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } };
 
 /** OpenAI's `response_format`. */
 export type ResponseFormat =
@@ -145,7 +181,7 @@ export interface SamplingOptions {
 }
 
 /** OpenAI's finish reasons; 'abort' when the request was interrupted or its signal aborted. */
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'abort';
 
 export interface Usage {
   prompt_tokens: number;
@@ -172,7 +208,7 @@ export interface TopLogprob { token: string; logprob: number; bytes: number[] | 
 export interface TokenLogprob extends TopLogprob { top_logprobs: TopLogprob[] }
 export interface ChatLogprobs { content: TokenLogprob[] | null; refusal: null }
 
-export interface ChatCompletionMessage { role: 'assistant'; content: string | null; refusal: null }
+export interface ChatCompletionMessage { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ToolCall[] }
 
 export interface ChatCompletion {
   id: string;
@@ -190,7 +226,7 @@ export interface ChatCompletionChunk {
   created: number;
   model: string;
   /** Empty on the usage chunk of `stream_options: { include_usage: true }`. */
-  choices: { index: number; delta: { role?: 'assistant'; content?: string | null }; finish_reason: FinishReason | null; logprobs: ChatLogprobs | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string | null; tool_calls?: (ToolCall & { index: number })[] }; finish_reason: FinishReason | null; logprobs: ChatLogprobs | null }[];
   /** On each choice's last chunk and on the usage chunk. */
   usage?: Usage | null;
   webmoe?: WebmoeExtras;
@@ -215,6 +251,9 @@ export interface Completion {
 
 export interface ChatRequest extends SamplingOptions {
   messages: ChatMessage[];
+  /** Functions the model may call; the model's chat template shows them to it. */
+  tools?: Tool[] | null;
+  tool_choice?: ToolChoice | null;
   /** Log probabilities of the answer's tokens, with `top_logprobs` (0..20) alternatives each. */
   logprobs?: boolean | null;
   top_logprobs?: number | null;
@@ -327,7 +366,25 @@ export declare class Engine {
   deleteCachedModel(url: string): Promise<boolean>;
 }
 
+/**
+ * The same request API on an OpenAI-compatible server. Requests run concurrently (the server queues
+ * them); abort and `break` cancel the HTTP request.
+ */
+export declare class RemoteEngine {
+  constructor(remote: RemoteOptions, why?: { fallbackFrom?: string; reason?: string });
+  /** Where the answers come from, and why (after a fallback). */
+  readonly info: { remote: true; baseURL: string; model: { name: string }; fallbackFrom?: string; reason?: string };
+  chat: Engine['chat'];
+  completions: Engine['completions'];
+  /** Cancels every running request. */
+  interrupt(): Promise<void>;
+  stats(): Promise<{ remote: true; baseURL: string; busy: boolean }>;
+  unload(): Promise<void>;
+}
+
 /** Starts an engine (in a Web Worker by default) and loads a model. Rejects with a WebmoeError. */
-export function createEngine(options: EngineOptions): Promise<Engine>;
+export function createEngine(options: EngineOptions & { model: string | URL | Blob; fallback?: undefined }): Promise<Engine>;
+export function createEngine(options: EngineOptions & { remote: RemoteOptions; model?: undefined }): Promise<RemoteEngine>;
+export function createEngine(options: EngineOptions): Promise<Engine | RemoteEngine>;
 export function listCachedModels(): Promise<CachedModel[]>;
 export function deleteCachedModel(url: string): Promise<boolean>;

@@ -1,15 +1,10 @@
 // webmoe: language models in the browser on WebGPU. The public API; see webmoe.d.ts for the types and
 // the README for an example. The engine itself (Rust + WGSL compiled to WebAssembly) runs in a worker.
 import { startWorker } from './spawn.js';
+import { WebmoeError, iterablePromise } from './errors.js';
+import { RemoteEngine, checkRemote } from './remote.js';
 
-/** An error with a `code` a program can act on (see webmoe.d.ts for the codes). */
-export class WebmoeError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = 'WebmoeError';
-    this.code = code;
-  }
-}
+export { WebmoeError, RemoteEngine };
 
 class Channel {
   constructor(useWorker) {
@@ -81,7 +76,7 @@ let counter = 0;
 const newId = (prefix) => `${prefix}-${Date.now().toString(36)}${(counter++).toString(36)}`;
 
 const SAMPLING = ['max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repeat_penalty', 'presence_penalty',
-  'frequency_penalty', 'stop', 'response_format', 'grammar', 'regex'];
+  'frequency_penalty', 'stop', 'response_format', 'grammar', 'regex', 'tools', 'tool_choice'];
 
 /** The worker's arguments for one choice of `req` (validated; throws a WebmoeError). */
 function requestArgs(req, kind) {
@@ -154,19 +149,6 @@ function extras(r) {
 
 const abortedError = () => new WebmoeError('aborted', 'the request was aborted before it started');
 
-/** A promise that is also an async iterable (of what it resolves to), so that both
- * `for await (const c of create({ stream: true }))` and `for await (const c of await create(...))` work. */
-function iterablePromise(promise) {
-  promise[Symbol.asyncIterator] = () => {
-    let it = null;
-    return {
-      async next() { it ??= (await promise)[Symbol.asyncIterator](); return it.next(); },
-      async return() { it ??= (await promise.catch(() => null))?.[Symbol.asyncIterator](); return it?.return?.() ?? { done: true, value: undefined }; },
-    };
-  };
-  return promise;
-}
-
 /** A loaded model. Create it with {@link createEngine}. */
 export class Engine {
   #ch; #model; #info;
@@ -232,8 +214,11 @@ export class Engine {
         finish();
       }
     };
+    const message = (r) => (r.tool_calls?.length
+      ? { role: 'assistant', content: r.text || null, refusal: null, tool_calls: r.tool_calls }
+      : { role: 'assistant', content: r.text, refusal: null });
     const choice = (r, i) => (kind === 'chat'
-      ? { index: i, message: { role: 'assistant', content: r.text, refusal: null }, finish_reason: finishReason(r), logprobs: chatLogprobs(r) }
+      ? { index: i, message: message(r), finish_reason: finishReason(r), logprobs: chatLogprobs(r) }
       : { index: i, text: r.text, finish_reason: finishReason(r), logprobs: textLogprobs(r) });
     const head = { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model };
     return {
@@ -264,6 +249,12 @@ export class Engine {
       started.add(i);
     }).then((results) => {
       results.forEach((r, i) => {
+        if (r.tool_calls?.length) {
+          // Calls are streamed when complete, each with its index, as OpenAI's delta.tool_calls.
+          const tool_calls = r.tool_calls.map((c, index) => ({ index, ...c }));
+          push({ value: chunk(i, { delta: started.has(i) ? { tool_calls } : { role: 'assistant', content: null, tool_calls }, finish_reason: null }) });
+          started.add(i);
+        }
         const lp = kind === 'chat' ? chatLogprobs(r) : textLogprobs(r);
         const last = kind === 'chat'
           ? chunk(i, { delta: started.has(i) ? {} : { role: 'assistant', content: '' }, finish_reason: finishReason(r), logprobs: lp }, { usage: r.usage, webmoe: extras(r) })
@@ -312,8 +303,13 @@ export class Engine {
   deleteCachedModel(url) { return this.#ch.call('deleteCachedModel', new URL(url, globalThis.location?.href).href); }
 }
 
+/** Local failures after which `fallback: 'remote'` uses the server. */
+const FALLBACK_CODES = new Set(['model-too-large', 'webgpu-unavailable', 'gpu-self-test-failed']);
+
 /**
- * Starts an engine (in a Web Worker unless `worker: false`) and loads a model from a URL or a File.
+ * Starts an engine (in a Web Worker unless `worker: false`) and loads a model from a URL or a File;
+ * with `remote` and no `model`, an engine backed by an OpenAI-compatible server; with both and
+ * `fallback: 'remote'`, the server when the model does not fit this device.
  * @param {import('./webmoe').EngineOptions} options
  * @returns {Promise<Engine>}
  */
@@ -321,7 +317,24 @@ export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
     device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads, stallTimeout, wasmUrl,
+    remote, fallback,
   } = options ?? {};
+  if (fallback !== undefined && fallback !== 'remote') {
+    throw new WebmoeError('invalid-request', `fallback must be 'remote', not ${JSON.stringify(fallback)}`);
+  }
+  if (remote !== undefined) checkRemote(remote);
+  if (fallback === 'remote' && remote === undefined) throw new WebmoeError('invalid-request', "fallback: 'remote' needs remote: { baseURL, model }");
+  // Only a server: the same API, backed by it.
+  if (remote !== undefined && model === undefined) return new RemoteEngine(remote);
+  if (fallback === 'remote') {
+    try {
+      return await createEngine({ ...options, remote: undefined, fallback: undefined });
+    } catch (e) {
+      // The model does not fit (or this browser cannot run it): the server answers instead.
+      if (!(e instanceof WebmoeError) || !FALLBACK_CODES.has(e.code)) throw e;
+      return new RemoteEngine(remote, { fallbackFrom: typeof model === 'string' ? model : model?.name ?? 'local file', reason: `${e.code}: ${e.message}` });
+    }
+  }
   checkDevice(device, simd);
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
     throw new WebmoeError('invalid-request', `threads must be an integer from 1 to 64, not ${JSON.stringify(threads)}`);

@@ -4,7 +4,7 @@
 // GPU path is tested with `device: 'gpu'` against `--device gpu`. Needs WEBMOE_CLI (the release CLI)
 // and WEBMOE_MODEL (the test model); `cargo xtask test` sets both. Run one test with
 // `node web/tests/e2e.mjs <name-substring>`.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -367,6 +367,115 @@ test('structured output: json_schema answers validate (ajv) for several schemas,
   console.log(`  e.g. ${out.res[0].text}; masks at most ${worst.toFixed(2)} ms per token; bad schema: ${out.bad.message.slice(0, 80)}`);
 });
 
+test('tools: a required call and a named streamed call whose arguments validate (ajv), the answer sent back, bad tools refused', async () => {
+  const r0 = await loadInPage(modelUrl());
+  assert(r0.ok, `load failed: ${r0.message}`);
+  const tools = [
+    { type: 'function', function: { name: 'get_weather', description: 'The weather in a city now', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 30 }, unit: { enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'], additionalProperties: false } } },
+    { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', maxLength: 30 } }, required: ['zone'] } } },
+  ];
+  const out = await page.evaluate(async (tools) => {
+    const e = window.engine;
+    const ask = [{ role: 'user', content: 'What is the weather in Paris?' }];
+    const req = await e.chat.completions.create({ messages: ask, tools, tool_choice: 'required', temperature: 0, max_tokens: 60 });
+    const deltas = [];
+    let finish = null;
+    for await (const c of e.chat.completions.create({ messages: ask, tools, tool_choice: { type: 'function', function: { name: 'get_time' } }, temperature: 0.7, seed: 5, max_tokens: 60, stream: true })) {
+      deltas.push(...(c.choices[0]?.delta.tool_calls ?? []));
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    const msg = req.choices[0].message;
+    const back = [...ask, msg, { role: 'tool', tool_call_id: msg.tool_calls?.[0]?.id, content: JSON.stringify({ celsius: 18, sky: 'sunny' }) }];
+    const answer = await e.chat.completions.create({ messages: back, tools, temperature: 0, max_tokens: 30 });
+    const none = await e.chat.completions.create({ messages: ask, tools, tool_choice: 'none', temperature: 0, max_tokens: 8 });
+    const bad = [];
+    for (const [t, choice] of [[[{ type: 'function', function: { name: 'a b' } }], undefined], [tools, { type: 'function', function: { name: 'nope' } }]]) {
+      try { await e.chat.completions.create({ messages: ask, tools: t, tool_choice: choice }); bad.push(null); } catch (err) { bad.push({ code: err.code, message: err.message }); }
+    }
+    return { required: { finish: req.choices[0].finish_reason, message: msg }, named: { finish, deltas },
+      answer: { finish: answer.choices[0].finish_reason, content: answer.choices[0].message.content, cached: answer.usage.prompt_tokens_details.cached_tokens },
+      none: { finish: none.choices[0].finish_reason, calls: none.choices[0].message.tool_calls }, bad };
+  }, tools);
+  const ajv = new Ajv();
+  const validator = (name) => ajv.compile(tools.find((t) => t.function.name === name).function.parameters);
+  const { required, named, answer, none, bad } = out;
+  assert(required.finish === 'tool_calls' && required.message.content === null && required.message.tool_calls.length === 1, `required: ${JSON.stringify(required)}`);
+  for (const c of required.message.tool_calls) {
+    const v = validator(c.function.name);
+    assert(c.type === 'function' && c.id.startsWith('call_') && v(JSON.parse(c.function.arguments)), `call ${JSON.stringify(c)}: ${JSON.stringify(v.errors)}`);
+  }
+  assert(named.finish === 'tool_calls' && named.deltas.length === 1 && named.deltas[0].index === 0 && named.deltas[0].function.name === 'get_time'
+    && validator('get_time')(JSON.parse(named.deltas[0].function.arguments)), `named: ${JSON.stringify(named)}`);
+  assert(['stop', 'length'].includes(answer.finish) && answer.content.length > 0 && answer.cached > 0, `answer: ${JSON.stringify(answer)}`);
+  assert(none.calls === undefined && none.finish !== 'tool_calls', `none: ${JSON.stringify(none)}`);
+  assert(bad.every((b) => b?.code === 'invalid-request') && /name/.test(bad[0].message) && /nope/.test(bad[1].message), `bad: ${JSON.stringify(bad)}`);
+  console.log(`  call ${required.message.tool_calls[0].function.arguments}; answer ${JSON.stringify(answer.content.slice(0, 60))} (${answer.cached} cached)`);
+});
+
+/** `webmoe serve --openai` on the test model (CPU), callable from the test page's origin. */
+async function startOpenaiServer() {
+  const child = spawn(CLI, ['serve', '--openai', MODEL, '--device', 'cpu', '--port', '0', '--allow-origin', server.base], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const base = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /serving at (http:\/\/[^/\s]+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    child.on('exit', (c) => reject(new Error(`webmoe serve --openai exited with ${c}: ${out}`)));
+  });
+  return { base, close: () => child.kill() };
+}
+
+test('remote: the same API backed by webmoe serve --openai (tokens of the native CLI, streams, break, abort, tools), and the fallback when the model does not fit', async () => {
+  const api = await startOpenaiServer();
+  try {
+    const remote = { baseURL: `${api.base}/v1`, model: 'SmolLM2' };
+    const q = PROMPTS[2];
+    const want = expected(q, 'cpu');
+    const out = await page.evaluate(async ([remote, q, gen]) => {
+      if (window.engine) { await window.engine.unload(); window.engine = null; }
+      const e = await window.webmoe.createEngine({ remote });
+      const messages = [{ role: 'user', content: q.chat }];
+      const plain = await e.chat.completions.create({ messages, temperature: 0, max_tokens: gen });
+      let streamed = '';
+      for await (const c of e.chat.completions.create({ messages, temperature: 0, max_tokens: gen, stream: true })) streamed += c.choices[0]?.delta.content ?? '';
+      // `break` cancels that stream only; the next call works at once.
+      let pieces = 0;
+      for await (const c of e.chat.completions.create({ messages: [{ role: 'user', content: 'Write a long story.' }], max_tokens: 300, stream: true })) { if (++pieces === 3) break; }
+      const after = await e.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 4 });
+      const ac = new AbortController();
+      const aborted = e.chat.completions.create({ messages, max_tokens: 300, signal: ac.signal }).then(() => null, (err) => err.code);
+      setTimeout(() => ac.abort(), 200);
+      const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 } }, required: ['city'] } } }];
+      const call = await e.chat.completions.create({ messages: [{ role: 'user', content: 'Weather in Rome?' }], tools, tool_choice: 'required', temperature: 0, max_tokens: 40 });
+      let bad;
+      try { await e.chat.completions.create({ messages, temperature: -1 }); } catch (err) { bad = { code: err.code, message: err.message }; }
+      const info = e.info;
+      // The fallback: the model is over this device's limit, so the server answers.
+      const f = await window.webmoe.createEngine({ model: q.url, device: 'cpu', cpuHeapLimit: 1 << 20, cache: false, remote, fallback: 'remote' });
+      const viaFallback = await f.chat.completions.create({ messages, temperature: 0, max_tokens: gen });
+      let unreachable;
+      try { await (await window.webmoe.createEngine({ remote: { baseURL: 'http://127.0.0.1:9/v1', model: 'x' } })).completions.create({ prompt: 'x' }); } catch (err) { unreachable = err.code; }
+      return { plain: plain.choices[0].message.content, usage: plain.usage, streamed, pieces, after: after.choices[0].text, aborted: await aborted,
+        call: call.choices[0], bad, info, fallback: f.info, viaFallback: viaFallback.choices[0].message.content, unreachable };
+    }, [remote, { ...q, url: modelUrl() }, GEN]);
+    assert(out.info.remote === true && out.info.baseURL === remote.baseURL, `info: ${JSON.stringify(out.info)}`);
+    assert(out.plain === want.text, `remote text equals the native CLI's:\n  remote ${JSON.stringify(out.plain)}\n  native ${JSON.stringify(want.text)}`);
+    assert(out.usage.completion_tokens === GEN || out.plain.length > 0, `usage: ${JSON.stringify(out.usage)}`);
+    assert(out.streamed === out.plain, `streamed ${JSON.stringify(out.streamed)} vs ${JSON.stringify(out.plain)}`);
+    assert(out.pieces === 3 && /Paris/.test(out.after), `after break: ${JSON.stringify(out.after)}`);
+    assert(out.aborted === 'aborted', `abort: ${out.aborted}`);
+    assert(out.call.finish_reason === 'tool_calls' && JSON.parse(out.call.message.tool_calls[0].function.arguments).city, `tools: ${JSON.stringify(out.call)}`);
+    assert(out.bad?.code === 'invalid-request' && /temperature/.test(out.bad.message), `bad: ${JSON.stringify(out.bad)}`);
+    assert(out.fallback.remote === true && /model-too-large/.test(out.fallback.reason) && out.viaFallback === want.text, `fallback: ${JSON.stringify(out.fallback)} ${out.viaFallback}`);
+    assert(out.unreachable === 'remote-failed', `unreachable server: ${out.unreachable}`);
+    console.log(`  remote ${JSON.stringify(out.plain.slice(0, 50))}; fallback because ${out.fallback.reason.slice(0, 70)}…`);
+  } finally {
+    api.close();
+  }
+});
+
 test('API behaviour: queued requests, per-request abort, break, promises only, n, include_usage, logprobs, penalties, model field', async () => {
   const r0 = await loadInPage(modelUrl());
   assert(r0.ok, `load failed: ${r0.message}`);
@@ -584,7 +693,7 @@ for (const [file, fixture] of Object.entries(MOE_FIXTURES)) {
   });
 }
 
-test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error for a bad URL', async () => {
+test('demo page: load, chat with a streamed answer, Stop mid-answer, the cache reused between turns, JSON mode with a schema, Markdown rendered safely, clear error for a bad URL', async () => {
   const { page: demo, context } = await openPage(browser, `${server.base}/index.html`);
   try {
     await demo.fill('#model-url', modelUrl().slice(1));
@@ -613,11 +722,34 @@ test('demo page: load, chat with a streamed answer, Stop mid-answer, clear error
     }, null, { timeout: 120000 });
     await demo.click('#stop-button');
     await demo.waitForSelector('.msg.assistant[data-state="abort"]', { timeout: 60000 });
+    // The second turn reused the first from the cache, and says so.
+    const reused = Number(await demo.getAttribute('.msg.assistant[data-state="abort"]', 'data-reused'));
+    const reuseText = await demo.textContent('#speed');
+    assert(reused > 0 && new RegExp(`${reused} of \\d+ prompt tokens reused`).test(reuseText), `reuse shown: ${reused}, ${reuseText}`);
     const speed = await demo.textContent('#speed');
     assert(/decode [\d.]+ tok\/s/.test(speed), `speed shown: ${speed}`);
     assert(!(await demo.isDisabled('#send-button')), 'Send is enabled again');
     fs.mkdirSync(artifacts, { recursive: true });
     await demo.screenshot({ path: path.join(artifacts, 'demo-chat.png'), fullPage: true });
+    // JSON mode with a schema: the answer validates.
+    const schema = { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, country: { type: 'string', maxLength: 20 } }, required: ['city', 'country'], additionalProperties: false };
+    await demo.click('#clear-button');
+    await demo.check('#json-mode');
+    await demo.fill('#json-schema', JSON.stringify(schema));
+    await demo.fill('#max-tokens', '60');
+    await demo.fill('#prompt', 'Name a city and its country.');
+    await demo.click('#send-button');
+    await demo.waitForSelector('.msg.assistant[data-state="stop"]', { timeout: 120000 });
+    const json = await demo.textContent('.msg.assistant');
+    const validate = new Ajv().compile(schema);
+    assert(validate(JSON.parse(json)), `JSON mode answer ${json}: ${JSON.stringify(validate.errors)}`);
+    // Markdown is rendered; HTML from the model is shown as text, never run.
+    const html = await demo.evaluate(async () => {
+      await window.webmoeDemo.markdownReady;
+      return window.webmoeDemo.renderMarkdown('**bold** and `code`\n\n<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>[x](javascript:alert(1))');
+    });
+    const probe = await demo.evaluate((h) => { const d = document.createElement('div'); d.innerHTML = h; return { strong: d.querySelectorAll('strong').length, code: d.querySelectorAll('code').length, img: d.querySelectorAll('img,script').length, js: [...d.querySelectorAll('a')].some((a) => /javascript:/i.test(a.getAttribute('href') ?? '')), text: d.textContent, pwned: window.pwned ?? null }; }, html);
+    assert(probe.strong === 1 && probe.code === 1 && probe.img === 0 && !probe.js && probe.pwned === null && /<img/.test(probe.text), `markdown: ${html} -> ${JSON.stringify(probe)}`);
     // A bad URL is a clear error in the page.
     await demo.fill('#model-url', 'models/does-not-exist.gguf');
     await demo.click('#load-button');

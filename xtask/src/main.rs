@@ -86,6 +86,22 @@ fn npm_install() -> Result<()> {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
+/// The demo page's Markdown renderer and sanitizer (marked, DOMPurify, pinned in web/package.json),
+/// copied from web/node_modules into web/vendor/ (without them the demo shows answers as plain text).
+fn vendor_demo_libs() -> Result<()> {
+    let vendor = root().join("web/vendor");
+    std::fs::create_dir_all(&vendor)?;
+    for (from, to) in [
+        ("marked/lib/marked.esm.js", "marked.esm.js"),
+        ("dompurify/dist/purify.es.mjs", "purify.es.mjs"),
+    ] {
+        let src = root().join("web/node_modules").join(from);
+        std::fs::copy(&src, vendor.join(to))
+            .with_context(|| format!("copying {} (npm ci --prefix web)", src.display()))?;
+    }
+    Ok(())
+}
+
 /// The CLI the browser tests compare against: the one `cargo test --workspace` just built (building
 /// it alone would resolve features differently and rebuild every dependency).
 fn test_cli() -> Result<PathBuf> {
@@ -210,6 +226,7 @@ fn main() -> Result<()> {
             aarch64_cpu_tests()?;
             web::build()?;
             npm_install()?;
+            vendor_demo_libs()?;
             node("web/tests/e2e.mjs", &[])
         }
         "web" => web::build(),
@@ -224,6 +241,11 @@ fn main() -> Result<()> {
         "demo" => {
             web::build()?;
             fetch_model()?;
+            if let Err(e) = npm_install().and_then(|()| vendor_demo_libs()) {
+                eprintln!(
+                    "warning: no Markdown in the demo (answers are shown as plain text): {e:#}"
+                );
+            }
             sh(webmoe("serve")
                 .args(["--dir", "web", "--models", "models"])
                 .args(&args[1..]))

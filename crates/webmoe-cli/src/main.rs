@@ -307,6 +307,10 @@ enum Cmd {
         /// localhost, 127.0.0.1 and [::1]: a DNS-rebinding page cannot read what is served).
         #[arg(long = "allow-host", value_name = "NAME")]
         allow_hosts: Vec<String>,
+        /// Let scripts of pages from ORIGIN (`http://host:port`, or `*` for any) call the OpenAI API
+        /// (CORS), e.g. a page using `createEngine({ remote })`. None by default.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
         /// Seconds a connection may take to send a request's headers, or stay idle between requests.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
@@ -491,6 +495,7 @@ fn real_main() -> Result<()> {
             host,
             models,
             allow_hosts,
+            allow_origins,
             timeout,
         } => {
             let api = match &openai {
@@ -514,6 +519,7 @@ fn real_main() -> Result<()> {
                 allow_hosts,
                 timeout: std::time::Duration::from_secs(timeout),
                 openai: api,
+                allow_origins,
             })
         }
         Cmd::Bench {

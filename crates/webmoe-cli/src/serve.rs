@@ -34,12 +34,15 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// OpenAI's API for a loaded model, under `/v1/`.
     pub openai: Option<Arc<crate::openai::Api>>,
+    /// Page origins (`http://host:port`, or `*`) that may call the API from their scripts (CORS).
+    pub allow_origins: Vec<String>,
 }
 
 struct Guard {
     dir: Option<PathBuf>,
     models: Option<PathBuf>,
     hosts: Vec<String>,
+    origins: Vec<String>,
 }
 
 impl Guard {
@@ -97,14 +100,50 @@ async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
     if !g.allowed(req.uri().path()) {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    let mut res = next.run(req).await;
+    // Pages of the origins `--allow-origin` names may call the API (and only the API).
+    let cors = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| {
+            req.uri().path().starts_with("/v1/")
+                && g.origins
+                    .iter()
+                    .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+        })
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let mut res = match (&cors, req.method()) {
+        (Some(_), &axum::http::Method::OPTIONS) => StatusCode::NO_CONTENT.into_response(),
+        _ => next.run(req).await,
+    };
     let h = res.headers_mut();
+    let resource_policy = if cors.is_some() {
+        "cross-origin"
+    } else {
+        "same-origin"
+    };
     for (k, v) in [
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-embedder-policy", "require-corp"),
-        ("cross-origin-resource-policy", "same-origin"),
+        ("cross-origin-resource-policy", resource_policy),
     ] {
         h.insert(k, HeaderValue::from_static(v));
+    }
+    if let Some(origin) = cors {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("origin"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
     }
     res
 }
@@ -132,6 +171,7 @@ pub fn run(o: &ServeOptions) -> Result<()> {
         dir: dir.clone(),
         models: models.clone(),
         hosts,
+        origins: o.allow_origins.clone(),
     });
     let mut app = axum::Router::new();
     if let Some(m) = &models {

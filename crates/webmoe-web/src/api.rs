@@ -10,12 +10,15 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use webmoe_core::chat::{encode_chat, Message};
+use webmoe_core::chat::encode_chat_with_tools;
+use webmoe_core::chat_request::messages_from_openai;
 use webmoe_core::generate::{generate as run_generation, Backend, Finish, Request};
 use webmoe_core::options::{EngineOptions, KvDtype};
 use webmoe_core::sampling::SamplingParams;
+use webmoe_core::tool_prompt::tool_format;
 use webmoe_engine::{DeviceReport, DeviceRequest, OpenOptions};
 use webmoe_gpu::{GpuOptions, Tuning, Variants};
+use webmoe_grammar::{Piece, Tools};
 use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
 
 thread_local! {
@@ -228,50 +231,6 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
     stats()
 }
 
-/// A chat message from JavaScript.
-#[derive(Deserialize)]
-struct JsMessage {
-    role: String,
-    #[serde(default)]
-    content: Content,
-}
-
-/// Message content: a string, OpenAI's list of text parts, or nothing.
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<ContentPart>),
-    #[default]
-    None,
-}
-
-#[derive(Deserialize)]
-struct ContentPart {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: String,
-}
-
-impl Content {
-    fn text(&self) -> Result<String, WebError> {
-        match self {
-            Content::Text(t) => Ok(t.clone()),
-            Content::None => Ok(String::new()),
-            Content::Parts(p) => p
-                .iter()
-                .map(|p| match p.kind.as_str() {
-                    "text" => Ok(p.text.as_str()),
-                    other => Err(WebError::Invalid(format!(
-                        "message content parts of type {other:?} are not supported (text only)"
-                    ))),
-                })
-                .collect(),
-        }
-    }
-}
-
 /// `stop` may be a string or a list of strings.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -283,7 +242,10 @@ enum Stop {
 /// A generation request (OpenAI-shaped field names).
 #[derive(Deserialize)]
 struct GenRequest {
-    messages: Option<Vec<JsMessage>>,
+    /// OpenAI's messages (`webmoe_core::chat_request`).
+    messages: Option<serde_json::Value>,
+    tools: Option<serde_json::Value>,
+    tool_choice: Option<serde_json::Value>,
     prompt: Option<String>,
     max_tokens: Option<usize>,
     temperature: Option<f32>,
@@ -332,8 +294,25 @@ struct TokenLogprobs {
 }
 
 #[derive(Serialize)]
+struct FunctionOut {
+    name: String,
+    arguments: String,
+}
+
+/// A call in OpenAI's `message.tool_calls` form.
+#[derive(Serialize)]
+struct ToolCallOut {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut,
+}
+
+#[derive(Serialize)]
 struct GenResult {
+    /// The answer without its tool calls.
     text: String,
+    tool_calls: Vec<ToolCallOut>,
     logprobs: Option<Vec<TokenLogprobs>>,
     /// Milliseconds of structured-output masks per generated token.
     constraint_ms_per_token: f64,
@@ -358,12 +337,15 @@ impl Drop for Checkout {
     }
 }
 
-/// Generates for `request` (`{ messages } | { prompt }` plus `max_tokens, temperature, top_p, top_k,
-/// min_p, repeat_penalty, seed, stop`), calling `onText(piece)` as text is produced. `yieldFn` (a
-/// function returning a promise resolved on the next macrotask, or undefined) lets the worker's event
-/// loop run between CPU steps, so `interrupt()` arrives. Resolves to
-/// `{ text, finish_reason, usage, prompt_ids, ids, prefill_tokens_per_s, decode_tokens_per_s,
-/// time_to_first_token_s }`; `finish_reason` is `stop`, `length` or `abort` (after `interrupt()`).
+/// Generates for `request` (`{ messages, tools?, tool_choice? } | { prompt }` plus `max_tokens,
+/// temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty, seed, stop,
+/// response_format, grammar, regex, logprobs`), calling `onText(piece)` as answer text is decided
+/// (tool calls are held back and parsed). `yieldFn` (a function returning a promise resolved on the
+/// next macrotask, or undefined) lets the worker's event loop run between CPU steps, so `interrupt()`
+/// arrives. Resolves to `{ text, tool_calls, finish_reason, usage, prompt_ids, ids,
+/// prefill_tokens_per_s, decode_tokens_per_s, time_to_first_token_s, logprobs,
+/// constraint_ms_per_token }`; `finish_reason` is `stop`, `length`, `tool_calls` or `abort` (after
+/// `interrupt()`).
 ///
 /// # Errors
 /// No model loaded, a generation already running, bad arguments, a prompt longer than the context, a
@@ -386,13 +368,15 @@ pub async fn generate(
     INTERRUPT.store(false, Ordering::SeqCst);
     let mut checkout = Checkout(Some(model));
     let m = checkout.0.as_mut().expect("just set");
+    let invalid = |e: String| WebError::Invalid(e);
+    let mut tools = None;
     let prompt_ids = match (&req.messages, &req.prompt) {
         (Some(msgs), None) => {
-            let msgs = msgs
-                .iter()
-                .map(|x| Ok(Message::new(&x.role, &x.content.text()?)))
-                .collect::<Result<Vec<Message>, WebError>>()?;
-            encode_chat(&m.tokenizer, &msgs, true)
+            let msgs = messages_from_openai(msgs).map_err(invalid)?;
+            tools = Tools::from_request(req.tools.as_ref(), req.tool_choice.as_ref())
+                .map_err(|e| invalid(e.to_string()))?;
+            let rendered = tools.as_ref().map_or(&[][..], Tools::rendered);
+            encode_chat_with_tools(&m.tokenizer, &msgs, rendered, true)
         }
         (None, Some(p)) => m.tokenizer.encode(p, true, true),
         _ => {
@@ -434,6 +418,14 @@ pub async fn generate(
         req.regex.as_ref(),
     )
     .map_err(|e| WebError::Invalid(e.to_string()))?;
+    let format = tool_format(m.tokenizer.chat_template.as_deref());
+    let spec = match tools.as_ref().and_then(|t| t.spec(format)) {
+        Some(_) if spec.is_some() => {
+            return Err(invalid("tool_choice 'required' or a named function cannot be combined with response_format, grammar or regex".into()).into())
+        }
+        Some(call) => Some(call),
+        None => spec,
+    };
     let mut constraint = match &spec {
         Some(spec) => Some(
             grammars(&m.tokenizer)?
@@ -452,14 +444,43 @@ pub async fn generate(
         engine: &mut m.engine,
         yield_fn: yield_fn.dyn_into::<js_sys::Function>().ok(),
     };
+    let mut reader = tools
+        .as_ref()
+        .and_then(|t| t.reader(&format!("call_{:x}_", params.seed)));
+    let mut content = String::new();
+    let mut tool_calls = Vec::new();
+    // Content goes to the page as it is decided; calls when they are complete.
+    let mut take = |pieces: Vec<Piece>| {
+        for piece in pieces {
+            match piece {
+                Piece::Content(t) if !t.is_empty() => {
+                    call1(&on_text, &JsValue::from_str(&t));
+                    content += &t;
+                }
+                Piece::Content(_) => {}
+                Piece::Call(c) => tool_calls.push(ToolCallOut {
+                    id: c.id,
+                    kind: "function",
+                    function: FunctionOut {
+                        name: c.name,
+                        arguments: c.arguments,
+                    },
+                }),
+            }
+        }
+    };
     let g = run_generation(&mut engine, &m.tokenizer, r, &now_s, &mut |piece| {
-        if !piece.is_empty() {
-            call1(&on_text, &JsValue::from_str(piece));
+        match reader.as_mut() {
+            Some(r) => take(r.push(piece)),
+            None => take(vec![Piece::Content(piece.to_string())]),
         }
         !INTERRUPT.load(Ordering::SeqCst)
     })
     .await
     .map_err(WebError::from)?;
+    if let Some(r) = reader.as_mut() {
+        take(r.finish());
+    }
     LAST_SPEED.set((g.prefill_tokens_per_s, g.decode_tokens_per_s));
     let info = |id: u32, logprob: f32| {
         let token = m.tokenizer.decode(&[id]).unwrap_or_default();
@@ -483,6 +504,7 @@ pub async fn generate(
         logprobs,
         constraint_ms_per_token: g.constraint_s * 1e3 / g.ids.len().max(1) as f64,
         finish_reason: match g.finish_reason {
+            _ if !tool_calls.is_empty() => "tool_calls",
             Finish::Stop => "stop",
             Finish::Length | Finish::Context => "length",
             Finish::Abort => "abort",
@@ -495,7 +517,8 @@ pub async fn generate(
                 cached_tokens: g.reused_tokens,
             },
         },
-        text: g.text,
+        text: content,
+        tool_calls,
         prompt_ids: g.prompt_ids,
         ids: g.ids,
         prefill_tokens_per_s: g.prefill_tokens_per_s,
