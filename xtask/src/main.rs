@@ -207,6 +207,14 @@ fn aarch64_cpu_tests() -> Result<()> {
         ))
 }
 
+/// Runs one phase of a command and says how long it took (CI logs show where the time goes).
+fn timed(phase: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let t = std::time::Instant::now();
+    let r = f();
+    eprintln!("[xtask] {phase}: {:.0} s", t.elapsed().as_secs_f64());
+    r
+}
+
 fn fetch_model() -> Result<()> {
     sh(Command::new("bash").arg("scripts/fetch-test-model.sh"))
 }
@@ -219,15 +227,16 @@ fn main() -> Result<()> {
     gpu_env();
     match cmd.as_str() {
         "test" => {
-            fetch_model()?;
-            sh(cargo()
-                .args(["test", "--workspace", "--no-fail-fast"])
-                .args(&args[1..]))?;
-            aarch64_cpu_tests()?;
-            web::build()?;
-            npm_install()?;
-            vendor_demo_libs()?;
-            node("web/tests/e2e.mjs", &[])
+            timed("fetch the test model", fetch_model)?;
+            timed("native tests", || {
+                sh(cargo()
+                    .args(["test", "--workspace", "--no-fail-fast"])
+                    .args(&args[1..]))
+            })?;
+            timed("aarch64 CPU tests under qemu", aarch64_cpu_tests)?;
+            timed("web package", web::build)?;
+            timed("npm ci", || npm_install().and_then(|()| vendor_demo_libs()))?;
+            timed("browser tests", || node("web/tests/e2e.mjs", &[]))
         }
         "web" => web::build(),
         "bench-moe" => {
@@ -276,7 +285,9 @@ fn main() -> Result<()> {
             sh(webmoe("bench").args([MODEL, "--json"]).args(&args[1..]))
         }
         "check" => {
-            sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
+            timed("rustfmt", || {
+                sh(cargo().args(["fmt", "--all", "--", "--check"]))
+            })?;
             // The wasm32 build of the libraries is `web`'s (webmoe-web depends on all three), which
             // `test` runs; building them here as well cost CI four and a half minutes.
             // The NEON kernels compile only for aarch64, the threaded module's ABI only for WASI.
@@ -292,10 +303,12 @@ fn main() -> Result<()> {
                 &["-p", "webmoe-threads", "--target", "wasm32-wasip1-threads"],
             ];
             for args in clippy {
-                sh(cargo()
-                    .arg("clippy")
-                    .args(args)
-                    .args(["--", "-D", "warnings"]))?;
+                timed(&format!("clippy {}", args.join(" ")), || {
+                    sh(cargo()
+                        .arg("clippy")
+                        .args(args)
+                        .args(["--", "-D", "warnings"]))
+                })?;
             }
             Ok(())
         }

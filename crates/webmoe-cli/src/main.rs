@@ -1,6 +1,7 @@
 //! `webmoe`: run Llama-family GGUF models on the GPU through wgpu.
 
 mod bench;
+mod bench_chat;
 mod chat;
 mod openai;
 mod serve;
@@ -328,6 +329,10 @@ enum Cmd {
         /// Also time each kind of kernel launch of one decode step (milliseconds per step).
         #[arg(long)]
         profile: bool,
+        /// Instead: a scripted chat of N turns (--gen-tokens per answer), the time to first token
+        /// of each turn with the conversation in the cache against the same prompt prefilled whole.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+        chat_turns: Option<u64>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -524,10 +529,27 @@ fn real_main() -> Result<()> {
         }
         Cmd::Bench {
             model,
+            prompt_tokens: _,
+            gen_tokens,
+            json,
+            profile: _,
+            chat_turns: Some(turns),
+            engine,
+        } => bench_chat::run(
+            &model,
+            turns as usize,
+            gen_tokens,
+            json,
+            &engine.open(),
+            engine.quantize(),
+        ),
+        Cmd::Bench {
+            model,
             prompt_tokens,
             gen_tokens,
             json,
             profile,
+            chat_turns: None,
             engine,
         } => bench::run(
             &model,

@@ -136,6 +136,38 @@ fn bench_json_reports_bandwidth_ratio() {
     }
 }
 
+#[test]
+fn bench_chat_turns_prefill_only_the_new_tokens() {
+    let (code, out, err) = webmoe(&[
+        "bench",
+        &model(),
+        "--chat-turns",
+        "3",
+        "--gen-tokens",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let turns = v["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 3, "{v}");
+    assert_eq!(turns[0]["cached_tokens"], 0, "{v}");
+    for pair in turns.windows(2) {
+        let (before, now) = (&pair[0], &pair[1]);
+        // The cache holds the previous prompt and its answer (all but the last generated token).
+        let held = before["prompt_tokens"].as_u64().unwrap();
+        assert!(now["cached_tokens"].as_u64().unwrap() >= held, "{v}");
+        assert!(now["prefilled_tokens"].as_u64().unwrap() < held, "{v}");
+    }
+    for t in turns {
+        assert!(t["ttft_s"].as_f64().unwrap() > 0.0);
+        assert!(t["whole_prompt_ttft_s"].as_f64().unwrap() > 0.0);
+    }
+    assert!(v["last_over_first_ttft"].as_f64().unwrap() > 0.0);
+}
+
 fn expect_error(args: &[&str], needle: &str) {
     let (code, _, err) = webmoe(args);
     assert_eq!(code, 1, "{args:?}: {err}");
