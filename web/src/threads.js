@@ -3,7 +3,7 @@
 // module's std::thread::spawn starts through the `wasi.thread-spawn` import. Used when the page is
 // cross-origin isolated (SharedArrayBuffer); the main module (webmoe_web) calls it through
 // `globalThis.webmoeThreads`, which `startThreads` installs.
-import { startWorker } from './spawn.js';
+import { startWorker, inPackage } from './spawn.js';
 
 const WASI_ENOSYS = 52;
 const PAGE = 65536;
@@ -73,7 +73,9 @@ export async function startThreads(url, threads) {
   const env = { WEBMOE_THREADS: String(threads) };
   const idle = [];
   await Promise.all(Array.from({ length: threads - 1 }, () => new Promise((resolve, reject) => {
-    const w = startWorker(new URL('./threads_worker.js', import.meta.url));
+    const url = inPackage(new URL('./threads_worker.js', import.meta.url));
+    const moved = url.href !== new URL('./threads_worker.js', import.meta.url).href;
+    const w = startWorker(url, moved ? null : () => new Worker(new URL('./threads_worker.js', import.meta.url), { type: 'module' }));
     w.onmessage = (e) => { if (e.data === 'ready') { idle.push(w); resolve(); } };
     w.onerror = (e) => reject(new Error(`a CPU thread worker failed to start: ${e.message}`));
   })));

@@ -1,6 +1,6 @@
 // webmoe: language models in the browser on WebGPU. The public API; see webmoe.d.ts for the types and
 // the README for an example. The engine itself (Rust + WGSL compiled to WebAssembly) runs in a worker.
-import { startWorker } from './spawn.js';
+import { startWorker, inPackage } from './spawn.js';
 import { WebmoeError, iterablePromise } from './errors.js';
 import { RemoteEngine, checkRemote } from './remote.js';
 
@@ -22,7 +22,9 @@ class Channel {
       }
     };
     if (useWorker) {
-      this.worker = startWorker(new URL('./worker.js', import.meta.url));
+      const url = inPackage(new URL('./worker.js', import.meta.url));
+      const moved = url.href !== new URL('./worker.js', import.meta.url).href;
+      this.worker = startWorker(url, moved ? null : () => new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }));
       this.worker.onmessage = (e) => receive(e.data);
       this.worker.onerror = (e) => {
         const err = new WebmoeError('internal', `the webmoe worker failed: ${e.message ?? 'unknown error'}`);

@@ -3,6 +3,7 @@
 // The same `handle` serves the in-page mode (`createEngine({ worker: false })`).
 import init, * as wasm from './webmoe_web.js';
 import { startThreads } from './threads.js';
+import { inPackage } from './spawn.js';
 
 let ready = null;
 let adapterInfo = null;
@@ -11,7 +12,24 @@ let build = null;
 let currentGen = null;
 /** Where the .wasm files are: next to this file, or `createEngine({ wasmUrl })` (a folder, or one
  * `.wasm` file of the main module). */
-let wasmBase = new URL('./', import.meta.url).href;
+let wasmBase = null;
+
+// Every .wasm file named literally, so that bundlers see them and emit them as assets.
+const MAIN_WASM = {
+  'simd128': () => inPackage(new URL('./webmoe_web_bg.wasm', import.meta.url)),
+  'relaxed-simd': () => inPackage(new URL('./webmoe_web_relaxed_bg.wasm', import.meta.url)),
+};
+const THREADS_WASM = {
+  'simd128': () => inPackage(new URL('./webmoe_threads.wasm', import.meta.url)),
+  'relaxed-simd': () => inPackage(new URL('./webmoe_threads_relaxed.wasm', import.meta.url)),
+};
+
+/** The URL of a .wasm file: from `wasmUrl` when given, else where the bundler or the package put it. */
+function wasmFile(table, build, name) {
+  if (!wasmBase) return table[build]();
+  const base = wasmBase.endsWith('.wasm') ? new URL('./', wasmBase) : wasmBase;
+  return new URL(name, base);
+}
 
 // A module using i8x16.relaxed_swizzle: it validates only where relaxed SIMD is supported.
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
@@ -77,7 +95,7 @@ export async function handle(msg, post) {
     build ??= chooseBuild(op === 'load' ? args?.simd : undefined);
     const file = build === 'relaxed-simd' ? 'webmoe_web_relaxed_bg.wasm' : 'webmoe_web_bg.wasm';
     if (op === 'load' && args?.wasmUrl) wasmBase = args.wasmUrl;
-    ready ??= init({ module_or_path: wasmBase.endsWith('.wasm') ? wasmBase : new URL(file, wasmBase) });
+    ready ??= init({ module_or_path: wasmBase?.endsWith('.wasm') ? wasmBase : wasmFile(MAIN_WASM, build, file) });
     await ready;
     let result;
     switch (op) {
@@ -95,8 +113,7 @@ export async function handle(msg, post) {
         const inWorker = typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope;
         if (cpuLikely && wanted > 1 && globalThis.crossOriginIsolated && inWorker) {
           const file = build === 'relaxed-simd' ? 'webmoe_threads_relaxed.wasm' : 'webmoe_threads.wasm';
-          const base = wasmBase.endsWith('.wasm') ? new URL('./', wasmBase) : wasmBase;
-          hints.cpuThreads = await startThreads(new URL(file, base), wanted);
+          hints.cpuThreads = await startThreads(wasmFile(THREADS_WASM, build, file), wanted);
         }
         result = await wasm.load({ ...args, ...hints }, (p) => post({ id, progress: p }));
         result = { ...result, adapterInfo, wasmBuild: build };

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer } from './server.mjs';
 import { launch, openPage } from './browser.mjs';
 import Ajv from 'ajv';
+import { checkViteApp, QUESTION } from './vite_app.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webRoot = path.resolve(here, '..');
@@ -692,6 +693,13 @@ for (const [file, fixture] of Object.entries(MOE_FIXTURES)) {
     console.log(`  ${got.ids.length} tokens equal (${r.info.model.architecture}, ${r.info.model.layers} layers)`);
   });
 }
+
+test('Vite: the packed tarball installed into a Vite app with no configuration chats with the native tokens, from `vite build` and from the dev server', async () => {
+  const want = expected({ chat: QUESTION }, 'cpu');
+  const got = await checkViteApp(browser, MODEL, GEN);
+  assert(got.built === want.text && got.dev === want.text, `Vite app answers ${JSON.stringify(got)}, native ${JSON.stringify(want.text)}`);
+  console.log(`  built and dev: ${JSON.stringify(got.built)}`);
+});
 
 test('demo page: load, chat with a streamed answer, Stop mid-answer, the cache reused between turns, JSON mode with a schema, Markdown rendered safely, clear error for a bad URL', async () => {
   const { page: demo, context } = await openPage(browser, `${server.base}/index.html`);

@@ -90,6 +90,7 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
     // The package (pkg/) may be loaded from another origin (the cross-origin test): CORS and CORP allow it.
     if (url.pathname.startsWith('/pkg/') || url.pathname.startsWith('/models/')) {
       res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('access-control-expose-headers', 'content-range, content-length, accept-ranges, etag, last-modified');
       res.setHeader('cross-origin-resource-policy', 'cross-origin');
     } else {
       res.setHeader('cross-origin-resource-policy', 'same-origin');
