@@ -114,13 +114,21 @@ export interface EngineOptions {
 /** A chat message (OpenAI's shape; content may be a string or a list of text parts). */
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool' | (string & {});
-  content?: string | { type: 'text'; text: string }[] | null;
+  /** Text, or content parts: text parts are joined; other kinds (image_url, input_audio, file) are
+   * typed so that OpenAI messages fit, and refused at run time with `invalid-request`. */
+  content?: string | ContentPart[] | null;
   name?: string;
-  /** The calls an assistant message made (send them back as the engine returned them). */
-  tool_calls?: ToolCall[] | null;
+  /** The calls an assistant message made (send them back as the engine returned them; OpenAI's
+   * `custom` tool calls are typed so that OpenAI messages fit, and refused at run time). */
+  tool_calls?: (ToolCall | { id: string; type: 'custom' })[] | null;
   /** On a `tool` message: the call it answers. */
   tool_call_id?: string;
 }
+
+/** A part of a message's content. */
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image_url' | 'input_audio' | 'file' | 'refusal' };
 
 /** A function the model may call (OpenAI's tool definition). */
 export interface Tool {
@@ -244,16 +252,23 @@ export interface Completion {
   object: 'text_completion';
   created: number;
   model: string;
-  choices: { index: number; text: string; finish_reason: FinishReason | null; logprobs: CompletionLogprobs | null }[];
-  usage?: Usage | null;
+  choices: { index: number; text: string; finish_reason: 'stop' | 'length' | 'abort'; logprobs: CompletionLogprobs | null }[];
+  usage?: Usage;
   webmoe?: WebmoeExtras;
+}
+
+/** A streamed text completion's chunk (finish_reason is null until the choice's last chunk). */
+export interface CompletionChunk extends Omit<Completion, 'choices'> {
+  choices: { index: number; text: string; finish_reason: 'stop' | 'length' | 'abort' | null; logprobs: CompletionLogprobs | null }[];
 }
 
 export interface ChatRequest extends SamplingOptions {
   messages: ChatMessage[];
-  /** Functions the model may call; the model's chat template shows them to it. */
-  tools?: Tool[] | null;
-  tool_choice?: ToolChoice | null;
+  /** Functions the model may call; the model's chat template shows them to it. (OpenAI's `custom`
+   * tools and `allowed_tools` / `custom` choices are typed so that OpenAI requests fit, and refused at
+   * run time with `invalid-request`.) */
+  tools?: (Tool | { type: 'custom' })[] | null;
+  tool_choice?: ToolChoice | { type: 'allowed_tools' | 'custom' } | null;
   /** Log probabilities of the answer's tokens, with `top_logprobs` (0..20) alternatives each. */
   logprobs?: boolean | null;
   top_logprobs?: number | null;
@@ -353,9 +368,9 @@ export declare class Engine {
     };
   };
   completions: {
-    create(req: CompletionRequest & { stream: true }): StreamPromise<Completion>;
+    create(req: CompletionRequest & { stream: true }): StreamPromise<CompletionChunk>;
     create(req: CompletionRequest & { stream?: false | null }): Promise<Completion>;
-    create(req: CompletionRequest): Promise<Completion> | StreamPromise<Completion>;
+    create(req: CompletionRequest): Promise<Completion> | StreamPromise<CompletionChunk>;
   };
   /** Stops the running generation after the current token (finish_reason 'abort'). */
   interrupt(): Promise<void>;

@@ -11,8 +11,8 @@ const USAGE: &str = "usage: cargo xtask <demo|test|run|bench|bench-web|web|check
   demo   build the web package, fetch the default model and serve the demo page on 127.0.0.1
          (extra args go to `webmoe serve`, e.g. --port 9000)
   test   fetch the test model and run every test: native (on the default wgpu adapter), the CPU
-         backend's tests built for aarch64 (NEON) under qemu-user, then the browser end-to-end
-         suite in headless Chromium
+         backend's tests built for aarch64 (NEON) under qemu-user, the TypeScript types against the
+         `openai` package's, then the browser end-to-end suite in headless Chromium
   bench-moe  synthetic MoE (128 experts, 8 per token, Q4_0) against the dense model with the same
          active parameters per token: `webmoe bench` on both (--device auto|gpu|cpu) and the
          MoE/dense ratios; with --web
@@ -236,6 +236,14 @@ fn main() -> Result<()> {
             timed("aarch64 CPU tests under qemu", aarch64_cpu_tests)?;
             timed("web package", web::build)?;
             timed("npm ci", || npm_install().and_then(|()| vendor_demo_libs()))?;
+            // The package's types against the `openai` package's (web/tests/types).
+            timed("TypeScript types against openai's", || {
+                sh(Command::new("node").args([
+                    "web/node_modules/typescript/bin/tsc",
+                    "-p",
+                    "web/tests/types",
+                ]))
+            })?;
             timed("browser tests", || node("web/tests/e2e.mjs", &[]))
         }
         "web" => web::build(),
