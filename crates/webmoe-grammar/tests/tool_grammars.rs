@@ -1,0 +1,87 @@
+//! The grammars of `tool_choice: 'required'` / a named function, for each call format, run through
+//! llguidance on the test model's tokenizer: a generation that follows the masks (the lowest allowed
+//! token each step, as an adversarial sampler would) is read back by the call reader as exactly one call
+//! of a declared function whose arguments validate against its schema.
+
+use serde_json::json;
+use webmoe_core::generate::Constraint;
+use webmoe_core::gguf::{parse_header, HeaderParse};
+use webmoe_core::tokenizer::Tokenizer;
+use webmoe_core::tool_prompt::ToolFormat;
+use webmoe_grammar::{Grammars, Piece, Tools};
+
+fn tokenizer() -> Tokenizer {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let bytes = std::fs::read(&path).expect("test model missing: run scripts/fetch-test-model.sh");
+    let HeaderParse::Done(h) = parse_header(&bytes, bytes.len() as u64).unwrap() else {
+        panic!("header")
+    };
+    Tokenizer::from_gguf(&h).unwrap()
+}
+
+#[test]
+fn forced_calls_parse_back_in_every_format() {
+    let tok = tokenizer();
+    let grammars = Grammars::new(&tok).unwrap();
+    let defs = json!([
+        { "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object",
+            "properties": { "city": { "enum": ["Paris", "Rome"] }, "days": { "type": "integer", "minimum": 1, "maximum": 9 } },
+            "required": ["city", "days"], "additionalProperties": false } } },
+        { "type": "function", "function": { "name": "get_time", "parameters": { "type": "object",
+            "properties": { "zone": { "enum": ["UTC", "CET"] } }, "required": ["zone"], "additionalProperties": false } } },
+    ]);
+    let named = json!({ "type": "function", "function": { "name": "get_time" } });
+    for choice in [json!("required"), named] {
+        let tools = Tools::from_request(Some(&defs), Some(&choice))
+            .unwrap()
+            .unwrap();
+        for format in [
+            ToolFormat::Hermes,
+            ToolFormat::Llama3Json,
+            ToolFormat::Mistral,
+        ] {
+            let spec = tools.spec(format).expect("a grammar");
+            let mut c = grammars
+                .constraint(&spec)
+                .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            let mut ids = Vec::new();
+            while !c.finished() && ids.len() < 200 {
+                let mask = c.mask().unwrap().to_vec();
+                let allowed = (0..mask.len() * 32)
+                    .filter(|&i| (mask[i / 32] >> (i % 32)) & 1 == 1)
+                    .map(|i| i as u32)
+                    .find(|&i| !tok.is_eog(i));
+                let Some(id) = allowed else { break };
+                c.commit(id).unwrap();
+                ids.push(id);
+            }
+            let text = tok.decode(&ids).unwrap();
+            let mut reader = tools.reader("call_").unwrap();
+            let mut pieces = reader.push(&text);
+            pieces.extend(reader.finish());
+            let calls: Vec<_> = pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Call(c) => Some(c),
+                    Piece::Content(_) => None,
+                })
+                .collect();
+            assert_eq!(calls.len(), 1, "{format:?} {choice}: {text:?}");
+            let name = &calls[0].name;
+            if choice.is_object() {
+                assert_eq!(name, "get_time");
+            }
+            let schema = defs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| &d["function"]["name"] == name)
+                .map(|d| d["function"]["parameters"].clone())
+                .unwrap();
+            let args: serde_json::Value = serde_json::from_str(&calls[0].arguments).unwrap();
+            assert!(jsonschema::is_valid(&schema, &args), "{format:?}: {text:?}");
+            eprintln!("{format:?} {choice}: {text:?}");
+        }
+    }
+}
