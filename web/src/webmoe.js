@@ -319,7 +319,7 @@ export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
     device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads, stallTimeout, wasmUrl,
-    remote, fallback,
+    remote, fallback, loseDeviceAfterBytesForTesting,
   } = options ?? {};
   if (fallback !== undefined && fallback !== 'remote') {
     throw new WebmoeError('invalid-request', `fallback must be 'remote', not ${JSON.stringify(fallback)}`);
@@ -343,7 +343,7 @@ export async function createEngine(options) {
   }
   const args = {
     chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
-    threads, stallTimeout,
+    threads, stallTimeout, loseDeviceAfterBytesForTesting,
     wasmUrl: wasmUrl === undefined ? undefined : wasmFolder(new URL(wasmUrl, globalThis.location?.href).href),
   };
   let name;

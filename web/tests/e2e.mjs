@@ -167,6 +167,15 @@ test('a lost GPU device during generation: a clear device-lost error, and a new 
   await checkGreedy(PROMPTS.slice(0, 1), 'gpu');
 });
 
+test('a lost GPU device during the load: a clear device-lost error, and a new engine works in the same page', async () => {
+  const r = await loadInPage(modelUrl(), { device: 'gpu', selfTest: false, cache: false, chunkSize: 4 * MiB, loseDeviceAfterBytesForTesting: 16 * MiB });
+  assert(!r.ok && r.code === 'device-lost', `got ${JSON.stringify(r)}`);
+  console.log(`  error: ${r.message.slice(0, 120)}`);
+  const again = await loadInPage(modelUrl(), { device: 'gpu', selfTest: false, cache: false });
+  assert(again.ok, `reload failed: ${again.code} ${again.message}`);
+  await checkGreedy(PROMPTS.slice(0, 1), 'gpu');
+});
+
 test('device gpu with a failing self-test: a clear gpu-self-test-failed error naming the kernel', async () => {
   const r = await loadInPage(modelUrl(), { device: 'gpu', forceSelfTestFailure: true });
   assert(!r.ok && r.code === 'gpu-self-test-failed' && /self-test failed: model prefill/.test(r.message), `got ${JSON.stringify(r)}`);

@@ -26,8 +26,8 @@ pub enum GpuError {
     /// No adapter (no WebGPU / Vulkan device).
     #[error("no GPU adapter found: {0}. On Linux without a GPU install Mesa's lavapipe (apt-get install mesa-vulkan-drivers)")]
     NoAdapter(String),
-    /// The device could not be created.
-    #[error("could not create the GPU device: {0}")]
+    /// The device could not be created, or it failed or was lost.
+    #[error("GPU device failure: {0}")]
     Device(String),
     /// The model does not fit this device.
     #[error("the model does not fit this device: {0}")]

@@ -84,7 +84,8 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
 /// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`), stallTimeout?: number
 /// (seconds a server may stall a read), cpuThreads?: number
 /// (the worker started the threaded CPU module with that many threads),
-/// softwareAdapter?: boolean, noGpuReason?: string }` (`softwareAdapter`: the page saw
+/// softwareAdapter?: boolean, noGpuReason?: string, loseDeviceAfterBytesForTesting?: number (testing:
+/// the GPU device is destroyed once that many weight bytes are in) }` (`softwareAdapter`: the page saw
 /// `isFallbackAdapter` or a software adapter's name in `GPUAdapterInfo`; `noGpuReason`: the page found
 /// no WebGPU adapter, and why). `onProgress` gets
 /// `{ phase, loadedBytes, totalBytes, cachedBytes, bytesPerSecond, fromCache, heapBytes, warning? }`.
@@ -184,6 +185,8 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
             external_cpu: None,
         },
         threaded_cpu: opt::<u32>(&options, "cpuThreads")?.is_some_and(|n| n > 1),
+        lose_device_after_bytes: opt::<f64>(&options, "loseDeviceAfterBytesForTesting")?
+            .map(|b| b.max(0.0) as u64),
     };
     let loaded = load_model(spec, &on_progress).await?;
     let e = &loaded.engine;

@@ -39,6 +39,8 @@ pub struct LoadSpec {
     pub open: OpenOptions,
     /// The threaded CPU module is up (cross-origin isolated page): run the CPU backend there.
     pub threaded_cpu: bool,
+    /// Testing: destroy the GPU device once this many weight bytes are in (a device lost mid-load).
+    pub lose_device_after_bytes: Option<u64>,
 }
 
 /// Facts about the finished load (part of `stats()`).
@@ -255,6 +257,13 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         drop(bytes);
         chunks.deliver(k, &buf, engine.weights_mut())?;
         done += c.len;
+        if let Some(g) = engine.gpu() {
+            if spec.lose_device_after_bytes.is_some_and(|n| done >= n) {
+                g.gpu.device.destroy();
+            }
+            // A device lost while the weights stream in ends the load now, as device-lost.
+            g.gpu.check()?;
+        }
         hits += if hit { c.len } else { 0 };
         stored_bytes += if stored { c.len } else { 0 };
         heap_peak = heap_peak.max(heap_bytes());
