@@ -36,6 +36,9 @@ export interface LoadProgress {
   heapBytes: number;
   /** Set when the browser refused to cache more (quota); the load continues. */
   warning?: string;
+  /** On the events sent every half second while no chunk arrives: seconds since the last one (the
+   * load fails with download-failed after `stallTimeout`). */
+  stalledSeconds?: number;
 }
 
 /** An OpenAI-compatible server (vLLM, llama.cpp's server, `webmoe serve --openai`). */

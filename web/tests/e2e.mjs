@@ -55,12 +55,12 @@ async function resetLog() { await fetch(`${server.base}/__reset`, { method: 'POS
 async function loadInPage(url, opts = {}) {
   return page.evaluate(async ([url, opts]) => {
     if (window.engine) { await window.engine.unload(); window.engine = null; }
+    const progress = [];
     try {
-      const progress = [];
       window.engine = await window.webmoe.createEngine({ model: url, ...opts, onProgress: (p) => progress.push(p) });
       return { ok: true, info: window.engine.info, progress: progress.length, lastProgress: progress[progress.length - 1], weightsProgress: progress.filter((p) => p.phase === 'weights').length };
     } catch (e) {
-      return { ok: false, code: e.code, message: e.message, name: e.name };
+      return { ok: false, code: e.code, message: e.message, name: e.name, stalledProgress: progress.filter((p) => p.stalledSeconds > 0).map((p) => p.stalledSeconds) };
     }
   }, [url, opts]);
 }
@@ -254,12 +254,13 @@ for (const [scenario, what] of [['fail2', 'a chunk fails twice, then succeeds'],
   });
 }
 
-test('fault: the server sends headers and then stalls -> a clear download-failed error within the stall timeout', async () => {
+test('fault: the server sends headers and then stalls -> progress events keep coming, then a clear download-failed error within the stall timeout', async () => {
   const t0 = Date.now();
-  const r = await loadInPage(modelUrl('stall'), { stallTimeout: 1, cache: false, chunkSize: 4 * MiB, parallel: 1 });
+  const r = await loadInPage(modelUrl('stall'), { stallTimeout: 2, cache: false, chunkSize: 4 * MiB, parallel: 1 });
   const s = (Date.now() - t0) / 1000;
-  console.log(`  error after ${s.toFixed(1)} s: ${r.message?.slice(0, 120)}`);
+  console.log(`  error after ${s.toFixed(1)} s: ${r.message?.slice(0, 120)}; ${r.stalledProgress?.length} progress events while stalled, the last at ${r.stalledProgress?.at(-1)?.toFixed(1)} s`);
   assert(!r.ok && r.code === 'download-failed' && /stalled/.test(r.message), `got ${JSON.stringify(r)}`);
+  assert(r.stalledProgress.length >= 2 && r.stalledProgress.every((x, i, a) => i === 0 || x >= a[i - 1]), `progress during the stall: ${JSON.stringify(r.stalledProgress)}`);
 });
 
 test('nonsense sampling values: a clear invalid-request error naming the parameter', async () => {

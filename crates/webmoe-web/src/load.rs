@@ -79,7 +79,13 @@ struct Progress<'a> {
     heap_bytes: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'a str>,
+    /// Seconds since the last chunk arrived, on the events sent while the download waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stalled_seconds: Option<f64>,
 }
+
+/// How often progress is reported while no chunk arrives (a stalled server still shows progress).
+const WAITING_TICK_MS: f64 = 500.0;
 
 /// A loaded model.
 pub struct Loaded {
@@ -145,6 +151,7 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         from_cache: false,
         heap_bytes: heap_bytes(),
         warning: None,
+        stalled_seconds: None,
     };
     progress(&header_progress("header"));
     let (src, first) = match (&spec.url, &spec.blob) {
@@ -249,7 +256,34 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         complete: false,
     });
     let mut k = 0;
-    while let Some(r) = reads.next().await {
+    let mut last_chunk_at = now_s();
+    loop {
+        // The next chunk, or a tick that reports the wait (the stall timeout ends a dead read).
+        let next = futures_util::future::select(
+            reads.next(),
+            Box::pin(crate::js::sleep_ms(WAITING_TICK_MS)),
+        )
+        .await;
+        let r = match next {
+            futures_util::future::Either::Left((Some(r), _)) => r,
+            futures_util::future::Either::Left((None, _)) => break,
+            futures_util::future::Either::Right(_) => {
+                let secs = (now_s() - t_data).max(1e-3);
+                progress(&Progress {
+                    phase: "weights",
+                    loaded_bytes: done,
+                    total_bytes: total,
+                    cached_bytes: hits,
+                    bytes_per_second: done as f64 / secs,
+                    from_cache: false,
+                    heap_bytes: heap_bytes(),
+                    warning: None,
+                    stalled_seconds: Some(now_s() - last_chunk_at),
+                });
+                continue;
+            }
+        };
+        last_chunk_at = now_s();
         let (bytes, hit, stored): (Uint8Array, bool, bool) = r?;
         let c = chunks.chunks[k];
         buf.resize(c.len as usize, 0);
@@ -286,6 +320,7 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
             from_cache: hit,
             heap_bytes: heap_bytes(),
             warning: warning.as_deref(),
+            stalled_seconds: None,
         });
         k += 1;
     }
@@ -316,6 +351,7 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         from_cache: false,
         heap_bytes: heap_bytes(),
         warning: None,
+        stalled_seconds: None,
     });
     Ok(Loaded {
         engine,
