@@ -210,6 +210,12 @@ pub fn load_on(
         )
         .unwrap(),
     );
+    // Testing: `WEBMOE_TEST_LOSE_DEVICE_AFTER_BYTES=N` destroys the GPU device once N weight bytes
+    // are in, as a driver reset would (the browser's test option is `loseDeviceAfterBytesForTesting`).
+    let lose_after: Option<u64> = std::env::var("WEBMOE_TEST_LOSE_DEVICE_AFTER_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let device_handle = engine.gpu().map(|g| g.gpu.device.clone());
     stream_tensors(
         file.src.as_ref(),
         &file.streamed_header,
@@ -220,10 +226,19 @@ pub fn load_on(
         &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
+            if let (Some(n), Some(d)) = (lose_after, &device_handle) {
+                if done >= n {
+                    d.destroy();
+                }
+            }
         },
     )
     .with_context(|| format!("loading weights from {}", file.src.name()))?;
     engine.finish_upload()?;
+    // A device lost while the weights streamed in is an error now, not at the first token.
+    if let Some(g) = engine.gpu() {
+        g.gpu.check().context("loading weights")?;
+    }
     bar.finish_and_clear();
     Ok(Loaded {
         file,

@@ -359,3 +359,38 @@ fn interactive_chat_keeps_the_conversation_in_the_cache() {
     // The second turn reuses the first prompt and (nearly) all of its answer.
     assert!(reports[1].1 > reports[0].0, "{reports:?}");
 }
+
+/// A GPU device lost while the weights stream in (destroyed after 20 MB, as a driver reset would) is
+/// a clear error at load, not a panic, a hang or garbage tokens; the next load works.
+#[test]
+fn a_device_lost_during_the_load_is_a_clear_error() {
+    let args = [
+        "run",
+        &model(),
+        "--device",
+        "gpu",
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+        "--json",
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_webmoe"))
+        .args(args)
+        .env("WEBMOE_TEST_LOSE_DEVICE_AFTER_BYTES", "20000000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("loading weights") && err.contains("lost"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, out, err) = webmoe(&args);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ids"].as_array().unwrap().len(), 4, "{v}");
+}
