@@ -255,6 +255,20 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         total_bytes: total,
         complete: false,
     });
+    // A "weights" event: bytes in, of which from the cache, whether the last chunk was, and the
+    // seconds without a chunk (on the events sent while waiting).
+    let weights_progress =
+        |done: u64, hits: u64, from_cache: bool, stalled_seconds| Progress::<'static> {
+            phase: "weights",
+            loaded_bytes: done,
+            total_bytes: total,
+            cached_bytes: hits,
+            bytes_per_second: done as f64 / (now_s() - t_data).max(1e-3),
+            from_cache,
+            heap_bytes: heap_bytes(),
+            warning: None,
+            stalled_seconds,
+        };
     let mut k = 0;
     let mut last_chunk_at = now_s();
     loop {
@@ -268,18 +282,8 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
             futures_util::future::Either::Left((Some(r), _)) => r,
             futures_util::future::Either::Left((None, _)) => break,
             futures_util::future::Either::Right(_) => {
-                let secs = (now_s() - t_data).max(1e-3);
-                progress(&Progress {
-                    phase: "weights",
-                    loaded_bytes: done,
-                    total_bytes: total,
-                    cached_bytes: hits,
-                    bytes_per_second: done as f64 / secs,
-                    from_cache: false,
-                    heap_bytes: heap_bytes(),
-                    warning: None,
-                    stalled_seconds: Some(now_s() - last_chunk_at),
-                });
+                let waited = now_s() - last_chunk_at;
+                progress(&weights_progress(done, hits, false, Some(waited)));
                 continue;
             }
         };
@@ -309,18 +313,10 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
                 let _ = cc.set_manifest(m).await;
             }
         }
-        let secs = (now_s() - t_data).max(1e-3);
         let warning = cache_warning.borrow().clone();
         progress(&Progress {
-            phase: "weights",
-            loaded_bytes: done,
-            total_bytes: total,
-            cached_bytes: hits,
-            bytes_per_second: done as f64 / secs,
-            from_cache: hit,
-            heap_bytes: heap_bytes(),
             warning: warning.as_deref(),
-            stalled_seconds: None,
+            ..weights_progress(done, hits, hit, None)
         });
         k += 1;
     }
