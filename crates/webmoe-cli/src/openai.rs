@@ -19,7 +19,7 @@ use webmoe_core::chat_request::messages_from_openai;
 use webmoe_core::generate::{generate, Backend, Constraint, Finish, Generation, Request};
 use webmoe_core::sampling::SamplingParams;
 use webmoe_core::tool_prompt::tool_format;
-use webmoe_grammar::{Piece, ToolCall, Tools};
+use webmoe_grammar::{Answer, ToolCall, Tools};
 
 /// Chat or text completion.
 #[derive(Clone, Copy, PartialEq)]
@@ -627,33 +627,16 @@ fn run_job(
         let start = std::time::Instant::now();
         let now = move || start.elapsed().as_secs_f64();
         let events = &job.events;
-        let mut reader = p
+        let reader = p
             .tools
             .as_ref()
             .and_then(|t| t.reader(&format!("call_{:x}_{i}_", p.params.seed)));
-        let mut content = String::new();
-        let mut calls = Vec::new();
+        let mut answer = Answer::new(reader);
         // Content goes out as it is decided; calls when they are complete. `false`: the client went
         // away.
-        let mut take = |pieces: Vec<Piece>| {
-            let mut sent = true;
-            for piece in pieces {
-                match piece {
-                    Piece::Content(t) if !t.is_empty() => {
-                        content += &t;
-                        sent &= events.send(Event::Text(i, t)).is_ok();
-                    }
-                    Piece::Content(_) => {}
-                    Piece::Call(c) => calls.push(c),
-                }
-            }
-            sent
-        };
+        let send = |t: String| t.is_empty() || events.send(Event::Text(i, t)).is_ok();
         let g = pollster::block_on(generate(&mut m.engine, &m.tokenizer, req, &now, &mut |t| {
-            match reader.as_mut() {
-                Some(r) => take(r.push(t)),
-                None => take(vec![Piece::Content(t.to_string())]) || t.is_empty(),
-            }
+            send(answer.push(t))
         }))
         .map_err(|e| {
             let status = match e {
@@ -672,11 +655,13 @@ fn run_job(
                     .or_insert_with(|| m.tokenizer.decode(&[id]).unwrap_or_default());
             }
         }
-        if let Some(r) = reader.as_mut() {
-            take(r.finish());
-        }
+        send(answer.finish());
         let aborted = g.finish_reason == Finish::Abort;
-        gens.push(Choice { g, content, calls });
+        gens.push(Choice {
+            g,
+            content: answer.content,
+            calls: answer.calls,
+        });
         if aborted {
             break;
         }

@@ -12,7 +12,7 @@ pub mod tools;
 mod vocab;
 
 pub use spec::{Spec, SpecError};
-pub use tool_calls::{CallReader, Piece, ToolCall};
+pub use tool_calls::{Answer, CallReader, Piece, ToolCall};
 pub use tools::{ToolChoice, Tools};
 
 use llguidance::api::TopLevelGrammar;

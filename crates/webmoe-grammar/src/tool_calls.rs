@@ -222,6 +222,54 @@ impl CallReader {
     }
 }
 
+/// One generation's answer as it streams: the content (handed on as it is decided) and the tool calls,
+/// read by a [`CallReader`] when the request has tools, else all content.
+#[derive(Debug, Default)]
+pub struct Answer {
+    reader: Option<CallReader>,
+    /// The answer text without its calls.
+    pub content: String,
+    /// The complete calls.
+    pub calls: Vec<ToolCall>,
+}
+
+impl Answer {
+    /// An answer read by `reader` (or all content without one).
+    pub fn new(reader: Option<CallReader>) -> Self {
+        Answer {
+            reader,
+            ..Default::default()
+        }
+    }
+
+    /// Takes generated text; returns the content decided now (empty while text is held back).
+    pub fn push(&mut self, text: &str) -> String {
+        let pieces = match self.reader.as_mut() {
+            Some(r) => r.push(text),
+            None => vec![Piece::Content(text.to_string())],
+        };
+        self.take(pieces)
+    }
+
+    /// The end of the generation; returns the content decided last.
+    pub fn finish(&mut self) -> String {
+        let pieces = self.reader.as_mut().map_or(Vec::new(), CallReader::finish);
+        self.take(pieces)
+    }
+
+    fn take(&mut self, pieces: Vec<Piece>) -> String {
+        let mut decided = String::new();
+        for p in pieces {
+            match p {
+                Piece::Content(c) => decided += &c,
+                Piece::Call(c) => self.calls.push(c),
+            }
+        }
+        self.content += &decided;
+        decided
+    }
+}
+
 /// JSON objects one after another, separated by white space or `;`.
 fn parse_objects(text: &str) -> Option<Vec<Value>> {
     let mut out = Vec::new();

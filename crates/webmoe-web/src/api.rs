@@ -18,7 +18,7 @@ use webmoe_core::sampling::SamplingParams;
 use webmoe_core::tool_prompt::tool_format;
 use webmoe_engine::{DeviceReport, DeviceRequest, OpenOptions};
 use webmoe_gpu::{GpuOptions, Tuning, Variants};
-use webmoe_grammar::{Piece, Tools};
+use webmoe_grammar::{Answer, Tools};
 use webmoe_loader::{DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL};
 
 thread_local! {
@@ -447,43 +447,35 @@ pub async fn generate(
         engine: &mut m.engine,
         yield_fn: yield_fn.dyn_into::<js_sys::Function>().ok(),
     };
-    let mut reader = tools
+    let reader = tools
         .as_ref()
         .and_then(|t| t.reader(&format!("call_{:x}_", params.seed)));
-    let mut content = String::new();
-    let mut tool_calls = Vec::new();
-    // Content goes to the page as it is decided; calls when they are complete.
-    let mut take = |pieces: Vec<Piece>| {
-        for piece in pieces {
-            match piece {
-                Piece::Content(t) if !t.is_empty() => {
-                    call1(&on_text, &JsValue::from_str(&t));
-                    content += &t;
-                }
-                Piece::Content(_) => {}
-                Piece::Call(c) => tool_calls.push(ToolCallOut {
-                    id: c.id,
-                    kind: "function",
-                    function: FunctionOut {
-                        name: c.name,
-                        arguments: c.arguments,
-                    },
-                }),
-            }
+    let mut answer = Answer::new(reader);
+    let send = |t: &str| {
+        if !t.is_empty() {
+            call1(&on_text, &JsValue::from_str(t));
         }
     };
+    // Content goes to the page as it is decided; calls when they are complete.
     let g = run_generation(&mut engine, &m.tokenizer, r, &now_s, &mut |piece| {
-        match reader.as_mut() {
-            Some(r) => take(r.push(piece)),
-            None => take(vec![Piece::Content(piece.to_string())]),
-        }
+        send(&answer.push(piece));
         !INTERRUPT.load(Ordering::SeqCst)
     })
     .await
     .map_err(WebError::from)?;
-    if let Some(r) = reader.as_mut() {
-        take(r.finish());
-    }
+    send(&answer.finish());
+    let tool_calls: Vec<ToolCallOut> = answer
+        .calls
+        .into_iter()
+        .map(|c| ToolCallOut {
+            id: c.id,
+            kind: "function",
+            function: FunctionOut {
+                name: c.name,
+                arguments: c.arguments,
+            },
+        })
+        .collect();
     LAST_SPEED.set((g.prefill_tokens_per_s, g.decode_tokens_per_s));
     let info = |id: u32, logprob: f32| {
         let token = m.tokenizer.decode(&[id]).unwrap_or_default();
@@ -520,7 +512,7 @@ pub async fn generate(
                 cached_tokens: g.reused_tokens,
             },
         },
-        text: content,
+        text: answer.content,
         tool_calls,
         prompt_ids: g.prompt_ids,
         ids: g.ids,
