@@ -42,6 +42,9 @@ async function httpError(res) {
   return new WebmoeError(code, `the server refused the request (${message})`);
 }
 
+/** Longest server-sent event accepted (a chunk of a chat answer is a few hundred bytes). */
+const MAX_EVENT_CHARS = 8 << 20;
+
 /** Server-sent events of a response: each `data:` payload until `[DONE]`, parsed as JSON. */
 async function* events(res) {
   const reader = res.body.getReader();
@@ -52,6 +55,9 @@ async function* events(res) {
       const { value, done } = await reader.read();
       if (done) break;
       buffer += decoder.decode(value, { stream: true });
+      if (buffer.length > MAX_EVENT_CHARS) {
+        throw new WebmoeError('remote-failed', `the server sent an event longer than ${MAX_EVENT_CHARS} characters`);
+      }
       let end;
       while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
         const block = buffer.slice(0, end);
