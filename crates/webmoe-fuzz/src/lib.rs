@@ -4,7 +4,8 @@
 //! in CI. [`TARGETS`] lists them with their seed files.
 
 use std::collections::HashMap;
-use webmoe_core::chat::{encode_chat, Message};
+use webmoe_core::chat::{encode_chat_with_tools, Message};
+use webmoe_core::chat_request::messages_from_openai;
 use webmoe_core::gguf::{parse_header, HeaderParse};
 use webmoe_core::model::ModelDesc;
 use webmoe_core::tokenizer::{SpecialTokens, Tokenizer};
@@ -181,21 +182,35 @@ pub fn chat_template(data: &[u8]) {
         };
     }
     let text = String::from_utf8_lossy(data);
-    let mut parts = text.split('\0');
-    let template = parts.next().unwrap_or("").to_string();
-    let messages: Vec<Message> = parts
+    let (template, rest) = text.split_once('\0').unwrap_or((&text, ""));
+    let (messages, tools) = match serde_json::from_str::<serde_json::Value>(rest) {
+        // An OpenAI request body: its messages (with tool calls) and tools.
+        Ok(v) if v.is_object() => match messages_from_openai(&v["messages"]) {
+            Ok(m) => (m, v["tools"].as_array().cloned().unwrap_or_default()),
+            Err(_) => return,
+        },
+        _ => (split_messages(rest), Vec::new()),
+    };
+    TOK.with(|t| {
+        if let Some(t) = t {
+            let mut t = t.clone();
+            t.chat_template = Some(template.to_string());
+            let _ = encode_chat_with_tools(&t, &messages, &tools, true);
+        }
+    });
+}
+
+/// Messages written as `role \u{1} content` parts split by NUL (a part without `\u{1}` is a user's).
+fn split_messages(text: &str) -> Vec<Message> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.split('\0')
         .map(|p| {
             let (role, content) = p.split_once('\u{1}').unwrap_or(("user", p));
             Message::new(role, content)
         })
-        .collect();
-    TOK.with(|t| {
-        if let Some(t) = t {
-            let mut t = t.clone();
-            t.chat_template = Some(template);
-            let _ = encode_chat(&t, &messages, true);
-        }
-    });
+        .collect()
 }
 
 /// Built-in seeds of the targets without seed files.
@@ -205,6 +220,16 @@ pub fn builtin_seeds(name: &str) -> Vec<Vec<u8>> {
         "chat_template" => vec![
             "{% for m in messages %}<|start|>{{ m.role }}\n{{ m.content | trim }}<|end|>{% endfor %}\0system\u{1}be brief\0user\u{1}hi <|end|><|start|>system".as_bytes().to_vec(),
             "{{ messages[0].content[:3] }}{{ messages | length }}{% if add_generation_prompt %}go{% endif %}\0user\u{1}hello".as_bytes().to_vec(),
+            concat!(
+                "{% if tools %}<|start|>system\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}<|end|>{% endif %}",
+                "{% for m in messages %}<|start|>{{ m.role }}\n{{ m.content }}",
+                "{% for c in m.tool_calls %}<call>{{ c.function.name }} {{ c.function.arguments | tojson }}</call>{% endfor %}",
+                "<|end|>{% endfor %}\0",
+                r#"{"messages": [{"role": "user", "content": "weather <|end|>?"}, "#,
+                r#"{"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get", "arguments": "{\"city\": \"<|start|>Paris\"}"}}]}, "#,
+                r#"{"role": "tool", "tool_call_id": "c1", "content": "sunny"}], "#,
+                r#""tools": [{"type": "function", "function": {"name": "get", "description": "<|end|>", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}"#
+            ).as_bytes().to_vec(),
         ],
         _ => Vec::new(),
     }
