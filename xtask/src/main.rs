@@ -228,6 +228,10 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "test" => {
             timed("fetch the test model", fetch_model)?;
+            // Real tool-aware chat templates (crates/webmoe-grammar/tests/native_templates.rs).
+            timed("fetch chat templates", || {
+                sh(Command::new("bash").arg("scripts/fetch-chat-templates.sh"))
+            })?;
             timed("native tests", || {
                 sh(cargo()
                     .args(["test", "--workspace", "--no-fail-fast"])

@@ -597,6 +597,7 @@ fn run_job(
     let mut gens = Vec::new();
     let mut texts = Texts::new();
     for i in 0..p.n {
+        let call_format = tool_format(m.tokenizer.chat_template.as_deref());
         let mut constraint = match &p.spec {
             Some(spec) => {
                 if grammars.is_none() {
@@ -630,7 +631,7 @@ fn run_job(
         let reader = p
             .tools
             .as_ref()
-            .and_then(|t| t.reader(&format!("call_{:x}_{i}_", p.params.seed)));
+            .and_then(|t| t.reader(&format!("call_{:x}_{i}_", p.params.seed), call_format));
         let mut answer = Answer::new(reader);
         // Content goes out as it is decided; calls when they are complete. `false`: the client went
         // away.

@@ -45,15 +45,19 @@ pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>'
 /// thousand per message; a loop of 10^10 iterations stops here with an error instead of hanging.
 pub const TEMPLATE_FUEL: u64 = 5_000_000;
 
-/// Most bytes a rendering may produce. A chat prompt is text for the context window (a 128 k-token
-/// context is about 512 KiB); output past this ends the rendering with an error, before it is kept.
-pub const TEMPLATE_OUTPUT_LIMIT: usize = 8 << 20;
+/// Most bytes a rendering may produce: what one encoding takes
+/// ([`crate::tokenizer::MAX_TEXT_BYTES`]; a 128 k-token context is about 512 KiB). Output past this
+/// ends the rendering with an error, before it is kept.
+pub const TEMPLATE_OUTPUT_LIMIT: usize = crate::tokenizer::MAX_TEXT_BYTES;
 
 /// Longest template source accepted.
 pub const TEMPLATE_SOURCE_LIMIT: usize = 1 << 20;
 
 fn env() -> Environment<'static> {
     let mut env = Environment::new();
+    // As transformers' `apply_chat_template` renders.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.add_function(
@@ -211,28 +215,53 @@ pub fn encode_chat(
     encode_chat_with_tools(tok, messages, &[], add_generation_prompt)
 }
 
-/// Every string leaf of `v` passed through `f` (object keys stay as they are).
-fn map_strings(v: &Value, f: &mut impl FnMut(&str) -> String) -> Value {
+/// The JSON key whose string values templates interpret (a JSON schema's `type`, which Hermes-style
+/// templates map to Python types): its values are never fenced, and are checked like keys.
+const SCHEMA_TYPE: &str = "type";
+
+/// Every string leaf of `v` passed through `f` (object keys, and the values of the `keep` keys, stay
+/// as they are).
+fn map_strings(v: &Value, keep: &[&str], f: &mut impl FnMut(&str) -> String) -> Value {
     match v {
         Value::String(s) => Value::String(f(s)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| map_strings(x, f)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| map_strings(x, keep, f)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
-                .map(|(k, x)| (k.clone(), map_strings(x, f)))
+                .map(|(k, x)| {
+                    let x = if keep.contains(&k.as_str()) {
+                        x.clone()
+                    } else {
+                        map_strings(x, keep, f)
+                    };
+                    (k.clone(), x)
+                })
                 .collect(),
         ),
         other => other.clone(),
     }
 }
 
-/// Every object key in `v`.
+/// Every object key in `v`, and every string under a [`SCHEMA_TYPE`] key.
 fn keys<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
         Value::Array(a) => a.iter().for_each(|x| keys(x, out)),
         Value::Object(o) => o.iter().for_each(|(k, x)| {
             out.push(k);
+            if k == SCHEMA_TYPE {
+                strings(x, out);
+            }
             keys(x, out)
         }),
+        _ => {}
+    }
+}
+
+/// Every string leaf of `v`.
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
         _ => {}
     }
 }
@@ -249,6 +278,8 @@ fn keys<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 /// inside fences are tokenized without special-token parsing. When the template changed the fenced
 /// text so that the fences no longer match the plain rendering (`| trim`, slicing), and some caller
 /// string holds special-token text, the prompt is refused rather than risk a forged control token.
+/// Empty strings, schema `type` values and (when the template checks them, as Mistral's do) call ids
+/// without special-token text are not fenced.
 ///
 /// # Errors
 /// [`TokenizerError::Template`] when the template fails, a role is not a plain word, a tool
@@ -282,7 +313,7 @@ pub fn encode_chat_with_tools(
     }
     if let Some(k) = json_keys.iter().find(|k| has_special(k)) {
         return Err(TokenizerError::Template(format!(
-            "a key in the tools or tool calls holds special-token text: {:?}",
+            "a key or schema type in the tools or tool calls holds special-token text: {:?}",
             k.chars().take(80).collect::<String>()
         )));
     }
@@ -300,45 +331,79 @@ pub fn encode_chat_with_tools(
         .chain(tools_text.iter().map(String::as_str))
         .collect();
     let fences = Fences::new(&strings);
-    let mut next = 0usize;
-    let mut wrap = |s: &str| {
-        next += 1;
-        fences.wrap(next, s)
+    // The caller's strings fenced, call ids too (`fence_ids`) or not; the fences are trustworthy when
+    // removing them gives exactly the plain rendering.
+    let fenced_rendering = |fence_ids: bool| {
+        let mut next = 0usize;
+        // Empty strings hold nothing to protect, and templates test them (`if message.content`).
+        let mut wrap = |s: &str| {
+            if s.is_empty() {
+                return String::new();
+            }
+            next += 1;
+            fences.wrap(next, s)
+        };
+        let keep: &[&str] = if fence_ids {
+            &[SCHEMA_TYPE]
+        } else {
+            &[SCHEMA_TYPE, "id"]
+        };
+        let fenced: Vec<Message> = messages
+            .iter()
+            .map(|m| Message {
+                role: m.role.clone(),
+                content: wrap(&m.content),
+                name: m.name.as_deref().map(&mut wrap),
+                tool_calls: m
+                    .tool_calls
+                    .iter()
+                    .map(|c| map_strings(c, keep, &mut wrap))
+                    .collect(),
+                tool_call_id: match &m.tool_call_id {
+                    Some(id) if fence_ids => Some(wrap(id)),
+                    other => other.clone(),
+                },
+            })
+            .collect();
+        let fenced_tools: Vec<Value> = tools
+            .iter()
+            .map(|t| map_strings(t, keep, &mut wrap))
+            .collect();
+        render(
+            template,
+            &fenced,
+            &fenced_tools,
+            add_generation_prompt,
+            bos,
+            eos,
+        )
+        .ok()
+        .and_then(|m| fences.split(&m))
+        .filter(|segs| segs.iter().map(|(s, _)| s.as_str()).collect::<String>() == plain)
     };
-    let fenced: Vec<Message> = messages
-        .iter()
-        .map(|m| Message {
-            role: m.role.clone(),
-            content: wrap(&m.content),
-            name: m.name.as_deref().map(&mut wrap),
-            tool_calls: m
-                .tool_calls
-                .iter()
-                .map(|c| map_strings(c, &mut wrap))
-                .collect(),
-            tool_call_id: m.tool_call_id.as_deref().map(&mut wrap),
-        })
-        .collect();
-    let fenced_tools: Vec<Value> = tools.iter().map(|t| map_strings(t, &mut wrap)).collect();
-    let marked = render(
-        template,
-        &fenced,
-        &fenced_tools,
-        add_generation_prompt,
-        bos,
-        eos,
-    )?;
-    // The fences are trustworthy when removing them gives exactly the plain rendering.
-    let segments = fences
-        .split(&marked)
-        .filter(|segs| segs.iter().map(|(s, _)| s.as_str()).collect::<String>() == plain);
+    // Templates may check call ids (Mistral's want 9 characters): without special-token text they
+    // can stay unfenced.
+    let ids_plain = messages.iter().all(|m| {
+        m.tool_call_id
+            .as_deref()
+            .into_iter()
+            .chain(m.tool_calls.iter().filter_map(|c| c["id"].as_str()))
+            .all(|id| !has_special(id))
+    });
+    let segments = fenced_rendering(true).or_else(|| {
+        if ids_plain {
+            fenced_rendering(false)
+        } else {
+            None
+        }
+    });
     let segments = match segments {
         Some(s) => s,
         None if strings.iter().any(|c| has_special(c)) => {
             return Err(TokenizerError::Template(
-                "a message contains special-token text and this chat template changes message \
-                 content (trim, slicing), so it cannot be kept as plain text; remove the \
-                 special-token text from the message"
+                "a message contains special-token text and this chat template changes or checks \
+                 message content (trim, slicing, lengths), so it cannot be kept as plain text; \
+                 remove the special-token text from the message"
                     .into(),
             ))
         }

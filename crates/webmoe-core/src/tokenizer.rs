@@ -406,13 +406,21 @@ impl Tokenizer {
     /// tokenized as plain text. `add_bos` prepends BOS when the model wants it.
     ///
     /// # Errors
-    /// [`TokenizerError::Encode`] if the underlying tokenizer fails.
+    /// [`TokenizerError::Encode`] if `text` is longer than [`MAX_TEXT_BYTES`] or the underlying
+    /// tokenizer fails.
     pub fn encode(
         &self,
         text: &str,
         parse_special: bool,
         add_bos: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(TokenizerError::Encode(format!(
+                "the text is {} bytes, more than the {MAX_TEXT_BYTES} one prompt may hold (about \
+                 half a million tokens, more than any context this engine runs)",
+                text.len()
+            )));
+        }
         let tok = if parse_special {
             &self.with_special
         } else {
@@ -454,6 +462,10 @@ impl Tokenizer {
 /// the score of the merged piece (highest first), then by the merged piece's id.
 /// Most bytes of merge strings a SentencePiece vocabulary may imply (real ones need a few MB; a hostile
 /// `a`, `aa`, … `a`×3000 needs gigabytes).
+/// Longest text one encoding takes. Tokenizing costs about 200 bytes of memory per byte of text
+/// (per-token strings and offsets), so this bounds one prompt's tokenization to a few hundred MB.
+pub const MAX_TEXT_BYTES: usize = 2 << 20;
+
 const MAX_MERGE_BYTES: u64 = 256 << 20;
 
 fn spm_merges(

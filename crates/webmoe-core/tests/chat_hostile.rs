@@ -142,6 +142,22 @@ fn templates_that_never_end_or_explode_stop_with_a_clear_error() {
     assert!(e.to_string().contains("bytes, more than"), "{e}");
 }
 
+/// Tokenizing costs about 200 bytes of memory per byte of text (found by the chat_template fuzz
+/// target: a 5 MB rendering took over 2 GB): renderings and texts past 2 MiB are refused before
+/// they are tokenized.
+#[test]
+fn prompts_too_long_for_any_context_are_refused_before_tokenizing() {
+    let tok = tokenizer("{{ 'ab ' * 1700000 }}");
+    let e = encode_chat(&tok, &[Message::new("user", "hi")], true).unwrap_err();
+    assert!(e.to_string().contains("bytes"), "{e}");
+    let tok = tokenizer(CHATML);
+    let long = "ab ".repeat(800_000);
+    let e = encode_chat(&tok, &[Message::new("user", &long)], true).unwrap_err();
+    assert!(e.to_string().contains("more than 2097152 bytes"), "{e}");
+    let e = tok.encode(&long, false, false).unwrap_err();
+    assert!(e.to_string().contains("2400000 bytes, more than"), "{e}");
+}
+
 /// A template that renders tools itself (tool list as JSON, calls, tool answers), as Hermes-style
 /// templates do.
 const TOOL_TEMPLATE: &str = "{% if tools %}<|start|>system\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}<|end|>{% endif %}{% for m in messages %}<|start|>{{ m.role }}\n{{ m.content }}{% for c in m.tool_calls or [] %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}<|end|>{% endfor %}{% if add_generation_prompt %}<|start|>assistant\n{% endif %}";

@@ -15,7 +15,8 @@ const PREFIXES: [&str; 2] = ["<|python_tag|>", "[TOOL_CALLS]"];
 /// One call the model made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
-    /// `call_…`, unique within the generation's prefix.
+    /// Unique within the generation's id prefix: `{prefix}{n}`, or for the Mistral format nine
+    /// letters and digits hashed from them (Mistral's templates refuse any other call id).
     pub id: String,
     /// A declared function's name.
     pub name: String,
@@ -47,6 +48,7 @@ enum Mode {
 pub struct CallReader {
     names: Vec<String>,
     id_prefix: String,
+    nine_char_ids: bool,
     pending: String,
     mode: Mode,
     calls: usize,
@@ -60,11 +62,38 @@ impl CallReader {
         CallReader {
             names,
             id_prefix: id_prefix.into(),
+            nine_char_ids: false,
             pending: String::new(),
             mode: Mode::Start,
             calls: 0,
             after_call: false,
         }
+    }
+
+    /// Ids of nine letters and digits (hashed from the prefix and the call's number), as Mistral's
+    /// chat templates require of the calls they render back.
+    pub fn with_nine_char_ids(mut self) -> Self {
+        self.nine_char_ids = true;
+        self
+    }
+
+    fn id(&self, n: usize) -> String {
+        let id = format!("{}{n}", self.id_prefix);
+        if !self.nine_char_ids {
+            return id;
+        }
+        // FNV-1a, then base 62.
+        let mut h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        (0..9)
+            .map(|_| {
+                let d = DIGITS[(h % 62) as usize] as char;
+                h /= 62;
+                d
+            })
+            .collect()
     }
 
     /// The number of calls read so far.
@@ -212,7 +241,7 @@ impl CallReader {
                 return None;
             }
             calls.push(ToolCall {
-                id: format!("{}{}", self.id_prefix, self.calls + calls.len()),
+                id: self.id(self.calls + calls.len()),
                 name: name.into(),
                 arguments: args.to_string(),
             });

@@ -143,10 +143,16 @@ impl Tools {
             .collect()
     }
 
-    /// The reader of this request's calls (ids start with `id_prefix`), or `None` when calls are
-    /// not read (`tool_choice: 'none'`).
-    pub fn reader(&self, id_prefix: &str) -> Option<CallReader> {
-        (self.choice != ToolChoice::None).then(|| CallReader::new(self.names(), id_prefix))
+    /// The reader of this request's calls in `format` (ids made from `id_prefix`), or `None` when
+    /// calls are not read (`tool_choice: 'none'`).
+    pub fn reader(&self, id_prefix: &str, format: ToolFormat) -> Option<CallReader> {
+        (self.choice != ToolChoice::None).then(|| {
+            let r = CallReader::new(self.names(), id_prefix);
+            match format {
+                ToolFormat::Mistral => r.with_nine_char_ids(),
+                ToolFormat::Hermes | ToolFormat::Llama3Json => r,
+            }
+        })
     }
 
     /// For `required` or a named function: the grammar of one call in `format`, with arguments
@@ -260,6 +266,6 @@ mod tests {
         t.choice = ToolChoice::Auto;
         assert_eq!(t.spec(ToolFormat::Hermes), None);
         t.choice = ToolChoice::None;
-        assert!(t.rendered().is_empty() && t.reader("c").is_none());
+        assert!(t.rendered().is_empty() && t.reader("c", ToolFormat::Hermes).is_none());
     }
 }

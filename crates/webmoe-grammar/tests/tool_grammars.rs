@@ -57,7 +57,7 @@ fn forced_calls_parse_back_in_every_format() {
                 ids.push(id);
             }
             let text = tok.decode(&ids).unwrap();
-            let mut reader = tools.reader("call_").unwrap();
+            let mut reader = tools.reader("call_", format).unwrap();
             let mut pieces = reader.push(&text);
             pieces.extend(reader.finish());
             let calls: Vec<_> = pieces

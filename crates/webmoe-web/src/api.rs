@@ -449,7 +449,7 @@ pub async fn generate(
     };
     let reader = tools
         .as_ref()
-        .and_then(|t| t.reader(&format!("call_{:x}_", params.seed)));
+        .and_then(|t| t.reader(&format!("call_{:x}_", params.seed), format));
     let mut answer = Answer::new(reader);
     let send = |t: &str| {
         if !t.is_empty() {
