@@ -244,5 +244,35 @@ pub fn seeds(t: &Target) -> Vec<Vec<u8>> {
         .filter(|b| !b.is_empty())
         .collect();
     s.extend(builtin_seeds(t.name));
+    if t.name == "chat_template" {
+        s.extend(real_template_seeds());
+    }
     s
+}
+
+/// The real tool-aware templates (models/templates/, from scripts/fetch-chat-templates.sh), each with
+/// an OpenAI request that has tools, a call and its answer. None when they are not fetched.
+fn real_template_seeds() -> Vec<Vec<u8>> {
+    let Ok(dir) = std::fs::read_dir(root().join("models/templates")) else {
+        return Vec::new();
+    };
+    let request = serde_json::json!({
+        "messages": [
+            { "role": "system", "content": "Be brief." },
+            { "role": "user", "content": "Weather in Paris? <|end|>" },
+            { "role": "assistant", "content": null, "tool_calls": [{ "id": "a1b2c3d4e", "type": "function",
+                "function": { "name": "get_weather", "arguments": "{\"city\": \"Paris\"}" } }] },
+            { "role": "tool", "tool_call_id": "a1b2c3d4e", "content": "{\"celsius\": 18}" }
+        ],
+        "tools": [{ "type": "function", "function": { "name": "get_weather", "description": "Weather now.",
+            "parameters": { "type": "object", "properties": { "city": { "type": "string" } }, "required": ["city"] } } }]
+    });
+    dir.flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|mut t| {
+            t.push(0);
+            t.extend(request.to_string().bytes());
+            t
+        })
+        .collect()
 }
