@@ -363,9 +363,12 @@ impl Gpu {
         Ok(p)
     }
 
-    /// A uniform buffer holding `words` (u32s; store f32 with `to_bits`), padded to 16 bytes.
-    pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        uniform(&self.device, words)
+    /// A uniform buffer holding `params` (laid out as its WGSL struct).
+    pub fn uniform_of<T: crate::uniforms::Uniform>(&self, params: &T) -> wgpu::Buffer {
+        uniform(
+            &self.device,
+            bytemuck::cast_slice(std::slice::from_ref(params)),
+        )
     }
 
     /// A storage buffer of `bytes` (rounded up to 4) usable as copy source and destination.

@@ -13,6 +13,7 @@ use crate::kernels::sampler::Sampler;
 use crate::kernels::{embed, norm, rope};
 use crate::op::{encode_ops, Op};
 use crate::readback::{map_and_read, read_buffer};
+use crate::uniforms::StepParams;
 use crate::weights::WeightStore;
 use crate::{Gpu, GpuError};
 use webmoe_core::gguf::GgufHeader;
@@ -318,7 +319,7 @@ impl Engine {
             ),
             logits: gpu.storage("logits", f32s(c.vocab_size)),
             ids: gpu.storage("ids", (t * 4) as u64),
-            step: gpu.uniform(&[0; 4]),
+            step: gpu.uniform_of(&StepParams::default()),
             token_staging: gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("token readback"),
                 size: 4,
@@ -505,7 +506,12 @@ impl Engine {
             self.gpu.queue.write_buffer(
                 &self.s.step,
                 0,
-                bytemuck::cast_slice(&[n, self.pos as u32, n_splits, 0]),
+                bytemuck::cast_slice(&[StepParams {
+                    n_tokens: n,
+                    pos0: self.pos as u32,
+                    n_splits,
+                    pad: 0,
+                }]),
             );
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {

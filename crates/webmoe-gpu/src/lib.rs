@@ -10,6 +10,7 @@ mod op;
 mod readback;
 pub mod selftest;
 mod shader;
+pub mod uniforms;
 pub mod weights;
 
 pub use device::{Gpu, GpuOptions, Tuning, Variants};

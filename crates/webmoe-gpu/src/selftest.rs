@@ -187,7 +187,10 @@ async fn run_linear(
     let gpu = &engine.gpu;
     let xb = gpu.storage_init("self-test x", bytemuck::cast_slice(x));
     let yb = gpu.storage("self-test y", (n * rows * 4) as u64);
-    let step = gpu.uniform(&[n as u32, 0, 0, 0]);
+    let step = gpu.uniform_of(&crate::uniforms::StepParams {
+        n_tokens: n as u32,
+        ..Default::default()
+    });
     let lin = linear::build(
         gpu,
         engine.weights.get(name)?,

@@ -7,53 +7,30 @@
 
 use crate::GpuError;
 
-macro_rules! sources {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../../shaders/", $name)))),*]
-    };
+/// Every file under `shaders/`, by its path there (listed by `build.rs`).
+const SOURCES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
+
+/// The uniform structs (`Params`, `Step`) the shaders declare: `(file, struct name)`.
+#[cfg(test)]
+pub(crate) fn struct_declarations() -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for (file, src) in SOURCES {
+        for name in ["Params", "Step"] {
+            if src.contains(&format!("\nstruct {name} {{"))
+                || src.starts_with(&format!("struct {name} {{"))
+            {
+                out.push((*file, name));
+            }
+        }
+    }
+    out
 }
 
-const SOURCES: &[(&str, &str)] = sources![
-    "common/bytes.wgsl",
-    "common/dequant.wgsl",
-    "common/step.wgsl",
-    "common/attention_params.wgsl",
-    "common/linear_params.wgsl",
-    "common/expert_params.wgsl",
-    "common/workgroup_sum.wgsl",
-    "common/expert_rows.wgsl",
-    "common/kv_pair.wgsl",
-    "common/lane_sum.wgsl",
-    "common/norm_fold.wgsl",
-    "common/matvec_row.wgsl",
-    "matvec.wgsl",
-    "matmul.wgsl",
-    "matmul_tiled.wgsl",
-    "matvec_qkv.wgsl",
-    "matvec_glu.wgsl",
-    "embed.wgsl",
-    "rmsnorm.wgsl",
-    "rope.wgsl",
-    "kv_store.wgsl",
-    "attention.wgsl",
-    "attention_reduce.wgsl",
-    "attention_scores.wgsl",
-    "attention_softmax.wgsl",
-    "attention_pv.wgsl",
-    "elementwise.wgsl",
-    "sample.wgsl",
-    "copy.wgsl",
-    "moe_route.wgsl",
-    "matvec_experts.wgsl",
-    "matvec_experts_glu.wgsl",
-    "moe_combine.wgsl",
-    "qk_norm.wgsl",
-    "moe_group.wgsl",
-    "matmul_experts.wgsl",
-    "quantize.wgsl",
-];
-
-fn source(name: &str) -> Result<&'static str, GpuError> {
+/// The source of `shaders/NAME`.
+///
+/// # Errors
+/// [`GpuError::Shader`] when there is no such file.
+pub(crate) fn source(name: &str) -> Result<&'static str, GpuError> {
     SOURCES
         .iter()
         .find(|(n, _)| *n == name)

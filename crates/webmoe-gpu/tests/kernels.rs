@@ -8,6 +8,7 @@ use webmoe_core::model::RopeStyle;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::reference;
 use webmoe_gpu::kernels::{attention, elementwise, embed, kv, linear, norm};
+use webmoe_gpu::uniforms::StepParams;
 
 /// f32 math on identical dequantized values: only the summation order differs.
 const F32_NMSE: f64 = 1e-10;
@@ -59,7 +60,12 @@ fn check_linear(
         want_vec.clone()
     };
     let xb = f32_buffer(gpu, &x);
-    let step = gpu.uniform(&[tokens as u32, 0, 1, 0]);
+    let step = gpu.uniform_of(&StepParams {
+        n_tokens: tokens as u32,
+        pos0: 0,
+        n_splits: 1,
+        pad: 0,
+    });
     for use_matmul in [false, true] {
         let want = if use_matmul { &want_mat } else { &want_vec };
         let yb = f32_buffer(gpu, &y0);
@@ -186,7 +192,12 @@ fn embedding_lookup_matches_cpu_including_split_tables() {
             let ids: Vec<u32> = vec![0, 89, 45, 3, 45, 77];
             let idb = gpu.storage_init("ids", bytemuck::cast_slice(&ids));
             let xb = gpu.storage("x", (ids.len() * hidden * 4) as u64);
-            let step = gpu.uniform(&[ids.len() as u32, 0, 1, 0]);
+            let step = gpu.uniform_of(&StepParams {
+                n_tokens: ids.len() as u32,
+                pos0: 0,
+                n_splits: 1,
+                pad: 0,
+            });
             let ops = embed::build(&gpu, store.get("e").unwrap(), &idb, &xb, &step).unwrap();
             run(&gpu, &ops.iter().collect::<Vec<_>>(), ids.len() as u32, 1);
             let want: Vec<f32> = ids
@@ -217,7 +228,12 @@ fn rmsnorm_matches_cpu() {
         let w = rng.vec(n);
         let (xb, wb) = (f32_buffer(&gpu, &x), f32_buffer(&gpu, &w));
         let yb = gpu.storage("y", (n * t * 4) as u64);
-        let step = gpu.uniform(&[t as u32, 0, 1, 0]);
+        let step = gpu.uniform_of(&StepParams {
+            n_tokens: t as u32,
+            pos0: 0,
+            n_splits: 1,
+            pad: 0,
+        });
         let want = reference::rms_norm(&x, &w, 1e-5);
         let rms = norm::Rms {
             n: n as u32,
@@ -278,7 +294,12 @@ fn rope_matches_cpu_in_both_conventions() {
             let k = rng.vec(t * 2 * 64);
             let (qb, kb) = (f32_buffer(&gpu, &q), f32_buffer(&gpu, &k));
             let tables = webmoe_gpu::kernels::rope::tables(&gpu, &c, 2048);
-            let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
+            let step = gpu.uniform_of(&StepParams {
+                n_tokens: t as u32,
+                pos0,
+                n_splits: 1,
+                pad: 0,
+            });
             let op = webmoe_gpu::kernels::rope::build(
                 &gpu,
                 &c,
@@ -356,7 +377,12 @@ fn attention_matches_cpu_for_split_and_barrier_free_plans() {
                         f32_buffer(&gpu, &v),
                     );
                     let splits = attention::n_splits(t as u32, (pos + t) as u32, plan);
-                    let step = gpu.uniform(&[t as u32, pos as u32, splits, 0]);
+                    let step = gpu.uniform_of(&StepParams {
+                        n_tokens: t as u32,
+                        pos0: pos as u32,
+                        n_splits: splits,
+                        pad: 0,
+                    });
                     let part_len = attention::partial_len(t, nh, hd, max_pos, plan);
                     let part = gpu.storage("part", (part_len * 4) as u64);
                     let out = gpu.storage("out", (t * nh * hd * 4) as u64);
@@ -402,7 +428,12 @@ fn swiglu_and_bias_match_cpu() {
     let mut rng = Rng(17);
     let (n, t) = (100, 3);
     let (g, u, b) = (rng.vec(n * t), rng.vec(n * t), rng.vec(n));
-    let step = gpu.uniform(&[t as u32, 0, 1, 0]);
+    let step = gpu.uniform_of(&StepParams {
+        n_tokens: t as u32,
+        pos0: 0,
+        n_splits: 1,
+        pad: 0,
+    });
     let (gb, ub, bb) = (
         f32_buffer(&gpu, &g),
         f32_buffer(&gpu, &u),
@@ -475,7 +506,12 @@ fn qk_norm_and_temperature_match_cpu() {
         } else {
             qk::Norm::None
         };
-        let step = gpu.uniform(&[t as u32, pos0, 1, 0]);
+        let step = gpu.uniform_of(&StepParams {
+            n_tokens: t as u32,
+            pos0,
+            n_splits: 1,
+            pad: 0,
+        });
         let op = qk::build(
             &gpu,
             &qb,

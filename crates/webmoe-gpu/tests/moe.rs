@@ -10,6 +10,7 @@ use webmoe_core::moe::{route, Routing};
 use webmoe_core::quant::GgmlType;
 use webmoe_core::reference::{moe_ffn, ExpertWeights};
 use webmoe_gpu::kernels::{elementwise, linear, moe};
+use webmoe_gpu::uniforms::StepParams;
 use webmoe_gpu::{read_buffer, Gpu};
 
 const F32_NMSE: f64 = 1e-10;
@@ -51,7 +52,12 @@ fn router_top_k_matches_cpu_including_ties() {
                     let lb = f32_buffer(&gpu, &logits);
                     let ids = gpu.storage("ids", (tokens * k * 4) as u64);
                     let w = gpu.storage("w", (tokens * k * 4) as u64);
-                    let step = gpu.uniform(&[tokens as u32, 0, 1, 0]);
+                    let step = gpu.uniform_of(&StepParams {
+                        n_tokens: tokens as u32,
+                        pos0: 0,
+                        n_splits: 1,
+                        pad: 0,
+                    });
                     let r = moe::Routed {
                         ids: &ids,
                         weights: &w,
@@ -80,7 +86,12 @@ fn router_top_k_matches_cpu_including_ties() {
 fn router_rejects_impossible_shapes() {
     let gpu = gpu();
     let b = gpu.storage("b", 64);
-    let step = gpu.uniform(&[1, 0, 1, 0]);
+    let step = gpu.uniform_of(&StepParams {
+        n_tokens: 1,
+        pos0: 0,
+        n_splits: 1,
+        pad: 0,
+    });
     let r = Routing::Softmax { renorm: false };
     for (e, k) in [(4, 5), (4, 0), (300, 2), (16, 9)] {
         let routed = moe::Routed {
@@ -139,7 +150,12 @@ fn expert_matvec_and_grouped_matmul_read_only_the_chosen_experts_for_every_type(
                 let x = rng.vec(x_rows * k);
                 let (xb, ib) = (f32_buffer(&gpu, &x), u32_buffer(&gpu, &ids));
                 let y = gpu.storage("y", (tokens * k_used * rows * 4) as u64);
-                let step = gpu.uniform(&[tokens as u32, 0, 1, 0]);
+                let step = gpu.uniform_of(&StepParams {
+                    n_tokens: tokens as u32,
+                    pos0: 0,
+                    n_splits: 1,
+                    pad: 0,
+                });
                 let r = moe::Routed {
                     ids: &ib,
                     weights: &ib,
@@ -256,7 +272,12 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
         let g = gpu.storage("g", (slots * width * 4) as u64);
         let u = gpu.storage("u", (slots * width * 4) as u64);
         let o = gpu.storage("o", (slots * h * 4) as u64);
-        let step = gpu.uniform(&[tokens as u32, 0, 1, 0]);
+        let step = gpu.uniform_of(&StepParams {
+            n_tokens: tokens as u32,
+            pos0: 0,
+            n_splits: 1,
+            pad: 0,
+        });
         let input_weighted = routing.weights_input();
         let lin = linear::build(
             &gpu,
@@ -298,7 +319,12 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
         first.extend(ex(&s_gate, "g", width, x_in, &g, input_weighted));
         first.extend(ex(&s_up, "u", width, x_in, &u, input_weighted));
         // SwiGLU over one row of `width` per slot (token count = slots).
-        let slot_step = gpu.uniform(&[slots as u32, 0, 1, 0]);
+        let slot_step = gpu.uniform_of(&StepParams {
+            n_tokens: slots as u32,
+            pos0: 0,
+            n_splits: 1,
+            pad: 0,
+        });
         let swiglu = elementwise::build(
             &gpu,
             elementwise::Kind::SwiGlu,

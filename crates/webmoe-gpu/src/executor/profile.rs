@@ -18,7 +18,12 @@ impl Engine {
         self.gpu.queue.write_buffer(
             &self.s.step,
             0,
-            bytemuck::cast_slice(&[1, self.pos as u32, n_splits, 0]),
+            bytemuck::cast_slice(&[crate::uniforms::StepParams {
+                n_tokens: 1,
+                pos0: self.pos as u32,
+                n_splits,
+                pad: 0,
+            }]),
         );
         let mut ops: Vec<(&'static str, &Op)> = Vec::new();
         ops.extend(self.embed.iter().map(|o| ("embed", o)));

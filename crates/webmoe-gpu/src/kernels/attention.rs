@@ -6,6 +6,7 @@
 use super::groups;
 use super::kv::LayerCache;
 use crate::op::{Grid, Op};
+use crate::uniforms::AttentionParams;
 use crate::{Gpu, GpuError};
 
 /// Largest number of key-range splits (decode).
@@ -144,16 +145,15 @@ pub fn build(
     let kv_define = [("KV_F16", kv.into())];
     let pa = gpu.pipeline("attention.wgsl", "main", &kv_define)?;
     let pr = gpu.pipeline("attention_reduce.wgsl", "main", &[])?;
-    let params = gpu.uniform(&[
-        s.n_heads as u32,
-        s.n_kv_heads as u32,
-        s.head_dim as u32,
-        s.max_pos as u32,
-        s.scale.to_bits(),
-        s.chunk.unwrap_or(0) as u32,
-        0,
-        0,
-    ]);
+    let params = gpu.uniform_of(&AttentionParams {
+        n_heads: s.n_heads as u32,
+        n_kv_heads: s.n_kv_heads as u32,
+        head_dim: s.head_dim as u32,
+        max_pos: s.max_pos as u32,
+        scale: s.scale,
+        chunk: s.chunk.unwrap_or(0) as u32,
+        ..Default::default()
+    });
     let prefill = vec![
         Op {
             bind_group: gpu.bind(&pa, &[q, &cache.k, &cache.v, part, &params, step]),

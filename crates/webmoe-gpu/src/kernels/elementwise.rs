@@ -2,6 +2,7 @@
 
 use super::groups;
 use crate::op::{Grid, Op};
+use crate::uniforms::ElementwiseParams;
 use crate::{Gpu, GpuError};
 
 /// Which elementwise op.
@@ -30,7 +31,10 @@ pub fn build(
         Kind::AddBias => "add_bias",
     };
     let p = gpu.pipeline("elementwise.wgsl", entry, &[])?;
-    let params = gpu.uniform(&[n, 0, 0, 0]);
+    let params = gpu.uniform_of(&ElementwiseParams {
+        n,
+        ..Default::default()
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[a, b, &params, step]),
         pipeline: p,

@@ -2,6 +2,7 @@
 
 use super::{aligned, dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
+use crate::uniforms::EmbedParams;
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
 
@@ -30,12 +31,12 @@ pub fn build(
         .shards
         .iter()
         .map(|s| {
-            let params = gpu.uniform(&[
+            let params = gpu.uniform_of(&EmbedParams {
                 hidden,
-                table.row_bytes as u32,
-                s.row0 as u32,
-                s.n_rows as u32,
-            ]);
+                row_bytes: table.row_bytes as u32,
+                row0: s.row0 as u32,
+                n_rows: s.n_rows as u32,
+            });
             Op {
                 bind_group: gpu.bind(&p, &[&s.buffer, ids, x, &params, step]),
                 pipeline: p.clone(),

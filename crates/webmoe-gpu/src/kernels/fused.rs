@@ -4,6 +4,7 @@
 
 use super::{aligned, dq4_name, groups, hdr_name, subgroup_defines};
 use crate::op::{Grid, Op};
+use crate::uniforms::{GluParams, QkvParams};
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
 
@@ -89,17 +90,17 @@ pub fn qkv(
     let pipeline = gpu.pipeline("matvec_qkv.wgsl", "main", &defines)?;
     let per = rows_per_workgroup(gpu);
     let (gq, gkv) = (groups(wq.n_rows(), per), groups(wk.n_rows(), per));
-    let params = gpu.uniform(&[
-        hidden as u32,
-        norm.eps.to_bits(),
-        wq.n_rows() as u32,
-        wk.n_rows() as u32,
-        wq.row_bytes as u32,
-        wk.row_bytes as u32,
-        wv.row_bytes as u32,
-        gq,
-        gkv,
-    ]);
+    let params = gpu.uniform_of(&QkvParams {
+        k: hidden as u32,
+        eps: norm.eps,
+        q_rows: wq.n_rows() as u32,
+        kv_rows: wk.n_rows() as u32,
+        q_row_bytes: wq.row_bytes as u32,
+        k_row_bytes: wk.row_bytes as u32,
+        v_row_bytes: wv.row_bytes as u32,
+        q_groups: gq,
+        kv_groups: gkv,
+    });
     let buffers = [
         &wq.shards[0].buffer,
         x,
@@ -144,13 +145,14 @@ pub fn glu(
     ));
     defines.extend(lane_defines(gpu));
     let pipeline = gpu.pipeline("matvec_glu.wgsl", "main", &defines)?;
-    let params = gpu.uniform(&[
-        hidden as u32,
-        norm.eps.to_bits(),
-        gate.n_rows() as u32,
-        gate.row_bytes as u32,
-        up.row_bytes as u32,
-    ]);
+    let params = gpu.uniform_of(&GluParams {
+        k: hidden as u32,
+        eps: norm.eps,
+        rows: gate.n_rows() as u32,
+        g_row_bytes: gate.row_bytes as u32,
+        u_row_bytes: up.row_bytes as u32,
+        ..Default::default()
+    });
     let buffers = [
         &gate.shards[0].buffer,
         x,

@@ -3,6 +3,7 @@
 
 use super::groups;
 use crate::op::{Grid, Op};
+use crate::uniforms::KvStoreParams;
 use crate::{Gpu, GpuError};
 
 /// One layer's cache: `[n_kv_heads][max_pos][head_dim]` for K and for V.
@@ -63,7 +64,12 @@ pub fn build_store(
         "main",
         &[("KV_F16", if f16 { "1u" } else { "0u" }.into())],
     )?;
-    let params = gpu.uniform(&[n_kv_heads as u32, head_dim as u32, max_pos as u32, 0]);
+    let params = gpu.uniform_of(&KvStoreParams {
+        n_kv_heads: n_kv_heads as u32,
+        head_dim: head_dim as u32,
+        max_pos: max_pos as u32,
+        pad: 0,
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[k, v, &cache.k, &cache.v, &params, step]),
         pipeline: p,

@@ -5,6 +5,7 @@
 
 use super::{aligned, dq4_name, groups, hdr_name, on, subgroup_defines};
 use crate::op::{Grid, Op};
+use crate::uniforms::LinearParams;
 use crate::weights::GpuTensor;
 use crate::{Gpu, GpuError};
 use webmoe_core::quant::GgmlType;
@@ -89,16 +90,16 @@ pub fn build(
     let pm = gpu.pipeline(mat_shader, "main", &mat_defines)?;
     let (mut vec, mut mat) = (Vec::new(), Vec::new());
     for s in &w.shards {
-        let params = gpu.uniform(&[
+        let params = gpu.uniform_of(&LinearParams {
             k,
-            s.n_rows as u32,
-            w.row_bytes as u32,
-            s.row0 as u32,
-            if l.y_stride == 0 { n_out } else { l.y_stride },
-            if l.x_stride == 0 { k } else { l.x_stride },
-            l.x_offset,
-            l.y_offset,
-        ]);
+            n_rows: s.n_rows as u32,
+            row_bytes: w.row_bytes as u32,
+            out_row0: s.row0 as u32,
+            out_stride: if l.y_stride == 0 { n_out } else { l.y_stride },
+            x_stride: if l.x_stride == 0 { k } else { l.x_stride },
+            x_offset: l.x_offset,
+            y_offset: l.y_offset,
+        });
         vec.push(Op {
             bind_group: gpu.bind(&pv, &[&s.buffer, x, y, &params]),
             pipeline: pv.clone(),

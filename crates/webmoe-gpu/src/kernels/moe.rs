@@ -5,6 +5,7 @@
 
 use super::{aligned, dq4_name, groups, hdr_name};
 use crate::op::{Grid, Op};
+use crate::uniforms::{ExpertParams, MoeCombineParams, MoeGroupParams};
 use crate::weights::{GpuTensor, Shard};
 use crate::{Gpu, GpuError};
 use webmoe_core::moe::Routing;
@@ -90,16 +91,16 @@ fn expert_params(
     r: Routed,
 ) -> wgpu::Buffer {
     let k = w.row_len() as u32;
-    gpu.uniform(&[
+    gpu.uniform_of(&ExpertParams {
         k,
-        rows_per_expert as u32,
-        w.row_bytes as u32,
-        s.row0 as u32,
-        s.n_rows as u32,
-        r.k as u32,
-        k,
-        0,
-    ])
+        rows_per_expert: rows_per_expert as u32,
+        row_bytes: w.row_bytes as u32,
+        shard_row0: s.row0 as u32,
+        shard_rows: s.n_rows as u32,
+        n_used: r.k as u32,
+        x_stride: k,
+        pad: 0,
+    })
 }
 
 /// The type defines of the expert kernels for `w` (and the decode kernels' workgroup size).
@@ -258,7 +259,11 @@ pub fn group(gpu: &Gpu, r: Routed, g: Grouped) -> Result<Op, GpuError> {
         )));
     }
     let p = gpu.pipeline("moe_group.wgsl", "main", &[])?;
-    let params = gpu.uniform(&[g.n_experts as u32, r.k as u32, 0, 0]);
+    let params = gpu.uniform_of(&MoeGroupParams {
+        n_experts: g.n_experts as u32,
+        k: r.k as u32,
+        ..Default::default()
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[r.ids, g.offsets, g.sorted, &params, r.step]),
         pipeline: p,
@@ -315,7 +320,12 @@ pub fn scale_input(
     n: usize,
 ) -> Result<Op, GpuError> {
     let p = gpu.pipeline("moe_combine.wgsl", "scale_input", &[])?;
-    let params = gpu.uniform(&[n as u32, r.k as u32, 1, 0]);
+    let params = gpu.uniform_of(&MoeCombineParams {
+        n: n as u32,
+        k: r.k as u32,
+        use_weights: 1,
+        pad: 0,
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[x, xs, r.weights, &params, r.step]),
         pipeline: p,
@@ -352,7 +362,12 @@ pub fn combine(
         Weighting::Weights => 1,
         Weighting::Sigmoid => 2,
     };
-    let params = gpu.uniform(&[n as u32, r.k as u32, mode, 0]);
+    let params = gpu.uniform_of(&MoeCombineParams {
+        n: n as u32,
+        k: r.k as u32,
+        use_weights: mode,
+        pad: 0,
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[o, y, r.weights, &params, r.step]),
         pipeline: p,

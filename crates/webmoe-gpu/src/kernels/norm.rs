@@ -1,6 +1,7 @@
 //! RMSNorm (`shaders/rmsnorm.wgsl`).
 
 use crate::op::{Grid, Op};
+use crate::uniforms::RmsNormParams;
 use crate::{Gpu, GpuError};
 
 /// What an RMSNorm launch normalizes.
@@ -27,7 +28,12 @@ pub fn build(
     r: Rms,
 ) -> Result<Op, GpuError> {
     let p = gpu.pipeline("rmsnorm.wgsl", "main", &[])?;
-    let params = gpu.uniform(&[r.n, r.last_only as u32, r.eps.to_bits(), 0]);
+    let params = gpu.uniform_of(&RmsNormParams {
+        n: r.n,
+        last_only: r.last_only as u32,
+        eps: r.eps,
+        pad: 0,
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[x, weight, y, &params, step]),
         pipeline: p,

@@ -3,6 +3,7 @@
 //! attention temperature tuning.
 
 use crate::op::{Grid, Op};
+use crate::uniforms::QkNormParams;
 use crate::{Gpu, GpuError};
 use webmoe_core::model::AttnTemperature;
 
@@ -62,16 +63,16 @@ pub fn build(
         floor_scale: 0.0,
         scale: 0.0,
     });
-    let params = gpu.uniform(&[
-        rows.q_rows as u32,
-        rows.k_rows as u32,
-        rows.q_len as u32,
-        rows.k_len as u32,
+    let params = gpu.uniform_of(&QkNormParams {
+        q_rows: rows.q_rows as u32,
+        k_rows: rows.k_rows as u32,
+        q_len: rows.q_len as u32,
+        k_len: rows.k_len as u32,
         mode,
-        eps.to_bits(),
-        t.floor_scale.to_bits(),
-        t.scale.to_bits(),
-    ]);
+        eps,
+        floor_scale: t.floor_scale,
+        attn_scale: t.scale,
+    });
     Ok(Op {
         bind_group: gpu.bind(&p, &[q, k, qw, kw, &params, step]),
         pipeline: p,

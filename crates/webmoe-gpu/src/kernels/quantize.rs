@@ -3,6 +3,7 @@
 //! (`webmoe_core::quant`) bytes.
 
 use super::dq4_name;
+use crate::uniforms::QuantizeParams;
 use crate::{Gpu, GpuError};
 use webmoe_core::quant::GgmlType;
 use wgpu::util::DeviceExt;
@@ -90,12 +91,12 @@ pub fn run(
     });
     let params = crate::device::uniform(
         device,
-        &[
-            c.k as u32,
-            c.src_row_bytes as u32,
-            n_blocks as u32,
-            (c.dst_byte / 4) as u32,
-        ],
+        bytemuck::cast_slice(&[QuantizeParams {
+            k: c.k as u32,
+            src_row_bytes: c.src_row_bytes as u32,
+            n_blocks: n_blocks as u32,
+            dst_word0: (c.dst_byte / 4) as u32,
+        }]),
     );
     let bind = crate::device::bind(device, pipeline, &[&staging, dst, &params]);
     let mut enc = device.create_command_encoder(&Default::default());

@@ -2,6 +2,7 @@
 
 use super::groups;
 use crate::op::{Grid, Op};
+use crate::uniforms::RopeParams;
 use crate::{Gpu, GpuError};
 use webmoe_core::model::{ModelConfig, RopeStyle};
 use webmoe_core::rope::rope_tables;
@@ -30,16 +31,15 @@ pub fn build(
 ) -> Result<Op, GpuError> {
     let p = gpu.pipeline("rope.wgsl", "main", &[])?;
     let half = c.rope_dim as u32 / 2;
-    let params = gpu.uniform(&[
-        c.n_heads as u32,
-        c.n_kv_heads as u32,
-        c.head_dim as u32,
-        c.rope_dim as u32,
-        (style == RopeStyle::NeoX) as u32,
-        max_pos as u32 * half,
-        0,
-        0,
-    ]);
+    let params = gpu.uniform_of(&RopeParams {
+        n_heads: c.n_heads as u32,
+        n_kv_heads: c.n_kv_heads as u32,
+        head_dim: c.head_dim as u32,
+        rope_dim: c.rope_dim as u32,
+        neox: (style == RopeStyle::NeoX) as u32,
+        table_len: max_pos as u32 * half,
+        ..Default::default()
+    });
     let pairs = (c.n_heads + c.n_kv_heads) as u64 * half as u64;
     Ok(Op {
         bind_group: gpu.bind(&p, &[q, k, tables, &params, step]),

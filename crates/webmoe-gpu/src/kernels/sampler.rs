@@ -2,6 +2,7 @@
 //! draw, so that a decode step reads back a single u32.
 
 use crate::op::{Grid, Op};
+use crate::uniforms::SampleParams;
 use crate::{Gpu, GpuError};
 use webmoe_core::sampling::{penalizes, penalty_window, Draw, MAX_RECENT};
 
@@ -24,7 +25,7 @@ impl Sampler {
     /// [`GpuError`] if the pipeline cannot be built.
     pub fn new(gpu: &Gpu, logits: &wgpu::Buffer, vocab: usize) -> Result<Self, GpuError> {
         let p = gpu.pipeline("sample.wgsl", "main", &[])?;
-        let params = gpu.uniform(&[0; 16]);
+        let params = gpu.uniform_of(&SampleParams::default());
         let recent = gpu.storage("recent tokens", (MAX_RECENT * 8) as u64);
         let mask = gpu.storage("token mask", (vocab.div_ceil(32).max(1) * 4) as u64);
         let work = gpu.storage("sampler scratch", vocab as u64 * 4);
@@ -56,26 +57,24 @@ impl Sampler {
         } else {
             Vec::new()
         };
-        let words = [
-            self.vocab,
-            (window.len() / 2) as u32,
-            s.top_k,
-            d.counter,
-            s.temperature.to_bits(),
-            s.top_p.to_bits(),
-            s.min_p.to_bits(),
-            s.repeat_penalty.to_bits(),
-            s.seed as u32,
-            (s.seed >> 32) as u32,
-            u32::from(d.mask.is_some()),
-            s.presence_penalty.to_bits(),
-            s.frequency_penalty.to_bits(),
-            0,
-            0,
-            0,
-        ];
+        let p = SampleParams {
+            vocab: self.vocab,
+            n_recent: (window.len() / 2) as u32,
+            top_k: s.top_k,
+            counter: d.counter,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            min_p: s.min_p,
+            penalty: s.repeat_penalty,
+            seed_lo: s.seed as u32,
+            seed_hi: (s.seed >> 32) as u32,
+            has_mask: u32::from(d.mask.is_some()),
+            presence: s.presence_penalty,
+            frequency: s.frequency_penalty,
+            ..Default::default()
+        };
         gpu.queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&words));
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&[p]));
         if !window.is_empty() {
             gpu.queue
                 .write_buffer(&self.recent, 0, bytemuck::cast_slice(&window));
