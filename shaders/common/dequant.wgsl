@@ -6,7 +6,7 @@
 // For the 32-element group `g` of the row starting at byte `row`, `hdr_<type>(row, g)` loads the group's
 // scales once and `dq4_<type>(row, g, i, h)` returns elements 4i..4i+3. The preprocessor maps HDR and
 // DQ4 to one type's pair.
-// Formats: spec/models.md §5 (ggml-common.h / ggml-quants.c).
+// Formats: docs/models.md §5 (ggml-common.h / ggml-quants.c).
 
 // The four bytes of `v`, each masked with `mask`, as floats (byte 0 first).
 fn bytes4(v: u32, mask: u32) -> vec4<f32> {

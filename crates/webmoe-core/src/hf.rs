@@ -3,7 +3,7 @@
 //! says how its bytes are assembled from the checkpoint: per-expert tensors stacked, fused `gate_up`
 //! tensors split by rows, or Llama 4's `[E, H, 2I]` expert tensors transposed. No conversion step.
 //!
-//! Semantics follow `spec/models.md`: HF Llama-family checkpoints rotate halves (NeoX RoPE) with
+//! Semantics follow `docs/models.md`: HF Llama-family checkpoints rotate halves (NeoX RoPE) with
 //! unpermuted q/k, except Llama 4, which rotates interleaved pairs itself.
 
 use crate::error::ModelError;

@@ -1,6 +1,6 @@
 //! Model description: architecture, dimensions and the per-layer tensor plan, built from GGUF metadata.
 //!
-//! Reference semantics: `spec/models.md` §1 (dense Llama, transformers `modeling_llama.py`). A family is
+//! Reference semantics: `docs/models.md` §1 (dense Llama, transformers `modeling_llama.py`). A family is
 //! data plus a few switches (rope style, tied output, biases); the forward pass is shared.
 
 use crate::error::ModelError;

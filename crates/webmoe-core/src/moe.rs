@@ -1,4 +1,4 @@
-//! Mixture-of-Experts routing semantics (`spec/models.md` §2–3) and its CPU reference: which experts a
+//! Mixture-of-Experts routing semantics (`docs/models.md` §2–3) and its CPU reference: which experts a
 //! token goes to and with what weight.
 //!
 //! - Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE: softmax over all experts in f32, the top k, optionally

@@ -1,7 +1,7 @@
 //! ggml tensor types, their block layouts and CPU dequantization.
 //!
 //! Reference: ggml `src/ggml-common.h` (block structs) and `src/ggml-quants.c` (`dequantize_row_*`);
-//! summarized in `spec/models.md` §5. These CPU decoders are the oracle for the WGSL decoders.
+//! summarized in `docs/models.md` §5. These CPU decoders are the oracle for the WGSL decoders.
 
 use half::{bf16, f16};
 

@@ -1,7 +1,7 @@
 //! Weight matrices in the CPU kernels' layouts, repacked row by row from GGUF blocks as they stream in.
 //!
 //! Every quantized ggml type is, per sub-block of 16 or 32 elements, `value = d · q + m` with integer
-//! `q` (ggml `dequantize_row_*`; `spec/models.md` §5). The repack extracts `q` exactly and stores `d` and
+//! `q` (ggml `dequantize_row_*`; `docs/models.md` §5). The repack extracts `q` exactly and stores `d` and
 //! `m` as f32 (wasm has no f16 conversion instruction, so the inner loops convert nothing):
 //! - [`Layout::Nibbles`]: Q4_0 (`m = -8d`, computed, not stored), Q4_1, Q4_K (`d·sc`, `-dmin·mn`): 16
 //!   bytes per 32 values, byte `j` holding values `j` (low nibble) and `j + 16` (high), as ggml's Q4_0;

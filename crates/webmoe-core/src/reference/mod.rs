@@ -1,6 +1,6 @@
 //! The oracle: plain f32 ops over dequantized weights (here), the MoE feed-forward (`moe`) and the whole
 //! forward pass walking the layer plan (`model`). Small, slow and obviously right; every GPU and CPU
-//! kernel and every model is checked against it. Semantics: `spec/models.md` §1.
+//! kernel and every model is checked against it. Semantics: `docs/models.md` §1.
 
 mod model;
 mod moe;
