@@ -9,6 +9,7 @@ use webmoe_core::options::EngineOptions;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::tokenizer::Tokenizer;
 use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
+use webmoe_loader::remote::FetchError;
 use webmoe_loader::{
     read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, Checkpoint, FileSource,
     HttpSource, LoadError, DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
@@ -65,9 +66,18 @@ fn open_checkpoint(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile>
     let base = model.trim_end_matches('/').to_string();
     let open_file = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
         if is_url(&base) {
-            match HttpSource::open(&format!("{base}/{name}")) {
+            let url = format!("{base}/{name}");
+            let opened = if name.ends_with(".json") {
+                HttpSource::open_json(&url)
+            } else {
+                HttpSource::open(&url)
+            };
+            match opened {
                 Ok(s) => Ok(Some(Box::new(s))),
-                Err(LoadError::Io { message, .. }) if message.contains("HTTP 404") => Ok(None),
+                Err(LoadError::Remote {
+                    error: FetchError::NotFound { .. },
+                    ..
+                }) => Ok(None),
                 Err(e) => Err(e),
             }
         } else {

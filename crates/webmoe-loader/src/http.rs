@@ -1,15 +1,15 @@
 //! HTTP byte source (native): `Range` requests with retries and backoff, change detection through the
 //! validator (ETag / Last-Modified) and size, and a streaming fallback for servers that ignore `Range`.
 
+use crate::remote::{
+    not_a_model, parse_content_range, status_error, validator, FetchError, Next, Retrier,
+    Validators, RETRY,
+};
 use crate::{ByteSource, LoadError};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// Attempts per range before giving up.
-const ATTEMPTS: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Seconds a server may keep a request waiting for its response, or a body beyond its share of time
 /// (see [`set_stall_timeout`]).
@@ -33,20 +33,14 @@ fn stall() -> Duration {
 pub struct HttpSource {
     url: String,
     agent: ureq::Agent,
-    len: u64,
-    /// ETag or Last-Modified of the first response, compared on every later one.
-    validator: Option<String>,
+    /// Validator and size of the first response, compared on every later one.
+    validators: Validators,
     /// The server answered the probe with 200 (no `Range` support): reads stream the body instead.
     ranges: bool,
+    /// A JSON answer is this file (`config.json`), not a server's error document.
+    json_ok: bool,
     /// Streaming mode: the open body and its position.
     stream: Mutex<Option<(u64, Box<dyn Read + Send>)>>,
-}
-
-fn io_err(url: &str, message: impl Into<String>) -> LoadError {
-    LoadError::Io {
-        source_name: url.to_string(),
-        message: message.into(),
-    }
 }
 
 fn header(r: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
@@ -56,39 +50,70 @@ fn header(r: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn validator(r: &ureq::http::Response<ureq::Body>) -> Option<String> {
-    header(r, "etag").or_else(|| header(r, "last-modified"))
+fn tag(r: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    validator(
+        header(r, "etag").as_deref(),
+        header(r, "last-modified").as_deref(),
+    )
+    .map(str::to_string)
 }
 
-/// Total length from `Content-Range: bytes a-b/total`.
-fn content_range(r: &ureq::http::Response<ureq::Body>) -> Option<(u64, u64)> {
-    let v = header(r, "content-range")?;
-    let rest = v.strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, _) = range.split_once('-')?;
-    Some((start.parse().ok()?, total.parse().ok()?))
+fn content_length(r: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    header(r, "content-length").and_then(|v| v.parse().ok())
 }
 
-/// Errors worth retrying: transport failures and server errors; not 4xx.
-fn retryable(e: &LoadError) -> bool {
+/// A transport failure, typed: a timeout is a stall.
+fn transport(e: ureq::Error) -> FetchError {
     match e {
-        LoadError::Io { message, .. } => !message.starts_with("HTTP 4"),
-        _ => false,
+        ureq::Error::Timeout(_) => FetchError::Stalled {
+            seconds: stall().as_secs_f64(),
+        },
+        e => FetchError::Network(e.to_string()),
     }
 }
 
-/// A read that failed because the server stalled (a timeout).
-fn stalled(e: &LoadError) -> bool {
-    matches!(e, LoadError::Io { message, .. } if message.contains("timeout") || message.contains("timed out"))
+/// A body read failure, typed.
+fn body_error(e: &std::io::Error) -> FetchError {
+    let m = e.to_string();
+    if e.kind() == std::io::ErrorKind::TimedOut || m.contains("timeout") || m.contains("timed out")
+    {
+        FetchError::Stalled {
+            seconds: stall().as_secs_f64(),
+        }
+    } else {
+        FetchError::Network(m)
+    }
+}
+
+/// The final or retryable error of `r`'s status, or a page (or JSON, unless `json_ok`) where a model
+/// file was expected.
+fn check_answer(json_ok: bool, r: &ureq::http::Response<ureq::Body>) -> Result<(), FetchError> {
+    if let Some(e) = status_error(r.status().as_u16()) {
+        return Err(e);
+    }
+    not_a_model(header(r, "content-type").as_deref(), json_ok).map_or(Ok(()), Err)
 }
 
 impl HttpSource {
-    /// Probes `url` (a one-byte range request) for its size, validator and `Range` support.
+    /// Probes `url`, a model file (GGUF, safetensors), with a one-byte range request for its size,
+    /// validator and `Range` support.
     ///
     /// # Errors
-    /// [`LoadError::Io`] when the server cannot be reached after retries, answers with an error status
-    /// (e.g. `HTTP 404`), or gives no size.
+    /// [`LoadError::Remote`] when the server cannot be reached after retries, answers with an error
+    /// status ([`FetchError::NotFound`] for 404), an HTML page or a JSON document, or gives no size.
     pub fn open(url: &str) -> Result<Self, LoadError> {
+        Self::open_as(url, false)
+    }
+
+    /// [`HttpSource::open`] for a JSON file (`config.json`, an index): a JSON answer is the file.
+    ///
+    /// # Errors
+    /// As [`HttpSource::open`], but for JSON answers.
+    pub fn open_json(url: &str) -> Result<Self, LoadError> {
+        Self::open_as(url, true)
+    }
+
+    fn open_as(url: &str, json_ok: bool) -> Result<Self, LoadError> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10).min(stall())))
@@ -96,36 +121,42 @@ impl HttpSource {
             .timeout_recv_body(Some(stall()))
             .build();
         let agent: ureq::Agent = config.into();
-        let probe = || -> Result<(u64, Option<String>, bool), LoadError> {
+        let probe = || -> Result<(Validators, bool), FetchError> {
             let r = agent
                 .get(url)
                 .header("Range", "bytes=0-0")
                 .call()
-                .map_err(|e| io_err(url, e.to_string()))?;
+                .map_err(transport)?;
+            check_answer(json_ok, &r)?;
             match r.status().as_u16() {
                 206 => {
-                    let (_, total) = content_range(&r)
-                        .ok_or_else(|| io_err(url, "206 response without a valid Content-Range"))?;
-                    Ok((total, validator(&r), true))
-                }
-                200 => {
-                    let len = header(&r, "content-length")
-                        .and_then(|v| v.parse().ok())
+                    let range = header(&r, "content-range")
+                        .and_then(|v| parse_content_range(&v))
                         .ok_or_else(|| {
-                            io_err(url, "server ignores Range and sends no Content-Length")
+                            FetchError::BadAnswer(
+                                "206 response without a valid Content-Range".into(),
+                            )
                         })?;
-                    Ok((len, validator(&r), false))
+                    let size = range.total;
+                    Ok((Validators { tag: tag(&r), size }, true))
                 }
-                s => Err(io_err(url, format!("HTTP {s} for {url}"))),
+                _ => {
+                    let size = content_length(&r).ok_or_else(|| {
+                        FetchError::BadAnswer(
+                            "server ignores Range and sends no Content-Length".into(),
+                        )
+                    })?;
+                    Ok((Validators { tag: tag(&r), size }, false))
+                }
             }
         };
-        let (len, validator, ranges) = with_retries(url, probe)?;
+        let (validators, ranges) = with_retries(url, probe)?;
         Ok(HttpSource {
             url: url.to_string(),
             agent,
-            len,
-            validator,
+            validators,
             ranges,
+            json_ok,
             stream: Mutex::new(None),
         })
     }
@@ -135,75 +166,58 @@ impl HttpSource {
         self.ranges
     }
 
-    fn check_same_file(
-        &self,
-        r: &ureq::http::Response<ureq::Body>,
-        total: Option<u64>,
-    ) -> Result<(), LoadError> {
-        let v = validator(r);
-        if self.validator.is_some() && v != self.validator {
-            return Err(LoadError::Changed {
-                source_name: self.url.clone(),
-            });
-        }
-        if total.is_some_and(|t| t != self.len) {
-            return Err(LoadError::Changed {
-                source_name: self.url.clone(),
-            });
-        }
-        Ok(())
-    }
-
     /// Reads `len` bytes (those at `offset` of the file) from `body`; a short body is an error.
-    fn read_exact(&self, body: &mut dyn Read, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
+    fn read_exact(body: &mut dyn Read, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
         let mut buf = Vec::with_capacity(len as usize);
         body.take(len)
             .read_to_end(&mut buf)
-            .map_err(|e| io_err(&self.url, e.to_string()))?;
+            .map_err(|e| body_error(&e))?;
         if buf.len() as u64 != len {
-            return Err(io_err(
-                &self.url,
-                format!("short read: {} of {len} bytes at {offset}", buf.len()),
-            ));
+            return Err(FetchError::Short {
+                offset,
+                got: buf.len() as u64,
+                wanted: len,
+            });
         }
         Ok(buf)
     }
 
-    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
-        let body_time = stall() + Duration::from_secs(len / MIN_RATE);
-        let r = self
-            .agent
+    fn get(&self, body_bytes: u64) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let body_time = stall() + Duration::from_secs(body_bytes / MIN_RATE);
+        self.agent
             .get(&self.url)
             .config()
             .timeout_recv_body(Some(body_time))
             .build()
+    }
+
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        let r = self
+            .get(len)
             .header("Range", format!("bytes={}-{}", offset, offset + len - 1))
             .call()
-            .map_err(|e| io_err(&self.url, e.to_string()))?;
-        match r.status().as_u16() {
-            206 => {
-                let (start, total) = content_range(&r).ok_or_else(|| {
-                    io_err(&self.url, "206 response without a valid Content-Range")
-                })?;
-                self.check_same_file(&r, Some(total))?;
-                if start != offset {
-                    return Err(io_err(
-                        &self.url,
-                        format!("asked for bytes from {offset}, got from {start}"),
-                    ));
-                }
-                self.read_exact(&mut r.into_body().into_reader(), offset, len)
-            }
-            200 => {
-                // The server stopped honouring Range: fall back to streaming.
-                self.check_same_file(
-                    &r,
-                    header(&r, "content-length").and_then(|v| v.parse().ok()),
-                )?;
-                self.read_streamed_from(Box::new(r.into_body().into_reader()), offset, len)
-            }
-            s => Err(io_err(&self.url, format!("HTTP {s} for {}", self.url))),
+            .map_err(transport)?;
+        check_answer(self.json_ok, &r)?;
+        if r.status().as_u16() != 206 {
+            // The server stopped honouring Range: fall back to streaming.
+            self.validators
+                .check(tag(&r).as_deref(), content_length(&r))?;
+            return self.read_streamed_from(Box::new(r.into_body().into_reader()), offset, len);
         }
+        let range = header(&r, "content-range")
+            .and_then(|v| parse_content_range(&v))
+            .ok_or_else(|| {
+                FetchError::BadAnswer("206 response without a valid Content-Range".into())
+            })?;
+        self.validators
+            .check(tag(&r).as_deref(), Some(range.total))?;
+        if range.start != offset {
+            return Err(FetchError::BadAnswer(format!(
+                "asked for bytes from {offset}, got from {}",
+                range.start
+            )));
+        }
+        Self::read_exact(&mut r.into_body().into_reader(), offset, len)
     }
 
     fn read_streamed_from(
@@ -211,16 +225,16 @@ impl HttpSource {
         mut body: Box<dyn Read + Send>,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, LoadError> {
+    ) -> Result<Vec<u8>, FetchError> {
         std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())
-            .map_err(|e| io_err(&self.url, e.to_string()))?;
-        let buf = self.read_exact(&mut body, offset, len)?;
+            .map_err(|e| body_error(&e))?;
+        let buf = Self::read_exact(&mut body, offset, len)?;
         *self.stream.lock().unwrap() = Some((offset + len, body));
         Ok(buf)
     }
 
     /// Streaming mode: continue the open body when the read is at or after its position, else start over.
-    fn read_streamed(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
+    fn read_streamed(&self, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
         let open = self.stream.lock().unwrap().take();
         match open {
             Some((pos, body)) if pos <= offset => self
@@ -232,74 +246,50 @@ impl HttpSource {
                 }),
             _ => {
                 // The whole file streams through this one body.
-                let body_time = stall() + Duration::from_secs(self.len / MIN_RATE);
-                let r = self
-                    .agent
-                    .get(&self.url)
-                    .config()
-                    .timeout_recv_body(Some(body_time))
-                    .build()
-                    .call()
-                    .map_err(|e| io_err(&self.url, e.to_string()))?;
-                if !r.status().is_success() {
-                    return Err(io_err(
-                        &self.url,
-                        format!("HTTP {} for {}", r.status().as_u16(), self.url),
-                    ));
-                }
-                self.check_same_file(
-                    &r,
-                    header(&r, "content-length").and_then(|v| v.parse().ok()),
-                )?;
+                let r = self.get(self.validators.size).call().map_err(transport)?;
+                check_answer(self.json_ok, &r)?;
+                self.validators
+                    .check(tag(&r).as_deref(), content_length(&r))?;
                 self.read_streamed_from(Box::new(r.into_body().into_reader()), offset, len)
             }
         }
     }
 }
 
-/// Runs `f` up to [`ATTEMPTS`] times with exponential backoff while it fails with a retryable error.
-fn with_retries<T>(url: &str, mut f: impl FnMut() -> Result<T, LoadError>) -> Result<T, LoadError> {
-    let mut wait = FIRST_BACKOFF;
-    let mut last = None;
-    let mut stalls = 0;
-    for _ in 0..ATTEMPTS {
+/// Runs `f` under [`RETRY`] (backoff, a stalled server tried twice, final errors at once).
+fn with_retries<T>(
+    url: &str,
+    mut f: impl FnMut() -> Result<T, FetchError>,
+) -> Result<T, LoadError> {
+    let mut retrier = Retrier::new(RETRY);
+    loop {
         match f() {
             Ok(v) => return Ok(v),
-            Err(e) if stalled(&e) && stalls >= 1 => {
-                return Err(io_err(
-                    url,
-                    format!(
-                        "the server stalled: no complete answer within the {} s stall timeout, twice ({e})",
-                        stall().as_secs()
-                    ),
-                ))
-            }
-            Err(e) if retryable(&e) => {
-                stalls += usize::from(stalled(&e));
-                last = Some(e);
-                std::thread::sleep(wait);
-                wait *= 2;
-            }
-            Err(e) => return Err(e),
+            Err(e) => match retrier.failed(e) {
+                Next::RetryAfterMs(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                Next::GiveUp(error) => {
+                    return Err(LoadError::Remote {
+                        source_name: url.to_string(),
+                        error,
+                        attempts: retrier.failures(),
+                    })
+                }
+            },
         }
     }
-    let e = last.unwrap();
-    Err(io_err(
-        url,
-        format!("gave up after {ATTEMPTS} attempts: {e}"),
-    ))
 }
 
 impl ByteSource for HttpSource {
     fn len(&self) -> u64 {
-        self.len
+        self.validators.size
     }
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
-        if offset.checked_add(len).is_none_or(|e| e > self.len) {
-            return Err(io_err(
-                &self.url,
-                format!("range {offset}+{len} beyond the end ({} bytes)", self.len),
-            ));
+        let size = self.validators.size;
+        if offset.checked_add(len).is_none_or(|e| e > size) {
+            return Err(LoadError::Io {
+                source_name: self.url.clone(),
+                message: format!("range {offset}+{len} beyond the end ({size} bytes)"),
+            });
         }
         if len == 0 {
             return Ok(Vec::new());

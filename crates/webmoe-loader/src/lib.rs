@@ -1,5 +1,5 @@
-//! webmoe-loader: streaming model loading. A [`ByteSource`] reads byte ranges (files now; HTTP and the
-//! browser implement the same trait); [`read_gguf_header`] reads only the header with a few growing
+//! webmoe-loader: streaming model loading. A [`ByteSource`] reads byte ranges (files and native HTTP;
+//! the browser's async source follows the same HTTP rules, [`remote`], without the trait); [`read_gguf_header`] reads only the header with a few growing
 //! reads; [`stream_tensors`] hands tensor data to a [`TensorSink`] chunk by chunk, so a model never sits
 //! whole in memory.
 
@@ -7,6 +7,7 @@ mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod plan;
+pub mod remote;
 mod sink;
 mod source;
 
@@ -40,11 +41,15 @@ pub enum LoadError {
     /// The file is not a valid GGUF.
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    /// The remote file changed while it was being read (validator or size differ).
-    #[error("{source_name} changed on the server during the download (its ETag/Last-Modified or size differ); load it again")]
-    Changed {
-        /// Which source.
+    /// Reading a remote file failed (after the retries [`remote::RETRY`] allows for that failure).
+    #[error("reading {source_name}: {error}{}", if *attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() })]
+    Remote {
+        /// Which source (the URL).
         source_name: String,
+        /// What went wrong.
+        error: remote::FetchError,
+        /// Attempts made.
+        attempts: u32,
     },
     /// The sink rejected data.
     #[error("storing tensor data: {0}")]
@@ -115,8 +120,8 @@ pub const DEFAULT_PARALLEL: usize = 4;
 /// in memory. `progress(done, total)` is called after each delivered chunk.
 ///
 /// # Errors
-/// [`LoadError::Io`] when a read fails (after the source's own retries), [`LoadError::Changed`] when
-/// the file changed, [`LoadError::Sink`] when the sink fails.
+/// [`LoadError::Io`] or [`LoadError::Remote`] when a read fails (after the source's own retries;
+/// [`remote::FetchError::Changed`] when the file changed), [`LoadError::Sink`] when the sink fails.
 pub fn stream_tensors(
     src: &(dyn ByteSource + Sync),
     header: &GgufHeader,

@@ -139,12 +139,13 @@ pub fn validator<'a>(etag: Option<&'a str>, last_modified: Option<&'a str>) -> O
     etag.or(last_modified)
 }
 
-/// [`FetchError::NotAModel`] when `content_type` says HTML or JSON.
-pub fn not_a_model(content_type: Option<&str>) -> Option<FetchError> {
+/// [`FetchError::NotAModel`] when `content_type` says HTML, or JSON unless `json_ok` (the caller
+/// asked for a JSON file such as `config.json`).
+pub fn not_a_model(content_type: Option<&str>, json_ok: bool) -> Option<FetchError> {
     let ty = content_type.unwrap_or_default().trim().to_ascii_lowercase();
     let kind = if ty.starts_with("text/html") || ty.starts_with("application/xhtml") {
         "an HTML page"
-    } else if ty.starts_with("application/json") || ty.contains("+json") {
+    } else if !json_ok && (ty.starts_with("application/json") || ty.contains("+json")) {
         "a JSON document"
     } else {
         return None;
@@ -231,7 +232,10 @@ mod tests {
     #[test]
     fn statuses_are_classed() {
         assert_eq!(status_error(206), None);
-        assert_eq!(status_error(404), Some(FetchError::NotFound { status: 404 }));
+        assert_eq!(
+            status_error(404),
+            Some(FetchError::NotFound { status: 404 })
+        );
         assert_eq!(status_error(403), Some(FetchError::Status { status: 403 }));
         for s in [408, 429, 500, 503] {
             assert!(status_error(s).unwrap().retryable(), "{s}");
@@ -273,16 +277,20 @@ mod tests {
         assert_eq!(v.check(Some("\"b\""), Some(10)), Err(FetchError::Changed));
         assert_eq!(v.check(None, Some(10)), Err(FetchError::Changed));
         assert_eq!(v.check(Some("\"a\""), Some(11)), Err(FetchError::Changed));
-        let untagged = Validators { tag: None, size: 10 };
+        let untagged = Validators {
+            tag: None,
+            size: 10,
+        };
         assert!(untagged.check(Some("\"x\""), Some(10)).is_ok());
     }
 
     #[test]
     fn pages_are_not_models() {
-        assert!(not_a_model(Some("text/html; charset=utf-8")).is_some());
-        assert!(not_a_model(Some("application/problem+json")).is_some());
-        assert!(not_a_model(Some("application/octet-stream")).is_none());
-        assert!(not_a_model(None).is_none());
+        assert!(not_a_model(Some("text/html; charset=utf-8"), true).is_some());
+        assert!(not_a_model(Some("application/problem+json"), false).is_some());
+        assert!(not_a_model(Some("application/json"), true).is_none());
+        assert!(not_a_model(Some("application/octet-stream"), false).is_none());
+        assert!(not_a_model(None, false).is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::synthetic::SyntheticLlama;
+use webmoe_loader::remote::FetchError;
 use webmoe_loader::{
     read_gguf_header, stream_tensors, ByteSource, HttpSource, LoadError, MemorySink,
 };
@@ -24,6 +25,8 @@ struct Faults {
     not_found: bool,
     /// From this data request on, the ETag changes.
     change_at: Option<usize>,
+    /// Answer every request with an HTML page (a wrong URL's web page).
+    html_page: bool,
 }
 
 struct Server {
@@ -66,7 +69,9 @@ fn serve(data: Vec<u8>, f: Faults) -> Server {
                     "\"v1\""
                 };
                 let mut out = Vec::new();
-                if f.not_found {
+                if f.html_page {
+                    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 15\r\nConnection: close\r\n\r\n<html></html>\r\n");
+                } else if f.not_found {
                     out.extend_from_slice(
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                     );
@@ -201,7 +206,41 @@ fn a_missing_file_is_a_clear_error() {
         },
     );
     let e = HttpSource::open(&s.url).err().expect("an error");
+    assert!(
+        matches!(
+            e,
+            LoadError::Remote {
+                error: FetchError::NotFound { status: 404 },
+                attempts: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("HTTP 404"), "{e}");
+}
+
+#[test]
+fn a_web_page_where_the_model_was_expected_says_so() {
+    let s = serve(
+        model_bytes(),
+        Faults {
+            html_page: true,
+            ..Default::default()
+        },
+    );
+    let e = HttpSource::open(&s.url).err().expect("an error");
+    assert!(
+        matches!(
+            e,
+            LoadError::Remote {
+                error: FetchError::NotAModel { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("an HTML page"), "{e}");
 }
 
 #[test]
@@ -215,7 +254,10 @@ fn a_file_that_changes_during_the_download_is_detected() {
         },
     );
     match load_all(&s.url, &data, 1) {
-        Err(LoadError::Changed { .. }) => {}
+        Err(LoadError::Remote {
+            error: FetchError::Changed,
+            ..
+        }) => {}
         other => panic!("expected a change error, got {other:?}"),
     }
 }

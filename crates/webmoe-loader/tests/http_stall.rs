@@ -33,5 +33,17 @@ fn a_stalled_server_fails_within_the_stall_timeout() {
         .read_at(0, 4096)
         .expect_err("a stalled server is an error");
     assert!(e.to_string().contains("stalled"), "{e}");
+    // A stalled server is tried twice, not five times.
+    assert!(
+        matches!(
+            e,
+            webmoe_loader::LoadError::Remote {
+                error: webmoe_loader::remote::FetchError::Stalled { .. },
+                attempts: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     webmoe_loader::set_stall_timeout(30);
 }

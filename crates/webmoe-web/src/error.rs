@@ -6,6 +6,7 @@ use webmoe_core::generate::GenerateError;
 use webmoe_cpu::CpuError;
 use webmoe_engine::EngineError;
 use webmoe_gpu::GpuError;
+use webmoe_loader::remote::FetchError;
 use webmoe_loader::LoadError;
 
 /// An error of the browser engine.
@@ -60,8 +61,11 @@ impl WebError {
 impl From<LoadError> for WebError {
     fn from(e: LoadError) -> Self {
         match e {
-            LoadError::Io { .. } => WebError::Download(e.to_string()),
-            LoadError::Changed { .. } => WebError::Changed(e.to_string()),
+            LoadError::Remote {
+                error: FetchError::Changed,
+                ..
+            } => WebError::Changed(e.to_string()),
+            LoadError::Io { .. } | LoadError::Remote { .. } => WebError::Download(e.to_string()),
             LoadError::Gguf(_) | LoadError::MissingTensor(_) | LoadError::Model(_) => {
                 WebError::InvalidModel(e.to_string())
             }

@@ -1,8 +1,9 @@
 //! Browser byte sources. Reads return `Uint8Array`s that live in JS memory, so bytes in flight never
 //! grow the WebAssembly heap; the loader copies one chunk at a time into a reused buffer.
 //!
-//! - [`Source::Ranged`]: HTTP with `Range` requests, any number in flight. Failed or short responses are
-//!   retried with exponential backoff; a different ETag/Last-Modified or size is [`LoadError::Changed`].
+//! - [`Source::Ranged`]: HTTP with `Range` requests, any number in flight. Statuses, retries and
+//!   backoff, `Content-Range` and the validators follow `webmoe_loader::remote`, as the native
+//!   source does; a different ETag/Last-Modified or size is [`FetchError::Changed`].
 //! - [`Source::Stream`]: the server answered `200` to a `Range` request, so the body is read in order and
 //!   bytes before the wanted range are skipped (a read behind the current position or a broken body
 //!   starts a new request).
@@ -13,10 +14,11 @@ use futures_util::lock::Mutex;
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
+use webmoe_loader::remote::{
+    not_a_model, parse_content_range, status_error, validator, FetchError, Next, Retrier,
+    Validators, RETRY,
+};
 use webmoe_loader::LoadError;
-
-const ATTEMPTS: u32 = 5;
-const FIRST_BACKOFF_MS: f64 = 200.0;
 
 thread_local! {
     /// Seconds a server may stall a read (see [`set_stall_timeout`]).
@@ -36,9 +38,6 @@ pub fn set_stall_timeout(seconds: f64) {
 fn stall_s() -> f64 {
     STALL_S.with(|s| s.get())
 }
-
-/// A text that marks a stalled (aborted) request.
-const STALLED: &str = "the server stalled";
 
 /// Where model bytes come from.
 pub enum Source {
@@ -61,6 +60,15 @@ pub struct Remote {
     pub validator: String,
 }
 
+impl Remote {
+    fn validators(&self) -> Validators {
+        Validators {
+            tag: (!self.validator.is_empty()).then(|| self.validator.clone()),
+            size: self.size,
+        }
+    }
+}
+
 /// The body of a `200` response, read in order.
 pub struct BodyStream {
     remote: Remote,
@@ -78,14 +86,7 @@ fn io(name: &str, message: String) -> LoadError {
     }
 }
 
-enum Failure {
-    /// Worth another try (network error, 5xx, short body).
-    Retry(String),
-    /// Final (404, changed file, bad answer).
-    Fatal(LoadError),
-}
-
-async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response, Failure> {
+async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response, FetchError> {
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
     // Aborts the request (and its body) when it outlives the stall timeout plus its share of time.
@@ -98,57 +99,26 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response
     }
     // Our own cache is the only one: the browser's HTTP cache would hide what the loader does.
     init.set_cache(web_sys::RequestCache::NoStore);
-    let headers = web_sys::Headers::new().map_err(|e| Failure::Retry(describe(&e)))?;
+    let headers = web_sys::Headers::new().map_err(|e| FetchError::Network(describe(&e)))?;
     if let Some((start, len)) = range {
         let _ = headers.set("Range", &format!("bytes={}-{}", start, start + len - 1));
     }
     init.set_headers(&headers);
     let req = web_sys::Request::new_with_str_and_init(url, &init)
-        .map_err(|e| Failure::Fatal(io(url, describe(&e))))?;
+        .map_err(|e| FetchError::BadAnswer(format!("not a valid request: {}", describe(&e))))?;
     let resp: web_sys::Response = JsFuture::from(global_fetch(&req))
         .await
-        .map_err(|e| Failure::Retry(network_error(&e)))?
+        .map_err(|e| network_error(&e))?
         .unchecked_into();
-    let status = resp.status();
-    if status == 408 || status == 429 || status >= 500 {
-        return Err(Failure::Retry(format!("HTTP {status}")));
+    if let Some(e) = status_error(resp.status()) {
+        return Err(e);
     }
-    if !(200..300).contains(&status) {
-        return Err(Failure::Fatal(io(
-            url,
-            format!(
-                "HTTP {status} {}{}",
-                resp.status_text(),
-                if status == 404 {
-                    " (check the model URL)"
-                } else {
-                    ""
-                }
-            ),
-        )));
+    // A web page or a JSON document where a model file was expected (a wrong URL that a server
+    // answers with its HTML page or an API error) says so, rather than failing as a bad GGUF magic.
+    if let Some(e) = not_a_model(header(&resp, "Content-Type").as_deref(), false) {
+        return Err(e);
     }
     Ok(resp)
-}
-
-/// A web page or a JSON document where a model file was expected (a wrong URL that a server answers
-/// with its HTML page or an API error) is a download failure that says so, not a bad GGUF magic.
-fn not_a_page(url: &str, resp: &web_sys::Response) -> Result<(), Failure> {
-    let ty = header(resp, "Content-Type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let kind = if ty.starts_with("text/html") || ty.starts_with("application/xhtml") {
-        "an HTML page"
-    } else if ty.starts_with("application/json") || ty.contains("+json") {
-        "a JSON document"
-    } else {
-        return Ok(());
-    };
-    Err(Failure::Fatal(io(
-        url,
-        format!(
-            "the server answered with {kind} (Content-Type {ty}), not a model file: check the model URL (for a Hugging Face file, use its /resolve/ address, not the /blob/ page)"
-        ),
-    )))
 }
 
 fn header(resp: &web_sys::Response, name: &str) -> Option<String> {
@@ -156,75 +126,58 @@ fn header(resp: &web_sys::Response, name: &str) -> Option<String> {
 }
 
 fn validator_of(resp: &web_sys::Response) -> String {
-    header(resp, "ETag")
-        .or_else(|| header(resp, "Last-Modified"))
+    let (etag, modified) = (header(resp, "ETag"), header(resp, "Last-Modified"));
+    validator(etag.as_deref(), modified.as_deref())
         .unwrap_or_default()
+        .to_string()
 }
 
-/// `Content-Range: bytes a-b/total` → (a, total).
-fn content_range(resp: &web_sys::Response) -> Option<(u64, u64)> {
-    let v = header(resp, "Content-Range")?;
-    let rest = v.strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let start = span.split_once('-')?.0.trim().parse().ok()?;
-    Some((start, total.trim().parse().ok()?))
-}
-
-async fn body(resp: &web_sys::Response) -> Result<Uint8Array, Failure> {
+async fn body(resp: &web_sys::Response) -> Result<Uint8Array, FetchError> {
     let p = resp
         .array_buffer()
-        .map_err(|e| Failure::Retry(describe(&e)))?;
-    let buf = JsFuture::from(p)
-        .await
-        .map_err(|e| Failure::Retry(network_error(&e)))?;
+        .map_err(|e| FetchError::Network(describe(&e)))?;
+    let buf = JsFuture::from(p).await.map_err(|e| network_error(&e))?;
     Ok(Uint8Array::new(&buf))
 }
 
 /// A failed fetch or body read: a stall when the abort timer fired.
-fn network_error(e: &JsValue) -> String {
+fn network_error(e: &JsValue) -> FetchError {
     let aborted = Reflect::get(e, &"name".into())
         .ok()
         .and_then(|n| n.as_string())
         .is_some_and(|n| n == "AbortError");
     if aborted {
-        format!(
-            "{STALLED}: no complete answer within the {} s stall timeout",
-            stall_s()
-        )
+        FetchError::Stalled { seconds: stall_s() }
     } else {
-        format!("network error: {}", describe(e))
+        FetchError::Network(describe(e))
     }
 }
 
-/// Retries `f` with exponential backoff while it fails with [`Failure::Retry`].
+/// The error of a read of `name` that ended with `error` after `attempts`.
+fn remote_error(name: &str, error: FetchError, attempts: u32) -> LoadError {
+    LoadError::Remote {
+        source_name: name.to_string(),
+        error,
+        attempts,
+    }
+}
+
+/// Runs `f` under [`RETRY`] (backoff, a stalled server tried twice, final errors at once).
 async fn with_retries<T, F, Fut>(name: &str, mut f: F) -> Result<T, LoadError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Failure>>,
+    Fut: std::future::Future<Output = Result<T, FetchError>>,
 {
-    let mut last = String::new();
-    let mut stalls = 0;
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            sleep_ms(FIRST_BACKOFF_MS * f64::from(1u32 << (attempt - 1))).await;
-        }
+    let mut retrier = Retrier::new(RETRY);
+    loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(m)) => {
-                // A stalled server is given one more try, not five.
-                stalls += usize::from(m.starts_with(STALLED));
-                if stalls >= 2 {
-                    return Err(io(name, format!("{m}, twice")));
-                }
-                last = m;
-            }
+            Err(e) => match retrier.failed(e) {
+                Next::RetryAfterMs(ms) => sleep_ms(ms as f64).await,
+                Next::GiveUp(e) => return Err(remote_error(name, e, retrier.failures())),
+            },
         }
     }
-    Err(io(
-        name,
-        format!("failed after {ATTEMPTS} attempts: {last}"),
-    ))
 }
 
 /// Opens `url`: asks for its first `first_bytes` bytes with a `Range` request and returns the source
@@ -235,25 +188,27 @@ where
 pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array), LoadError> {
     let opened = with_retries(url, || async {
         let resp = fetch(url, Some((0, first_bytes))).await?;
-        not_a_page(url, &resp)?;
         if resp.status() == 206 {
-            let (start, size) = content_range(&resp).ok_or_else(|| {
-                Failure::Fatal(io(url, "206 answer without a valid Content-Range".into()))
-            })?;
-            if start != 0 {
-                return Err(Failure::Fatal(io(
-                    url,
+            let range = header(&resp, "Content-Range")
+                .and_then(|v| parse_content_range(&v))
+                .ok_or_else(|| {
+                    FetchError::BadAnswer("206 answer without a valid Content-Range".into())
+                })?;
+            if range.start != 0 {
+                return Err(FetchError::BadAnswer(
                     "the server sent the wrong range".into(),
-                )));
+                ));
             }
+            let size = range.total;
             let validator = validator_of(&resp);
             let bytes = body(&resp).await?;
             let want = first_bytes.min(size);
             if (bytes.length() as u64) < want {
-                return Err(Failure::Retry(format!(
-                    "short answer: {} of {want} bytes",
-                    bytes.length()
-                )));
+                return Err(FetchError::Short {
+                    offset: 0,
+                    got: bytes.length().into(),
+                    wanted: want,
+                });
             }
             let remote = Remote {
                 url: url.to_string(),
@@ -266,10 +221,9 @@ pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array
         let size: u64 = header(&resp, "Content-Length")
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| {
-                Failure::Fatal(io(
-                    url,
+                FetchError::BadAnswer(
                     "the server ignores Range requests and sends no Content-Length".into(),
-                ))
+                )
             })?;
         let remote = Remote {
             url: url.to_string(),
@@ -278,14 +232,11 @@ pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array
         };
         let mut stream = BodyStream {
             remote,
-            reader: reader_of(&resp).map_err(Failure::Retry)?,
+            reader: reader_of(&resp),
             leftover: None,
             pos: 0,
         };
-        let first = stream
-            .read_here(0, first_bytes.min(size))
-            .await
-            .map_err(Failure::Retry)?;
+        let first = stream.read_here(0, first_bytes.min(size)).await?;
         Ok((
             Source::Stream(stream.remote.clone(), Mutex::new(stream)),
             first,
@@ -295,45 +246,44 @@ pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array
     Ok(opened)
 }
 
-fn reader_of(
-    resp: &web_sys::Response,
-) -> Result<Option<web_sys::ReadableStreamDefaultReader>, String> {
-    let Some(body) = resp.body() else {
-        return Ok(None);
-    };
-    Ok(Some(
+fn reader_of(resp: &web_sys::Response) -> Option<web_sys::ReadableStreamDefaultReader> {
+    resp.body().map(|body| {
         body.get_reader()
-            .unchecked_into::<web_sys::ReadableStreamDefaultReader>(),
-    ))
+            .unchecked_into::<web_sys::ReadableStreamDefaultReader>()
+    })
 }
 
 impl BodyStream {
-    async fn next_piece(&mut self) -> Result<Uint8Array, String> {
+    async fn next_piece(&mut self) -> Result<Uint8Array, FetchError> {
         if let Some(l) = self.leftover.take() {
             return Ok(l);
         }
-        let reader = self.reader.as_ref().ok_or("the response has no body")?;
+        let reader = self
+            .reader
+            .as_ref()
+            .ok_or_else(|| FetchError::Network("the response has no body".into()))?;
         let r = JsFuture::from(reader.read())
             .await
-            .map_err(|e| format!("the connection broke: {}", describe(&e)))?;
+            .map_err(|e| network_error(&e))?;
         let done = Reflect::get(&r, &"done".into())
             .ok()
             .and_then(|v| v.as_bool())
             .unwrap_or(true);
         if done {
-            return Err(format!(
-                "the body ended at byte {} of {}",
-                self.pos, self.remote.size
-            ));
+            return Err(FetchError::Short {
+                offset: self.pos,
+                got: 0,
+                wanted: self.remote.size - self.pos,
+            });
         }
         let v: Uint8Array = Reflect::get(&r, &"value".into())
-            .map_err(|e| describe(&e))?
+            .map_err(|e| FetchError::Network(describe(&e)))?
             .unchecked_into();
         Ok(v)
     }
 
     /// Reads `len` bytes at `offset` (≥ the current position) from the current body.
-    async fn read_here(&mut self, offset: u64, len: u64) -> Result<Uint8Array, String> {
+    async fn read_here(&mut self, offset: u64, len: u64) -> Result<Uint8Array, FetchError> {
         let out = Uint8Array::new_with_length(len as u32);
         let mut filled = 0u64;
         while filled < len {
@@ -362,7 +312,7 @@ impl BodyStream {
     }
 
     /// Starts the body again from the beginning (a read behind the position, or after a failure).
-    async fn restart(&mut self) -> Result<(), Failure> {
+    async fn restart(&mut self) -> Result<(), FetchError> {
         if let Some(r) = self.reader.take() {
             let _ = r.cancel();
         }
@@ -370,12 +320,14 @@ impl BodyStream {
         self.pos = 0;
         let resp = fetch(&self.remote.url, None).await?;
         let size: Option<u64> = header(&resp, "Content-Length").and_then(|v| v.parse().ok());
-        if size != Some(self.remote.size) || validator_of(&resp) != self.remote.validator {
-            return Err(Failure::Fatal(LoadError::Changed {
-                source_name: self.remote.url.clone(),
-            }));
+        if size.is_none() {
+            return Err(FetchError::Changed);
         }
-        self.reader = reader_of(&resp).map_err(Failure::Retry)?;
+        let tag = validator_of(&resp);
+        self.remote
+            .validators()
+            .check((!tag.is_empty()).then_some(tag.as_str()), size)?;
+        self.reader = reader_of(&resp);
         Ok(())
     }
 }
@@ -414,7 +366,8 @@ impl Source {
     /// Reads exactly `len` bytes at `offset`.
     ///
     /// # Errors
-    /// [`LoadError::Io`] after retries, [`LoadError::Changed`] when the file changed on the server.
+    /// [`LoadError::Remote`] after retries ([`FetchError::Changed`] when the file changed on the
+    /// server), [`LoadError::Io`] for a local file that cannot be read.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Uint8Array, LoadError> {
         let name = self.name();
         if offset.checked_add(len).is_none_or(|e| e > self.size()) {
@@ -424,34 +377,29 @@ impl Source {
             Source::Ranged(r) => {
                 with_retries(&name, || async {
                     let resp = fetch(&r.url, Some((offset, len))).await?;
-                    let changed = || {
-                        Failure::Fatal(LoadError::Changed {
-                            source_name: r.url.clone(),
-                        })
-                    };
                     if resp.status() != 206 {
                         // The server stopped honouring Range: the file was likely replaced.
-                        return Err(changed());
+                        return Err(FetchError::Changed);
                     }
-                    match content_range(&resp) {
-                        Some((start, total)) if start == offset && total == r.size => {}
-                        Some((_, total)) if total != r.size => return Err(changed()),
-                        _ => {
-                            return Err(Failure::Fatal(io(
-                                &r.url,
-                                "the server sent the wrong range".into(),
-                            )))
-                        }
-                    }
-                    if validator_of(&resp) != r.validator {
-                        return Err(changed());
+                    let range =
+                        header(&resp, "Content-Range").and_then(|v| parse_content_range(&v));
+                    let tag = validator_of(&resp);
+                    r.validators().check(
+                        (!tag.is_empty()).then_some(tag.as_str()),
+                        range.map(|c| c.total),
+                    )?;
+                    if range.is_none_or(|c| c.start != offset) {
+                        return Err(FetchError::BadAnswer(
+                            "the server sent the wrong range".into(),
+                        ));
                     }
                     let bytes = body(&resp).await?;
                     if bytes.length() as u64 != len {
-                        return Err(Failure::Retry(format!(
-                            "short answer: {} of {len} bytes",
-                            bytes.length()
-                        )));
+                        return Err(FetchError::Short {
+                            offset,
+                            got: bytes.length().into(),
+                            wanted: len,
+                        });
                     }
                     Ok(bytes)
                 })
@@ -461,33 +409,27 @@ impl Source {
                 // Attempts run one after another on the one body, so they are written out here
                 // rather than through `with_retries`.
                 let mut s = s.lock().await;
-                let mut last = String::new();
-                for attempt in 0..ATTEMPTS {
-                    if attempt > 0 {
-                        sleep_ms(FIRST_BACKOFF_MS * f64::from(1u32 << (attempt - 1))).await;
-                    }
-                    if offset < s.pos || s.reader.is_none() {
-                        match s.restart().await {
-                            Ok(()) => {}
-                            Err(Failure::Fatal(e)) => return Err(e),
-                            Err(Failure::Retry(m)) => {
-                                last = m;
-                                continue;
+                let mut retrier = Retrier::new(RETRY);
+                loop {
+                    let attempt = async {
+                        if offset < s.pos || s.reader.is_none() {
+                            s.restart().await?;
+                        }
+                        s.read_here(offset, len).await
+                    };
+                    match attempt.await {
+                        Ok(b) => return Ok(b),
+                        Err(e) => {
+                            s.reader = None;
+                            match retrier.failed(e) {
+                                Next::RetryAfterMs(ms) => sleep_ms(ms as f64).await,
+                                Next::GiveUp(e) => {
+                                    return Err(remote_error(&name, e, retrier.failures()))
+                                }
                             }
                         }
                     }
-                    match s.read_here(offset, len).await {
-                        Ok(b) => return Ok(b),
-                        Err(m) => {
-                            s.reader = None;
-                            last = m;
-                        }
-                    }
                 }
-                Err(io(
-                    &name,
-                    format!("failed after {ATTEMPTS} attempts: {last}"),
-                ))
             }
             Source::Blob(b) => {
                 let slice = b
