@@ -11,8 +11,8 @@ use webmoe_core::tokenizer::Tokenizer;
 use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
 use webmoe_loader::remote::FetchError;
 use webmoe_loader::{
-    read_gguf_header, read_tensor_f32, stream_tensors, ByteSource, Checkpoint, FileSource,
-    HttpSource, LoadError, DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
+    open_gguf, stream_tensors, ByteSource, Checkpoint, FileSource, HttpSource, LoadError,
+    OpenedGguf, DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
 };
 
 /// A model opened on the CPU side (no GPU yet): a GGUF file, or a Hugging Face folder read in place.
@@ -143,16 +143,10 @@ pub fn open_quantized(model: &str, quantize: Option<GgmlType>) -> Result<ModelFi
     } else {
         Box::new(FileSource::open(std::path::Path::new(model))?)
     };
-    let header = read_gguf_header(src.as_ref()).with_context(|| format!("reading {model}"))?;
-    let rope_freqs = match header.tensor("rope_freqs.weight") {
-        Some(t) => {
-            webmoe_core::model::check_rope_freqs(t).with_context(|| format!("model {model}"))?;
-            Some(read_tensor_f32(src.as_ref(), &header, "rope_freqs.weight")?)
-        }
-        None => None,
-    };
-    let desc =
-        ModelDesc::from_gguf(&header, rope_freqs).with_context(|| format!("model {model}"))?;
+    let OpenedGguf { header, desc, .. } = open_gguf(src.as_ref()).map_err(|e| match e {
+        LoadError::Model(_) => anyhow::Error::new(e).context(format!("model {model}")),
+        e => anyhow::Error::new(e).context(format!("reading {model}")),
+    })?;
     let tokenizer = Tokenizer::from_gguf(&header).context("building the tokenizer")?;
     Ok(ModelFile {
         src,

@@ -6,6 +6,7 @@
 mod checkpoint;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
+mod open;
 mod plan;
 pub mod remote;
 mod sink;
@@ -15,6 +16,7 @@ mod source;
 pub use http::{set_stall_timeout, HttpSource};
 
 pub use checkpoint::{Checkpoint, OpenFile};
+pub use open::{GgufOpening, OpenedGguf, FIRST_HEADER_READ};
 pub use plan::{Chunk, ChunkPlan};
 pub use sink::MemorySink;
 #[cfg(not(target_arch = "wasm32"))]
@@ -22,7 +24,7 @@ pub use source::FileSource;
 pub use source::{ByteSource, MemorySource};
 
 use thiserror::Error;
-use webmoe_core::gguf::{parse_header, GgufHeader, HeaderParse, TensorInfo};
+use webmoe_core::gguf::{GgufHeader, TensorInfo};
 use webmoe_core::quant::dequantize;
 use webmoe_core::GgufError;
 pub use webmoe_core::TensorSink;
@@ -89,26 +91,30 @@ pub fn read_small_file(path: &std::path::Path) -> Result<String, LoadError> {
 
 /// Default size of one read while streaming tensor data.
 pub const DEFAULT_CHUNK_BYTES: u64 = 16 << 20;
-const FIRST_HEADER_READ: u64 = 1 << 20;
 
-/// Reads and parses the GGUF header with a few reads of growing size.
+/// Reads and parses the GGUF header with a few reads of growing size ([`GgufOpening`]'s reads).
 ///
 /// # Errors
 /// [`LoadError::Io`] when reading fails, [`LoadError::Gguf`] when the header is invalid or truncated.
 pub fn read_gguf_header(src: &dyn ByteSource) -> Result<GgufHeader, LoadError> {
-    let size = src.len();
-    let mut want = FIRST_HEADER_READ.min(size);
-    let mut buf = src.read_at(0, want)?;
-    loop {
-        match parse_header(&buf, size)? {
-            HeaderParse::Done(h) => return Ok(*h),
-            HeaderParse::NeedBytes(n) => {
-                let more = src.read_at(want, n - want)?;
-                buf.extend_from_slice(&more);
-                want = n;
-            }
-        }
+    let mut opening = GgufOpening::new(src.len());
+    while opening.header().is_none() {
+        let (offset, len) = opening.need().expect("a header still to read");
+        opening.feed(&src.read_at(offset, len)?)?;
     }
+    Ok(opening.into_header().expect("just parsed"))
+}
+
+/// Opens a GGUF file by [`GgufOpening`]'s recipe: header, `rope_freqs`, model description.
+///
+/// # Errors
+/// As [`GgufOpening::feed`] and [`GgufOpening::finish`]; read errors.
+pub fn open_gguf(src: &dyn ByteSource) -> Result<OpenedGguf, LoadError> {
+    let mut opening = GgufOpening::new(src.len());
+    while let Some((offset, len)) = opening.need() {
+        opening.feed(&src.read_at(offset, len)?)?;
+    }
+    opening.finish()
 }
 
 /// Default number of chunk reads in flight.
@@ -187,7 +193,6 @@ pub fn stream_tensors(
         Ok(())
     })
 }
-
 /// Reads one tensor whole and dequantizes it to f32 (for small tensors and the CPU reference).
 ///
 /// # Errors

@@ -13,15 +13,9 @@ use futures_util::stream::{self, StreamExt};
 use js_sys::Uint8Array;
 use serde::Serialize;
 use std::cell::RefCell;
-use webmoe_core::gguf::{parse_header, GgufHeader, HeaderParse};
-use webmoe_core::model::ModelDesc;
-use webmoe_core::quant::dequantize;
 use webmoe_core::tokenizer::Tokenizer;
 use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
-use webmoe_loader::{ChunkPlan, LoadError};
-
-/// First header read; the parser asks for more when the tokenizer is large.
-const FIRST_HEADER_READ: u64 = 1 << 20;
+use webmoe_loader::{ChunkPlan, GgufOpening, LoadError, OpenedGguf, FIRST_HEADER_READ};
 
 /// Load settings from JavaScript.
 pub struct LoadSpec {
@@ -99,33 +93,12 @@ pub struct Loaded {
     pub report: LoadReport,
 }
 
-/// The header and the bytes it was parsed from.
-async fn read_header(src: &Source, first: Vec<u8>) -> Result<(GgufHeader, Vec<u8>), LoadError> {
-    let size = src.size();
-    let mut buf = first;
-    loop {
-        match parse_header(&buf, size)? {
-            HeaderParse::Done(h) => return Ok((*h, buf)),
-            HeaderParse::NeedBytes(n) => {
-                let have = buf.len() as u64;
-                // Grow geometrically so a big tokenizer costs a few requests, not many.
-                let want = n.max(have * 2).min(size);
-                let more = src.read(have, want - have).await?;
-                buf.extend_from_slice(&more.to_vec());
-            }
-        }
+/// A model error named by its source.
+fn named(src: &Source, e: LoadError) -> WebError {
+    match e {
+        LoadError::Model(m) => WebError::InvalidModel(format!("{}: {m}", src.name())),
+        e => e.into(),
     }
-}
-
-async fn read_f32_tensor(src: &Source, h: &GgufHeader, name: &str) -> Result<Vec<f32>, LoadError> {
-    let t = h
-        .tensor(name)
-        .ok_or_else(|| LoadError::MissingTensor(name.into()))?;
-    let (start, _) = h.tensor_range(t);
-    let bytes = src.read(start, t.size_bytes).await?.to_vec();
-    let mut out = vec![0f32; t.n_elements() as usize];
-    dequantize(t.ggml_type, &bytes, &mut out);
-    Ok(out)
 }
 
 /// Loads a model, reporting progress to `on_progress`.
@@ -163,16 +136,20 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
         (Some(url), None) => open_url(url, FIRST_HEADER_READ).await?,
         (None, None) => return Err(WebError::Invalid("no model given (a URL or a File)".into())),
     };
-    let (header, header_bytes) = read_header(&src, first.to_vec()).await?;
+    // The loader's opening recipe (the native one's reads and checks); `first` is its first read.
+    let mut opening = GgufOpening::new(src.size());
+    opening.feed(&first.to_vec()).map_err(|e| named(&src, e))?;
     drop(first);
-    let rope_freqs = match header.tensor("rope_freqs.weight") {
-        Some(t) => {
-            webmoe_core::model::check_rope_freqs(t)
-                .map_err(|e| WebError::InvalidModel(format!("{}: {e}", src.name())))?;
-            Some(read_f32_tensor(&src, &header, "rope_freqs.weight").await?)
-        }
-        None => None,
-    };
+    while let Some((offset, len)) = opening.need() {
+        let bytes = src.read(offset, len).await?;
+        opening.feed(&bytes.to_vec()).map_err(|e| named(&src, e))?;
+    }
+    let OpenedGguf {
+        header,
+        header_bytes,
+        rope_freqs,
+        desc,
+    } = opening.finish().map_err(|e| named(&src, e))?;
     let mut open = spec.open.clone();
     if spec.threaded_cpu {
         open.external_cpu = Some(
@@ -186,8 +163,6 @@ pub async fn load(spec: LoadSpec, on_progress: &js_sys::Function) -> Result<Load
     } else {
         drop(header_bytes);
     }
-    let desc = ModelDesc::from_gguf(&header, rope_freqs)
-        .map_err(|e| WebError::InvalidModel(format!("{}: {e}", src.name())))?;
     let tokenizer = Tokenizer::from_gguf(&header)
         .map_err(|e| WebError::InvalidModel(format!("{}: tokenizer: {e}", src.name())))?;
     progress(&header_progress("device"));
