@@ -99,23 +99,23 @@ struct Launch {
     /// Kind, for `bench --profile`.
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     name: &'static str,
-    vec: Vec<Op>,
-    mat: Vec<Op>,
+    decode: Vec<Op>,
+    prefill: Vec<Op>,
 }
 
 impl Launch {
     fn lin(name: &'static str, l: Linear) -> Self {
         Launch {
             name,
-            vec: l.vec,
-            mat: l.mat,
+            decode: l.decode,
+            prefill: l.prefill,
         }
     }
     fn ops(name: &'static str, ops: Vec<Op>) -> Self {
         Launch {
             name,
-            vec: ops.clone(),
-            mat: ops,
+            decode: ops.clone(),
+            prefill: ops,
         }
     }
     fn op(name: &'static str, op: Op) -> Self {
@@ -562,13 +562,17 @@ impl Engine {
             op.encode(pass, n, n_splits);
         }
         for launch in self.layers.iter().flatten() {
-            for op in if n == 1 { &launch.vec } else { &launch.mat } {
+            for op in if n == 1 {
+                &launch.decode
+            } else {
+                &launch.prefill
+            } {
                 op.encode(pass, n, n_splits);
             }
         }
         if with_logits {
             self.final_norm.encode(pass, n, n_splits);
-            for op in &self.lm_head.vec {
+            for op in &self.lm_head.decode {
                 op.encode(pass, 1, n_splits);
             }
         }
@@ -608,8 +612,8 @@ impl Engine {
 
     /// Kernel launches of one decode step (embedding, every layer's, final norm, output, sampler).
     pub fn decode_launches(&self) -> usize {
-        let layers: usize = self.layers.iter().flatten().map(|l| l.vec.len()).sum();
-        self.embed.len() + layers + 1 + self.lm_head.vec.len() + 1
+        let layers: usize = self.layers.iter().flatten().map(|l| l.decode.len()).sum();
+        self.embed.len() + layers + 1 + self.lm_head.decode.len() + 1
     }
 
     /// Weight bytes read per decode token: every weight except the embedding table (decode reads one

@@ -199,7 +199,7 @@ async fn run_linear(
         &step,
         Layout::default(),
     )?;
-    let ops = if n == 1 { &lin.vec } else { &lin.mat };
+    let ops = if n == 1 { &lin.decode } else { &lin.prefill };
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     crate::op::encode_ops(&mut enc, ops, n as u32, 1);
     gpu.queue.submit([enc.finish()]);

@@ -82,9 +82,9 @@ fn check_linear(
         )
         .unwrap();
         let ops: Vec<&webmoe_gpu::Op> = if use_matmul {
-            lin.mat.iter().collect()
+            lin.prefill.iter().collect()
         } else {
-            lin.vec.iter().collect()
+            lin.decode.iter().collect()
         };
         run(gpu, &ops, tokens as u32, 1);
         let got = read_f32(gpu, &yb, tokens * rows);

@@ -303,7 +303,7 @@ fn a_routed_layer_composed_from_the_launches_matches_cpu() {
             moe::experts(&gpu, t.get(n).unwrap(), rows, x, y, r, per_slot).unwrap()
         };
         // Up to the expert gate/up mat-vecs (token count T).
-        let mut first = lin.vec.clone();
+        let mut first = lin.decode.clone();
         first.push(moe::route(&gpu, &logits, r, n_exp, routing).unwrap());
         let x_in = if input_weighted {
             first.push(moe::scale_input(&gpu, &xb, &xs, r, h).unwrap());

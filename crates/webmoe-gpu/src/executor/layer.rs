@@ -45,8 +45,8 @@ const RESIDUAL: Layout = Layout {
 fn prefill_only(name: &'static str, op: Op) -> Launch {
     Launch {
         name,
-        vec: Vec::new(),
-        mat: vec![op],
+        decode: Vec::new(),
+        prefill: vec![op],
     }
 }
 
@@ -89,21 +89,21 @@ fn attention_part(
             weight: norm_w,
             eps: c.rms_eps,
         };
-        let mut mat = lin("q", &l.wq, &s.xn, &s.q, PLAIN)?.mat;
-        mat.extend(lin("k", &l.wk, &s.xn, &s.k, PLAIN)?.mat);
-        mat.extend(lin("v", &l.wv, &s.xn, &s.v, PLAIN)?.mat);
+        let mut prefill = lin("q", &l.wq, &s.xn, &s.q, PLAIN)?.prefill;
+        prefill.extend(lin("k", &l.wk, &s.xn, &s.k, PLAIN)?.prefill);
+        prefill.extend(lin("v", &l.wv, &s.xn, &s.v, PLAIN)?.prefill);
         vec![
             prefill_only("rmsnorm", norm_op),
             Launch {
                 name: "qkv",
-                vec: vec![fused::qkv(
+                decode: vec![fused::qkv(
                     g,
                     [wq, wk, wv],
                     folded,
                     &s.x,
                     [&s.q, &s.k, &s.v],
                 )?],
-                mat,
+                prefill,
             },
         ]
     } else {
@@ -183,8 +183,8 @@ fn attention_part(
     )?;
     out.push(Launch {
         name: "attention",
-        vec: att.decode,
-        mat: att.prefill,
+        decode: att.decode,
+        prefill: att.prefill,
     });
     out.push(lin("o", &l.wo, &s.att, &s.x, RESIDUAL)?);
     Ok(out)
@@ -226,17 +226,17 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
                     weight: norm_w,
                     eps: c.rms_eps,
                 };
-                let mut mat = lin("gate", gate, &s.xn, &s.gate, PLAIN)?.mat;
-                mat.extend(lin("up", up, &s.xn, &s.up, PLAIN)?.mat);
+                let mut prefill = lin("gate", gate, &s.xn, &s.gate, PLAIN)?.prefill;
+                prefill.extend(lin("up", up, &s.xn, &s.up, PLAIN)?.prefill);
                 vec![
                     prefill_only("rmsnorm", norm_op),
                     Launch {
                         name: "gate_up",
-                        vec: vec![fused::glu(g, [wg, wu], folded, &s.x, &s.gate)?],
-                        mat,
+                        decode: vec![fused::glu(g, [wg, wu], folded, &s.x, &s.gate)?],
+                        prefill,
                     },
                     Launch {
-                        vec: Vec::new(),
+                        decode: Vec::new(),
                         ..swiglu(*width)?
                     },
                 ]
@@ -280,8 +280,8 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
     };
     out.push(Launch {
         name: "group",
-        vec: Vec::new(),
-        mat: vec![moe::group(g, r, grouped)?],
+        decode: Vec::new(),
+        prefill: vec![moe::group(g, r, grouped)?],
     });
     // Llama 4 scales each slot's input by its weight; the others scale the outputs in the combine.
     let (x_in, per_slot, weighting) = match &ms.xs {
@@ -297,8 +297,8 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
     let experts = |name, t: &str, rows, x, y, per_slot| -> Result<Launch, GpuError> {
         Ok(Launch {
             name,
-            vec: moe::experts(g, w(t)?, rows, x, y, r, per_slot)?,
-            mat: moe::experts_grouped(g, w(t)?, rows, x, y, r, grouped, per_slot)?,
+            decode: moe::experts(g, w(t)?, rows, x, y, r, per_slot)?,
+            prefill: moe::experts_grouped(g, w(t)?, rows, x, y, r, grouped, per_slot)?,
         })
     };
     let (gate, up) = (w(&l.gate)?, w(&l.up)?);
@@ -306,16 +306,16 @@ fn ffn_part(sh: &Shared, ffn_norm: &str, ffn: &FfnPlan) -> Result<Vec<Launch>, G
         // Decode: one fused gate+up+SwiGLU launch; prefill keeps the grouped mat-muls and SwiGLU.
         out.push(Launch {
             name: "gate_up",
-            vec: moe::experts_glu(g, gate, up, i, x_in, &s.gate, r, per_slot)?,
-            mat: moe::experts_grouped(g, gate, i, x_in, &s.gate, r, grouped, per_slot)?,
+            decode: moe::experts_glu(g, gate, up, i, x_in, &s.gate, r, per_slot)?,
+            prefill: moe::experts_grouped(g, gate, i, x_in, &s.gate, r, grouped, per_slot)?,
         });
         out.push(Launch {
             name: "up",
-            vec: Vec::new(),
-            mat: moe::experts_grouped(g, up, i, x_in, &s.up, r, grouped, per_slot)?,
+            decode: Vec::new(),
+            prefill: moe::experts_grouped(g, up, i, x_in, &s.up, r, grouped, per_slot)?,
         });
         out.push(Launch {
-            vec: Vec::new(),
+            decode: Vec::new(),
             ..swiglu(m.k * i)?
         });
     } else {

@@ -28,10 +28,10 @@ impl Engine {
         let mut ops: Vec<(&'static str, &Op)> = Vec::new();
         ops.extend(self.embed.iter().map(|o| ("embed", o)));
         for launch in self.layers.iter().flatten() {
-            ops.extend(launch.vec.iter().map(|o| (launch.name, o)));
+            ops.extend(launch.decode.iter().map(|o| (launch.name, o)));
         }
         ops.push(("rmsnorm", &self.final_norm));
-        ops.extend(self.lm_head.vec.iter().map(|o| ("lm_head", o)));
+        ops.extend(self.lm_head.decode.iter().map(|o| ("lm_head", o)));
         let mut out: Vec<(&'static str, f64)> = Vec::new();
         let wait = |gpu: &crate::Gpu| {
             let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
@@ -68,7 +68,7 @@ impl Engine {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                for op in self.layers.iter().flatten().flat_map(|l| &l.vec) {
+                for op in self.layers.iter().flatten().flat_map(|l| &l.decode) {
                     op.encode(&mut pass, 1, n_splits);
                 }
             }

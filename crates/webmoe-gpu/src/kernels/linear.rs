@@ -28,9 +28,9 @@ pub struct Layout {
 /// The launches of one linear layer.
 pub struct Linear {
     /// Decode: one token per dispatch row (`matvec.wgsl`).
-    pub vec: Vec<Op>,
+    pub decode: Vec<Op>,
     /// Prefill: tiled over tokens and rows (`matmul.wgsl`).
-    pub mat: Vec<Op>,
+    pub prefill: Vec<Op>,
 }
 
 /// Builds the launches for `w` reading `x` and writing `y`.
@@ -71,24 +71,24 @@ pub fn build(
             sg1,
         ],
     )?;
-    let mut mat_defines = vec![
+    let mut prefill_defines = vec![
         ("HDR", hdr),
         ("DQ4", dq),
         ("ALIGNED", aligned(w.ty, w.row_bytes)),
         ("ACCUMULATE", acc.into()),
     ];
     let tiled = gpu.variants.tiled_prefill;
-    let (mat_shader, tile) = if tiled {
+    let (prefill_shader, tile) = if tiled {
         // f16 tiles only for weights that f16 holds exactly or nearly (quantized types, F16).
         let f16 = gpu.variants.f16 && !matches!(w.ty, GgmlType::F32 | GgmlType::BF16);
-        mat_defines.push(("F16", on(f16)));
-        mat_defines.push(("WT", if f16 { "f16" } else { "f32" }.into()));
+        prefill_defines.push(("F16", on(f16)));
+        prefill_defines.push(("WT", if f16 { "f16" } else { "f32" }.into()));
         ("matmul_tiled.wgsl", (64, 32))
     } else {
         ("matmul.wgsl", (256, 4))
     };
-    let pm = gpu.pipeline(mat_shader, "main", &mat_defines)?;
-    let (mut vec, mut mat) = (Vec::new(), Vec::new());
+    let pm = gpu.pipeline(prefill_shader, "main", &prefill_defines)?;
+    let (mut decode, mut prefill) = (Vec::new(), Vec::new());
     for s in &w.shards {
         let params = gpu.uniform_of(&LinearParams {
             k,
@@ -100,7 +100,7 @@ pub fn build(
             x_offset: l.x_offset,
             y_offset: l.y_offset,
         });
-        vec.push(Op {
+        decode.push(Op {
             bind_group: gpu.bind(&pv, &[&s.buffer, x, y, &params]),
             pipeline: pv.clone(),
             grid: Grid::Tokens(groups(
@@ -108,11 +108,11 @@ pub fn build(
                 (gpu.tuning.workgroup() / lanes * rpt) as u64,
             )),
         });
-        mat.push(Op {
+        prefill.push(Op {
             bind_group: gpu.bind(&pm, &[&s.buffer, x, y, &params, step]),
             pipeline: pm.clone(),
             grid: Grid::TokenTiles(groups(s.n_rows, tile.0), tile.1),
         });
     }
-    Ok(Linear { vec, mat })
+    Ok(Linear { decode, prefill })
 }
