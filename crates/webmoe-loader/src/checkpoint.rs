@@ -3,7 +3,10 @@
 //! section (see `webmoe_core::hf`): reading a range of it reads the matching checkpoint bytes (stacking
 //! experts, splitting fused tensors, transposing Llama 4 experts, widening vectors to f32), so the
 //! chunked loader streams a checkpoint exactly like a GGUF file. Matrices quantized on load stream in
-//! their source type ([`Checkpoint::streamed_header`]); the GPU quantizes them as they arrive.
+//! their source type ([`Checkpoint::streamed_header`]); the GPU quantizes them as they arrive. The
+//! mapping is also available without I/O: [`Checkpoint::plan_reads`] names the shard ranges a read
+//! needs and [`Checkpoint::read_via`] assembles it from bytes the caller fetched, for drivers whose
+//! reads are asynchronous (the browser).
 
 use crate::{ByteSource, LoadError};
 use serde_json::Value;
@@ -16,6 +19,9 @@ use webmoe_core::ModelError;
 
 /// Opens a file of the folder by name (`config.json`, a shard); `Ok(None)` when it does not exist.
 pub type OpenFile<'a> = dyn Fn(&str) -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> + 'a;
+
+/// Reads `len` bytes at `offset` of shard `shard`.
+pub type ShardRead<'a> = dyn Fn(usize, u64, u64) -> Result<Vec<u8>, LoadError> + 'a;
 
 /// Where a checkpoint tensor lives.
 struct Located {
@@ -36,6 +42,7 @@ pub struct Checkpoint {
     /// `tokenizer.json`, `tokenizer_config.json` and `generation_config.json` when present.
     pub files: HashMap<String, Vec<u8>>,
     name: String,
+    shard_names: Vec<String>,
     shards: Vec<Box<dyn ByteSource + Sync>>,
     located: HashMap<String, Located>,
     /// The last transposed expert matrix: (tensor, expert, bytes in source layout).
@@ -220,18 +227,95 @@ impl Checkpoint {
             streamed_header,
             files,
             name: name.to_string(),
+            shard_names,
             shards,
             located,
             cache: Mutex::new(None),
         })
     }
 
+    /// The shard files, in the order of the shard indices [`Checkpoint::plan_reads`] gives.
+    pub fn shard_names(&self) -> &[String] {
+        &self.shard_names
+    }
+
+    /// The shard byte ranges `(shard, offset, len)` that reading `len` bytes at `offset` of the
+    /// virtual data section reads (sorted, overlaps merged), without reading them: a driver with
+    /// asynchronous I/O (the browser) fetches these, then calls [`Checkpoint::read_via`].
+    ///
+    /// # Errors
+    /// A range beyond the end.
+    pub fn plan_reads(&self, offset: u64, len: u64) -> Result<Vec<(usize, u64, u64)>, LoadError> {
+        let wanted = std::cell::RefCell::new(Vec::new());
+        let record = |shard: usize, off: u64, n: u64| -> Result<Vec<u8>, LoadError> {
+            wanted.borrow_mut().push((shard, off, n));
+            Ok(vec![0; n as usize])
+        };
+        self.read_with(offset, len, &record, false)?;
+        let mut v = wanted.into_inner();
+        v.sort_unstable();
+        let mut merged: Vec<(usize, u64, u64)> = Vec::with_capacity(v.len());
+        for (shard, off, n) in v {
+            match merged.last_mut() {
+                Some((s, o, m)) if *s == shard && off <= *o + *m => {
+                    *m = (*m).max(off + n - *o);
+                }
+                _ => merged.push((shard, off, n)),
+            }
+        }
+        Ok(merged)
+    }
+
+    /// Reads `len` bytes at `offset` of the virtual data section with `read(shard, offset, len)`
+    /// serving the shard bytes (those [`Checkpoint::plan_reads`] named, fetched by the caller).
+    ///
+    /// # Errors
+    /// A range beyond the end; what `read` returns.
+    pub fn read_via(&self, offset: u64, len: u64, read: &ShardRead) -> Result<Vec<u8>, LoadError> {
+        self.read_with(offset, len, read, true)
+    }
+
+    /// The virtual section's bytes, reading shards with `read`; `cached`: keep and use the last
+    /// transposed expert matrix (not while planning, whose reads return zeros).
+    fn read_with(
+        &self,
+        offset: u64,
+        len: u64,
+        read: &ShardRead,
+        cached: bool,
+    ) -> Result<Vec<u8>, LoadError> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.len())
+            .ok_or_else(|| io(&self.name, format!("range {offset}+{len} beyond the end")))?;
+        let mut out = vec![0u8; len as usize];
+        for (info, p) in self.streamed_header.tensors.iter().zip(&self.model.tensors) {
+            let (lo, hi) = (
+                offset.max(info.offset),
+                end.min(info.offset + info.size_bytes),
+            );
+            if lo < hi {
+                let bytes =
+                    self.tensor_bytes(p, lo - info.offset, hi - info.offset, read, cached)?;
+                out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(&bytes);
+            }
+        }
+        Ok(out)
+    }
+
     /// Bytes `[a, b)` of a planned tensor, in its streamed type.
-    fn tensor_bytes(&self, p: &PlannedTensor, a: u64, b: u64) -> Result<Vec<u8>, LoadError> {
+    fn tensor_bytes(
+        &self,
+        p: &PlannedTensor,
+        a: u64,
+        b: u64,
+        read: &ShardRead,
+        cached: bool,
+    ) -> Result<Vec<u8>, LoadError> {
         let out_ty = p.streamed_type();
         let (ses, oes) = (p.src_type.block_bytes(), out_ty.block_bytes());
         let (e0, e1) = (a / oes, b.div_ceil(oes));
-        let src = self.source_elements(p, e0, e1)?;
+        let src = self.source_elements(p, e0, e1, read, cached)?;
         let out: Vec<u8> = if p.src_type == out_ty {
             src
         } else {
@@ -245,7 +329,14 @@ impl Checkpoint {
     }
 
     /// Source-type bytes of elements `[e0, e1)` of a planned tensor.
-    fn source_elements(&self, p: &PlannedTensor, e0: u64, e1: u64) -> Result<Vec<u8>, LoadError> {
+    fn source_elements(
+        &self,
+        p: &PlannedTensor,
+        e0: u64,
+        e1: u64,
+        read: &ShardRead,
+        cached: bool,
+    ) -> Result<Vec<u8>, LoadError> {
         let es = p.src_type.block_bytes();
         let mut out = Vec::with_capacity(((e1 - e0) * es) as usize);
         match &p.recipe {
@@ -258,7 +349,7 @@ impl Checkpoint {
                     let (lo, hi) = (e0.max(at), e1.min(at + n));
                     if lo < hi {
                         let off = t.offset + (s.row0 as u64 * row + lo - at) * es;
-                        out.extend(self.shards[t.shard].read_at(off, (hi - lo) * es)?);
+                        out.extend(read(t.shard, off, (hi - lo) * es)?);
                     }
                     at += n;
                 }
@@ -275,15 +366,24 @@ impl Checkpoint {
                 let t = &self.located[tensor];
                 for x in (e0 / per) as usize..(e1.div_ceil(per) as usize).min(*experts) {
                     let mut cache = self.cache.lock().expect("cache lock");
-                    if !cache
-                        .as_ref()
-                        .is_some_and(|(n, e, _)| n == tensor && *e == x)
-                    {
+                    let hit = cached
+                        && cache
+                            .as_ref()
+                            .is_some_and(|(n, e, _)| n == tensor && *e == x);
+                    let planned;
+                    let m = if hit {
+                        &cache.as_ref().expect("a hit").2
+                    } else {
                         let bytes = (*src_rows * *src_cols) as u64 * es;
-                        let m = self.shards[t.shard].read_at(t.offset + x as u64 * bytes, bytes)?;
-                        *cache = Some((tensor.clone(), x, m));
-                    }
-                    let m = &cache.as_ref().expect("filled").2;
+                        let matrix = read(t.shard, t.offset + x as u64 * bytes, bytes)?;
+                        if cached {
+                            &cache.insert((tensor.clone(), x, matrix)).2
+                        } else {
+                            // Planning: its zeros must not stand in for the matrix later.
+                            planned = matrix;
+                            &planned
+                        }
+                    };
                     let base = x as u64 * per;
                     for o in e0.max(base)..e1.min(base + per) {
                         // Output row r = source column col0 + r; output column c = source row c.
@@ -304,22 +404,9 @@ impl ByteSource for Checkpoint {
     }
 
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= self.len())
-            .ok_or_else(|| io(&self.name, format!("range {offset}+{len} beyond the end")))?;
-        let mut out = vec![0u8; len as usize];
-        for (info, p) in self.streamed_header.tensors.iter().zip(&self.model.tensors) {
-            let (lo, hi) = (
-                offset.max(info.offset),
-                end.min(info.offset + info.size_bytes),
-            );
-            if lo < hi {
-                let bytes = self.tensor_bytes(p, lo - info.offset, hi - info.offset)?;
-                out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(&bytes);
-            }
-        }
-        Ok(out)
+        self.read_via(offset, len, &|shard, off, n| {
+            self.shards[shard].read_at(off, n)
+        })
     }
 
     fn name(&self) -> String {

@@ -15,7 +15,7 @@ mod source;
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::{set_stall_timeout, HttpSource};
 
-pub use checkpoint::{Checkpoint, OpenFile};
+pub use checkpoint::{Checkpoint, OpenFile, ShardRead};
 pub use open::{GgufOpening, OpenedGguf, FIRST_HEADER_READ};
 pub use plan::{Chunk, ChunkPlan};
 pub use sink::MemorySink;

@@ -313,3 +313,57 @@ fn quantized_matrices_stream_their_source_rows() {
     assert_eq!(converted.len(), 8);
     assert_eq!(checked, 8, "embedding and seven projections");
 }
+
+/// The reads `plan_reads` names are all that reading the virtual section needs (what a driver with
+/// asynchronous I/O fetches before `read_via`): served only from those ranges, every chunk of every
+/// fixture folder (sharded Llama 4 with its transposed experts among them) equals the direct read.
+#[test]
+fn planned_reads_are_all_a_chunk_needs() {
+    for family in [
+        "qwen2",
+        "qwen3",
+        "mixtral",
+        "qwen2moe",
+        "qwen3moe",
+        "olmoe",
+        "llama4",
+        "llama4_128e",
+    ] {
+        let files = folder(family);
+        let ck = open(&files).unwrap();
+        for chunk in [4096u64, 65_536, 1 << 20] {
+            let mut offset = 0;
+            while offset < ck.len() {
+                let len = chunk.min(ck.len() - offset);
+                let plan = ck.plan_reads(offset, len).unwrap();
+                let fetched: Vec<(usize, u64, Vec<u8>)> = plan
+                    .iter()
+                    .map(|&(shard, off, n)| {
+                        let f = &files[&ck.shard_names()[shard]];
+                        (shard, off, f[off as usize..(off + n) as usize].to_vec())
+                    })
+                    .collect();
+                let from_plan = ck
+                    .read_via(offset, len, &|shard, off, n| {
+                        fetched
+                            .iter()
+                            .find(|(s, o, b)| {
+                                *s == shard && *o <= off && off + n <= o + b.len() as u64
+                            })
+                            .map(|(_, o, b)| b[(off - o) as usize..(off - o + n) as usize].to_vec())
+                            .ok_or_else(|| LoadError::Io {
+                                source_name: family.into(),
+                                message: format!("unplanned read {shard} {off}+{n}"),
+                            })
+                    })
+                    .unwrap_or_else(|e| panic!("{family} chunk {chunk} at {offset}: {e}"));
+                assert_eq!(
+                    from_plan,
+                    ck.read_at(offset, len).unwrap(),
+                    "{family} chunk {chunk} at {offset}"
+                );
+                offset += len;
+            }
+        }
+    }
+}
