@@ -551,7 +551,8 @@ fn parse(m: &Loaded, kind: Kind, b: &Value) -> Result<Parsed, String> {
     )
     .map_err(|e| e.to_string())?;
     let format = tool_format(m.tokenizer.chat_template.as_deref());
-    if let Some(call) = tools.as_ref().and_then(|t| t.spec(format)) {
+    let marker = webmoe_core::tool_prompt::call_marker(&m.tokenizer, format);
+    if let Some(call) = tools.as_ref().and_then(|t| t.spec(format, marker)) {
         if spec.is_some() {
             return Err("tool_choice 'required' or a named function cannot be combined with response_format, grammar or regex".into());
         }

@@ -39,6 +39,19 @@ pub fn tool_format(template: Option<&str>) -> ToolFormat {
     }
 }
 
+/// The control token a format's calls begin with, when the tokenizer has it as one special token
+/// (Mistral's `[TOOL_CALLS]`): a forced call starts with that token, as the model was trained to.
+pub fn call_marker(tok: &crate::tokenizer::Tokenizer, format: ToolFormat) -> Option<u32> {
+    let text = match format {
+        ToolFormat::Mistral => "[TOOL_CALLS]",
+        ToolFormat::Hermes | ToolFormat::Llama3Json => return None,
+    };
+    match tok.encode(text, true, false).ok()?.as_slice() {
+        [id] if tok.encode(text, false, false).ok()?.len() > 1 => Some(*id),
+        _ => None,
+    }
+}
+
 /// One call as the Hermes format writes it.
 pub fn hermes_call(name: &str, arguments: &Value) -> String {
     let call = serde_json::json!({ "name": name, "arguments": arguments });

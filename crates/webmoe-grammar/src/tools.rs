@@ -156,8 +156,9 @@ impl Tools {
     }
 
     /// For `required` or a named function: the grammar of one call in `format`, with arguments
-    /// valid for the function's schema. `None` otherwise.
-    pub fn spec(&self, format: ToolFormat) -> Option<Spec> {
+    /// valid for the function's schema, after `marker` (the id of the format's call token, see
+    /// `webmoe_core::tool_prompt::call_marker`) when the tokenizer has one. `None` otherwise.
+    pub fn spec(&self, format: ToolFormat, marker: Option<u32>) -> Option<Spec> {
         let args_key = match format {
             ToolFormat::Llama3Json => "parameters",
             ToolFormat::Hermes | ToolFormat::Mistral => "arguments",
@@ -194,7 +195,10 @@ impl Tools {
             ToolFormat::Llama3Json => "call",
             ToolFormat::Mistral => "\"[\" call \"]\"",
         };
-        Some(Spec::Lark(format!("start: {body}\ncall: %json {schema}\n")))
+        let start = marker.map_or(String::new(), |id| format!("<[{id}]> "));
+        Some(Spec::Lark(format!(
+            "start: {start}{body}\ncall: %json {schema}\n"
+        )))
     }
 }
 
@@ -251,7 +255,7 @@ mod tests {
         let mut t = Tools::from_request(Some(&weather()), Some(&json!("required")))
             .unwrap()
             .unwrap();
-        let Some(Spec::Lark(g)) = t.spec(ToolFormat::Hermes) else {
+        let Some(Spec::Lark(g)) = t.spec(ToolFormat::Hermes, None) else {
             panic!("a grammar")
         };
         assert!(g.starts_with("start: \"<tool_call>\\n\" call"), "{g}");
@@ -259,12 +263,12 @@ mod tests {
             g.contains(r#""arguments":{"type":"object","properties":{"city""#),
             "{g}"
         );
-        let Some(Spec::Lark(g)) = t.spec(ToolFormat::Llama3Json) else {
+        let Some(Spec::Lark(g)) = t.spec(ToolFormat::Llama3Json, None) else {
             panic!("a grammar")
         };
         assert!(g.contains(r#""parameters":"#), "{g}");
         t.choice = ToolChoice::Auto;
-        assert_eq!(t.spec(ToolFormat::Hermes), None);
+        assert_eq!(t.spec(ToolFormat::Hermes, None), None);
         t.choice = ToolChoice::None;
         assert!(t.rendered().is_empty() && t.reader("c", ToolFormat::Hermes).is_none());
     }

@@ -217,7 +217,9 @@ fn the_call_each_template_teaches_reads_back_and_fits_the_forced_grammar() {
             .unwrap()
             .unwrap();
             let call_text = output.replace("<think>\n\n</think>\n\n", "");
-            let mut c = grammars.constraint(&forced.spec(format).unwrap()).unwrap();
+            let mut c = grammars
+                .constraint(&forced.spec(format, None).unwrap())
+                .unwrap();
             for id in tok.encode(&call_text, false, false).unwrap() {
                 c.mask().unwrap();
                 c.commit(id)

@@ -41,7 +41,7 @@ fn forced_calls_parse_back_in_every_format() {
             ToolFormat::Llama3Json,
             ToolFormat::Mistral,
         ] {
-            let spec = tools.spec(format).expect("a grammar");
+            let spec = tools.spec(format, None).expect("a grammar");
             let mut c = grammars
                 .constraint(&spec)
                 .unwrap_or_else(|e| panic!("{format:?}: {e}"));
@@ -84,4 +84,76 @@ fn forced_calls_parse_back_in_every_format() {
             eprintln!("{format:?} {choice}: {text:?}");
         }
     }
+}
+
+/// A tokenizer whose vocabulary has Mistral's `[TOOL_CALLS]` as a special token (the tiny
+/// `tokenizer.json` fixture with it added as id 371).
+fn tokenizer_with_call_token() -> Tokenizer {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tiny_tokenizer.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["added_tokens"].as_array_mut().unwrap().push(json!({ "id": 371, "content": "[TOOL_CALLS]",
+        "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true }));
+    let special = webmoe_core::tokenizer::SpecialTokens {
+        bos: None,
+        add_bos: false,
+        eog: vec![0],
+        bos_text: String::new(),
+        eos_text: "<|end|>".into(),
+    };
+    Tokenizer::from_json(&v.to_string(), special, None).unwrap()
+}
+
+/// With the call token in the vocabulary, a forced Mistral call starts with that token (as the model
+/// writes it), and the reader takes the call that follows.
+#[test]
+fn a_forced_mistral_call_starts_with_its_control_token() {
+    let tok = tokenizer_with_call_token();
+    let marker = webmoe_core::tool_prompt::call_marker(&tok, ToolFormat::Mistral);
+    assert_eq!(marker, Some(371));
+    assert_eq!(
+        webmoe_core::tool_prompt::call_marker(&tokenizer(), ToolFormat::Mistral),
+        None,
+        "the test model has no [TOOL_CALLS] token"
+    );
+    let grammars = Grammars::new(&tok).unwrap();
+    let defs = json!([{ "type": "function", "function": { "name": "get_time", "parameters": {
+        "type": "object", "properties": { "zone": { "enum": ["UTC", "CET"] } },
+        "required": ["zone"], "additionalProperties": false } } }]);
+    let tools = Tools::from_request(Some(&defs), Some(&json!("required")))
+        .unwrap()
+        .unwrap();
+    let mut c = grammars
+        .constraint(&tools.spec(ToolFormat::Mistral, marker).unwrap())
+        .unwrap();
+    let mut ids = Vec::new();
+    while !c.finished() && ids.len() < 200 {
+        let mask = c.mask().unwrap().to_vec();
+        let Some(id) = (0..mask.len() * 32)
+            .filter(|&i| (mask[i / 32] >> (i % 32)) & 1 == 1)
+            .map(|i| i as u32)
+            .find(|&i| !tok.is_eog(i))
+        else {
+            break;
+        };
+        c.commit(id).unwrap();
+        ids.push(id);
+    }
+    assert_eq!(ids.first(), Some(&371), "{ids:?}");
+    let text = tok.decode(&ids).unwrap();
+    assert!(text.starts_with("[TOOL_CALLS]["), "{text:?}");
+    let mut reader = tools.reader("call_", ToolFormat::Mistral).unwrap();
+    let mut pieces = reader.push(&text);
+    pieces.extend(reader.finish());
+    let calls: Vec<_> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Call(c) => Some(c),
+            Piece::Content(_) => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 1, "{text:?}");
+    assert_eq!(calls[0].name, "get_time");
+    assert_eq!(calls[0].id.len(), 9);
 }

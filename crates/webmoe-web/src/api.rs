@@ -422,7 +422,8 @@ pub async fn generate(
     )
     .map_err(|e| WebError::Invalid(e.to_string()))?;
     let format = tool_format(m.tokenizer.chat_template.as_deref());
-    let spec = match tools.as_ref().and_then(|t| t.spec(format)) {
+    let marker = webmoe_core::tool_prompt::call_marker(&m.tokenizer, format);
+    let spec = match tools.as_ref().and_then(|t| t.spec(format, marker)) {
         Some(_) if spec.is_some() => {
             return Err(invalid("tool_choice 'required' or a named function cannot be combined with response_format, grammar or regex".into()).into())
         }
