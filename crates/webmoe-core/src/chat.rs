@@ -343,11 +343,7 @@ pub fn encode_chat_with_tools(
             next += 1;
             fences.wrap(next, s)
         };
-        let keep: &[&str] = if fence_ids {
-            &[SCHEMA_TYPE]
-        } else {
-            &[SCHEMA_TYPE, "id"]
-        };
+        let keep = &[SCHEMA_TYPE];
         let fenced: Vec<Message> = messages
             .iter()
             .map(|m| Message {
@@ -357,7 +353,14 @@ pub fn encode_chat_with_tools(
                 tool_calls: m
                     .tool_calls
                     .iter()
-                    .map(|c| map_strings(c, keep, &mut wrap))
+                    .map(|c| {
+                        let mut f = map_strings(c, keep, &mut wrap);
+                        // Only the call's own id, never an `id` nested in its arguments.
+                        if !fence_ids && c["id"].is_string() {
+                            f["id"] = c["id"].clone();
+                        }
+                        f
+                    })
                     .collect(),
                 tool_call_id: match &m.tool_call_id {
                     Some(id) if fence_ids => Some(wrap(id)),
