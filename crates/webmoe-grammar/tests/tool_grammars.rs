@@ -20,6 +20,37 @@ fn tokenizer() -> Tokenizer {
     Tokenizer::from_gguf(&h).unwrap()
 }
 
+/// The tokens a constraint allows when each step takes the lowest allowed one (as an adversarial
+/// sampler would), up to 200 or until it is finished.
+fn follow_lowest(c: &mut impl Constraint, tok: &Tokenizer) -> Vec<u32> {
+    let mut ids = Vec::new();
+    while !c.finished() && ids.len() < 200 {
+        let mask = c.mask().unwrap().to_vec();
+        let allowed = (0..mask.len() * 32)
+            .filter(|&i| (mask[i / 32] >> (i % 32)) & 1 == 1)
+            .map(|i| i as u32)
+            .find(|&i| !tok.is_eog(i));
+        let Some(id) = allowed else { break };
+        c.commit(id).unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// The calls the reader takes from `text`.
+fn calls_in(tools: &Tools, format: ToolFormat, text: &str) -> Vec<webmoe_grammar::ToolCall> {
+    let mut reader = tools.reader("call_", format).unwrap();
+    let mut pieces = reader.push(text);
+    pieces.extend(reader.finish());
+    pieces
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Call(c) => Some(c),
+            Piece::Content(_) => None,
+        })
+        .collect()
+}
+
 #[test]
 fn forced_calls_parse_back_in_every_format() {
     let tok = tokenizer();
@@ -45,28 +76,9 @@ fn forced_calls_parse_back_in_every_format() {
             let mut c = grammars
                 .constraint(&spec)
                 .unwrap_or_else(|e| panic!("{format:?}: {e}"));
-            let mut ids = Vec::new();
-            while !c.finished() && ids.len() < 200 {
-                let mask = c.mask().unwrap().to_vec();
-                let allowed = (0..mask.len() * 32)
-                    .filter(|&i| (mask[i / 32] >> (i % 32)) & 1 == 1)
-                    .map(|i| i as u32)
-                    .find(|&i| !tok.is_eog(i));
-                let Some(id) = allowed else { break };
-                c.commit(id).unwrap();
-                ids.push(id);
-            }
+            let ids = follow_lowest(&mut c, &tok);
             let text = tok.decode(&ids).unwrap();
-            let mut reader = tools.reader("call_", format).unwrap();
-            let mut pieces = reader.push(&text);
-            pieces.extend(reader.finish());
-            let calls: Vec<_> = pieces
-                .iter()
-                .filter_map(|p| match p {
-                    Piece::Call(c) => Some(c),
-                    Piece::Content(_) => None,
-                })
-                .collect();
+            let calls = calls_in(&tools, format, &text);
             assert_eq!(calls.len(), 1, "{format:?} {choice}: {text:?}");
             let name = &calls[0].name;
             if choice.is_object() {
@@ -127,32 +139,11 @@ fn a_forced_mistral_call_starts_with_its_control_token() {
     let mut c = grammars
         .constraint(&tools.spec(ToolFormat::Mistral, marker).unwrap())
         .unwrap();
-    let mut ids = Vec::new();
-    while !c.finished() && ids.len() < 200 {
-        let mask = c.mask().unwrap().to_vec();
-        let Some(id) = (0..mask.len() * 32)
-            .filter(|&i| (mask[i / 32] >> (i % 32)) & 1 == 1)
-            .map(|i| i as u32)
-            .find(|&i| !tok.is_eog(i))
-        else {
-            break;
-        };
-        c.commit(id).unwrap();
-        ids.push(id);
-    }
+    let ids = follow_lowest(&mut c, &tok);
     assert_eq!(ids.first(), Some(&371), "{ids:?}");
     let text = tok.decode(&ids).unwrap();
     assert!(text.starts_with("[TOOL_CALLS]["), "{text:?}");
-    let mut reader = tools.reader("call_", ToolFormat::Mistral).unwrap();
-    let mut pieces = reader.push(&text);
-    pieces.extend(reader.finish());
-    let calls: Vec<_> = pieces
-        .iter()
-        .filter_map(|p| match p {
-            Piece::Call(c) => Some(c),
-            Piece::Content(_) => None,
-        })
-        .collect();
+    let calls = calls_in(&tools, ToolFormat::Mistral, &text);
     assert_eq!(calls.len(), 1, "{text:?}");
     assert_eq!(calls[0].name, "get_time");
     assert_eq!(calls[0].id.len(), 9);
