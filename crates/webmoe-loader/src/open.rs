@@ -30,6 +30,8 @@ pub struct OpenedGguf {
 pub struct GgufOpening {
     size: u64,
     buf: Vec<u8>,
+    /// Bytes the parser asked for after the last read (it parses each read once).
+    wanted: u64,
     header: Option<GgufHeader>,
     /// The byte range of `rope_freqs.weight`, while it is still to be read.
     rope_range: Option<(u64, u64)>,
@@ -42,6 +44,7 @@ impl GgufOpening {
         GgufOpening {
             size,
             buf: Vec::new(),
+            wanted: 0,
             header: None,
             rope_range: None,
             rope_freqs: None,
@@ -54,12 +57,8 @@ impl GgufOpening {
             None if self.buf.is_empty() => Some((0, FIRST_HEADER_READ.min(self.size))),
             None => {
                 let have = self.buf.len() as u64;
-                let want = match parse_header(&self.buf, self.size) {
-                    Ok(HeaderParse::NeedBytes(n)) => n,
-                    _ => have + 1,
-                };
                 // Grow geometrically so a big tokenizer costs a few requests, not many.
-                Some((have, want.max(have * 2).min(self.size) - have))
+                Some((have, self.wanted.max(have * 2).min(self.size) - have))
             }
             Some(_) => self.rope_range,
         }
@@ -104,15 +103,30 @@ impl GgufOpening {
             return Ok(());
         }
         self.buf.extend_from_slice(bytes);
-        if let HeaderParse::Done(h) = parse_header(&self.buf, self.size)? {
-            if let Some(t) = h.tensor("rope_freqs.weight") {
-                // Checked before it is read: an 88 MB "rope_freqs" is refused, not dequantized.
-                webmoe_core::model::check_rope_freqs(t)?;
-                let (start, _) = h.tensor_range(t);
-                self.rope_range = Some((start, t.size_bytes));
+        let h = match parse_header(&self.buf, self.size)? {
+            // More than is held and no more than the file: every read makes progress.
+            HeaderParse::NeedBytes(n) if n > self.buf.len() as u64 && n <= self.size => {
+                self.wanted = n;
+                return Ok(());
             }
-            self.header = Some(*h);
+            HeaderParse::NeedBytes(n) => {
+                return Err(LoadError::Io {
+                    source_name: "the model".into(),
+                    message: format!(
+                        "the header needs {n} bytes of a {}-byte file (truncated?)",
+                        self.size
+                    ),
+                })
+            }
+            HeaderParse::Done(h) => h,
+        };
+        if let Some(t) = h.tensor("rope_freqs.weight") {
+            // Checked before it is read: an 88 MB "rope_freqs" is refused, not dequantized.
+            webmoe_core::model::check_rope_freqs(t)?;
+            let (start, _) = h.tensor_range(t);
+            self.rope_range = Some((start, t.size_bytes));
         }
+        self.header = Some(*h);
         Ok(())
     }
 
