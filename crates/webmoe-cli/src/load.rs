@@ -29,23 +29,9 @@ pub struct ModelFile {
     pub desc: ModelDesc,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
-}
-
-impl ModelFile {
-    /// `(tensor index, streamed type)` of the tensors the GPU quantizes on load: those whose streamed
-    /// type differs from the stored one.
-    pub fn quantized_on_load(&self) -> Vec<(usize, GgmlType)> {
-        let pairs = self
-            .header
-            .tensors
-            .iter()
-            .zip(&self.streamed_header.tensors);
-        pairs
-            .enumerate()
-            .filter(|(_, (t, s))| t.ggml_type != s.ggml_type)
-            .map(|(i, (_, s))| (i, s.ggml_type))
-            .collect()
-    }
+    /// `(tensor index, streamed type)` of the tensors the GPU quantizes on load (a checkpoint's
+    /// [`webmoe_loader::CheckpointLayout::quantized_on_load`]; none for GGUF).
+    pub quantized_on_load: Vec<(usize, GgmlType)>,
 }
 
 fn is_url(s: &str) -> bool {
@@ -91,24 +77,12 @@ fn open_checkpoint(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile>
     };
     let ck =
         Checkpoint::open(&base, &open_file, quantize).with_context(|| format!("model {model}"))?;
-    let json =
-        |f: &str| -> Option<serde_json::Value> { serde_json::from_slice(ck.files.get(f)?).ok() };
-    let tok_json = ck
-        .files
-        .get("tokenizer.json")
-        .with_context(|| format!("{base}/tokenizer.json is missing"))?;
-    let tokenizer = Tokenizer::from_hf(
-        std::str::from_utf8(tok_json).context("tokenizer.json is not UTF-8")?,
-        json("tokenizer_config.json").as_ref(),
-        json("generation_config.json").as_ref(),
-        ck.model.bos,
-        &ck.model.eos,
-    )
-    .context("building the tokenizer from tokenizer.json")?;
+    let tokenizer = ck.tokenizer()?;
     Ok(ModelFile {
         header: ck.header.clone(),
         streamed_header: ck.streamed_header.clone(),
         desc: ck.model.desc.clone(),
+        quantized_on_load: ck.quantized_on_load(),
         src: Box::new(ck),
         tokenizer,
     })
@@ -154,6 +128,7 @@ pub fn open_quantized(model: &str, quantize: Option<GgmlType>) -> Result<ModelFi
         header,
         desc,
         tokenizer,
+        quantized_on_load: Vec::new(),
     })
 }
 
@@ -199,7 +174,7 @@ pub fn load_on(
     let now = move || start.elapsed().as_secs_f64();
     let (mut engine, device) =
         pollster::block_on(webmoe_engine::open(&file.desc, &file.header, open, &now))?;
-    for (index, ty) in file.quantized_on_load() {
+    for (index, ty) in file.quantized_on_load.iter().copied() {
         engine.quantize_on_upload(index, ty)?;
     }
     let indices = file.desc.tensor_indices(&file.header);

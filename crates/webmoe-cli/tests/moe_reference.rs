@@ -157,7 +157,7 @@ fn run(family: &str, quant: &str, device: DeviceRequest) -> (Value, Outcome) {
     let cpu = CpuModel::new(f.desc.clone(), |name| {
         let x = webmoe_loader::read_tensor_f32(f.src.as_ref(), &f.streamed_header, name)?;
         let i = f.header.tensors.iter().position(|t| t.name == name);
-        match i.filter(|i| f.quantized_on_load().iter().any(|(q, _)| q == i)) {
+        match i.filter(|i| f.quantized_on_load.iter().any(|(q, _)| q == i)) {
             Some(i) => {
                 let ty = f.header.tensors[i].ggml_type;
                 let mut back = vec![0f32; x.len()];

@@ -1,21 +1,22 @@
 //! Hugging Face model folders read in place: `config.json`, `model.safetensors` or the shards named by
-//! `model.safetensors.index.json`. [`Checkpoint`] is a [`ByteSource`] over a virtual GGUF-style data
-//! section (see `webmoe_core::hf`): reading a range of it reads the matching checkpoint bytes (stacking
-//! experts, splitting fused tensors, transposing Llama 4 experts, widening vectors to f32), so the
-//! chunked loader streams a checkpoint exactly like a GGUF file. Matrices quantized on load stream in
-//! their source type ([`Checkpoint::streamed_header`]); the GPU quantizes them as they arrive. The
-//! mapping is also available without I/O: [`Checkpoint::plan_reads`] names the shard ranges a read
-//! needs and [`Checkpoint::read_via`] assembles it from bytes the caller fetched, for drivers whose
-//! reads are asynchronous (the browser).
+//! `model.safetensors.index.json`. A [`CheckpointLayout`] (made by the sans-IO recipe
+//! [`crate::FolderOpening`]) maps a virtual GGUF-style data section (see `webmoe_core::hf`) onto the
+//! shards: reading a range of it reads the matching checkpoint bytes (stacking experts, splitting
+//! fused tensors, transposing Llama 4 experts, widening vectors to f32), so the chunked loader streams
+//! a checkpoint exactly like a GGUF file. Matrices quantized on load stream in their source type
+//! ([`CheckpointLayout::streamed_header`]); the GPU quantizes them as they arrive. The layout does no
+//! I/O: [`CheckpointLayout::plan_reads`] names the shard ranges a read needs and
+//! [`CheckpointLayout::read_via`] assembles it from bytes the caller fetched (the browser's driver);
+//! [`Checkpoint`] is the native driver, a layout with its shards as [`ByteSource`]s.
 
+use crate::folder::{io, FolderAnswer, FolderOpening, FolderRead, MAX_JSON_BYTES};
 use crate::{ByteSource, LoadError};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use webmoe_core::gguf::GgufHeader;
 use webmoe_core::hf::{CheckpointTensor, HfModel, PlannedTensor, Recipe};
 use webmoe_core::quant::GgmlType;
-use webmoe_core::ModelError;
+use webmoe_core::tokenizer::Tokenizer;
 
 /// Opens a file of the folder by name (`config.json`, a shard); `Ok(None)` when it does not exist.
 pub type OpenFile<'a> = dyn Fn(&str) -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> + 'a;
@@ -24,14 +25,16 @@ pub type OpenFile<'a> = dyn Fn(&str) -> Result<Option<Box<dyn ByteSource + Sync>
 pub type ShardRead<'a> = dyn Fn(usize, u64, u64) -> Result<Vec<u8>, LoadError> + 'a;
 
 /// Where a checkpoint tensor lives.
-struct Located {
-    shard: usize,
-    offset: u64,
-    info: CheckpointTensor,
+#[derive(Debug)]
+pub(crate) struct Located {
+    pub(crate) shard: usize,
+    pub(crate) offset: u64,
+    pub(crate) info: CheckpointTensor,
 }
 
-/// A checkpoint folder as one byte source plus its model.
-pub struct Checkpoint {
+/// A checkpoint folder's model and the map from its virtual data section to the shards (no I/O).
+#[derive(Debug)]
+pub struct CheckpointLayout {
     /// The model and its tensor plan.
     pub model: HfModel,
     /// The GGUF-style header of the tensors as the GPU stores them (the engine's view).
@@ -43,16 +46,22 @@ pub struct Checkpoint {
     pub files: HashMap<String, Vec<u8>>,
     name: String,
     shard_names: Vec<String>,
-    shards: Vec<Box<dyn ByteSource + Sync>>,
     located: HashMap<String, Located>,
     /// The last transposed expert matrix: (tensor, expert, bytes in source layout).
     cache: Mutex<Option<(String, usize, Vec<u8>)>>,
 }
 
-fn io(name: &str, message: impl Into<String>) -> LoadError {
-    LoadError::Io {
-        source_name: name.to_string(),
-        message: message.into(),
+/// A checkpoint folder read natively: its layout and its shards.
+pub struct Checkpoint {
+    /// What the folder holds and where.
+    pub layout: CheckpointLayout,
+    shards: Vec<Box<dyn ByteSource + Sync>>,
+}
+
+impl std::ops::Deref for Checkpoint {
+    type Target = CheckpointLayout;
+    fn deref(&self) -> &CheckpointLayout {
+        &self.layout
     }
 }
 
@@ -65,173 +74,139 @@ fn to_f32(ty: GgmlType, c: &[u8]) -> f32 {
     }
 }
 
-/// Largest JSON file of a model folder read whole (`tokenizer.json` of a 256 k vocabulary is about
-/// 20 MB).
-pub const MAX_JSON_BYTES: u64 = 64 << 20;
-
-fn read_all(src: &dyn ByteSource) -> Result<Vec<u8>, LoadError> {
-    if src.len() > MAX_JSON_BYTES {
-        return Err(io(
-            &src.name(),
-            format!(
-                "{} bytes is more than the {MAX_JSON_BYTES} a configuration or tokenizer file may have",
-                src.len()
-            ),
-        ));
-    }
-    src.read_at(0, src.len())
-}
-
-fn json(name: &str, bytes: &[u8]) -> Result<Value, LoadError> {
-    serde_json::from_slice(bytes).map_err(|e| io(name, format!("invalid JSON: {e}")))
-}
-
-fn dtype(d: safetensors::Dtype, name: &str) -> Result<GgmlType, LoadError> {
-    Ok(match d {
-        safetensors::Dtype::F32 => GgmlType::F32,
-        safetensors::Dtype::F16 => GgmlType::F16,
-        safetensors::Dtype::BF16 => GgmlType::BF16,
-        other => {
-            return Err(LoadError::Model(ModelError::Inconsistent(format!(
-            "tensor {name} has element type {other:?}; webmoe reads F32, F16 and BF16 checkpoints"
-        ))))
-        }
-    })
-}
-
-/// The safetensors header of one shard: tensor name → (absolute data offset, type and shape).
-fn shard_table(src: &dyn ByteSource) -> Result<Vec<(String, u64, CheckpointTensor)>, LoadError> {
-    let name = src.name();
-    if src.len() < 8 {
-        return Err(io(
-            &name,
-            "not a safetensors file (shorter than its 8-byte header length)",
-        ));
-    }
-    let n = u64::from_le_bytes(src.read_at(0, 8)?.try_into().expect("8 bytes"));
-    if n > 100 << 20 || 8 + n > src.len() {
-        return Err(io(
-            &name,
-            format!(
-                "not a safetensors file (header length {n} for a file of {} bytes)",
-                src.len()
-            ),
-        ));
-    }
-    let header = src.read_at(8, n)?;
-    let meta: safetensors::tensor::Metadata = serde_json::from_slice(&header)
-        .map_err(|e| io(&name, format!("invalid safetensors header: {e}")))?;
-    let data = 8 + n;
-    let mut out = Vec::new();
-    for (tname, info) in meta.tensors() {
-        let (b, e) = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
-        let ty = dtype(info.dtype, &tname)?;
-        let elems: u64 = info.shape.iter().map(|&d| d as u64).product();
-        if e < b || e - b != elems * ty.block_bytes() || data + e > src.len() {
-            return Err(io(
-                &name,
-                format!(
-                    "tensor {tname}: data {b}..{e} does not fit its shape or the file (truncated?)"
-                ),
-            ));
-        }
-        out.push((
-            tname,
-            data + b,
-            CheckpointTensor {
-                dtype: ty,
-                shape: info.shape.clone(),
-            },
-        ));
-    }
-    Ok(out)
-}
-
 impl Checkpoint {
-    /// Reads the folder's JSON files and safetensors headers (not the weights) and plans the model;
-    /// with `quantize` (Q8_0, Q4_0 or Q4_K) the weight matrices are planned in that type and stream in
-    /// their source type, for the GPU to quantize (the tensors whose types differ between `header` and `streamed_header`).
+    /// Reads the folder's JSON files and safetensors headers (not the weights) through the
+    /// [`FolderOpening`] recipe, opening files with `open`; see [`FolderOpening::new`] for
+    /// `quantize`.
     ///
     /// # Errors
-    /// [`LoadError::Io`] for missing or unreadable files and invalid headers; [`LoadError::Model`] when
-    /// the checkpoint does not describe a model webmoe runs.
+    /// What [`FolderOpening::feed`] reports, and what `open` and the sources return.
     pub fn open(
         name: &str,
         open: &OpenFile,
         quantize: Option<GgmlType>,
     ) -> Result<Self, LoadError> {
-        let must = |f: &str| -> Result<Box<dyn ByteSource + Sync>, LoadError> {
-            open(f)?.ok_or_else(|| io(&format!("{name}/{f}"), "not found"))
-        };
-        let config = json("config.json", &read_all(must("config.json")?.as_ref())?)?;
-        let shard_names: Vec<String> = match open("model.safetensors.index.json")? {
-            Some(idx) => {
-                let v = json("model.safetensors.index.json", &read_all(idx.as_ref())?)?;
-                let map = v
-                    .get("weight_map")
-                    .and_then(Value::as_object)
-                    .ok_or_else(|| io("model.safetensors.index.json", "no weight_map"))?;
-                let mut files: Vec<String> = map
-                    .values()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
-                files.sort();
-                files.dedup();
-                files
+        let mut opening = FolderOpening::new(name, quantize);
+        let mut opened: HashMap<String, Box<dyn ByteSource + Sync>> = HashMap::new();
+        while let Some(read) = opening.need() {
+            let file = read.file().to_string();
+            if !opened.contains_key(&file) {
+                match open(&file)? {
+                    Some(src) => {
+                        opened.insert(file.clone(), src);
+                    }
+                    None => {
+                        opening.feed(FolderAnswer::Missing)?;
+                        continue;
+                    }
+                }
             }
-            None => vec!["model.safetensors".into()],
-        };
-        let mut shards = Vec::new();
-        let mut located = HashMap::new();
-        for (i, f) in shard_names.iter().enumerate() {
-            if f.contains('/') || f.contains("..") {
-                return Err(io(f, "shard names must be plain file names"));
-            }
-            let src = must(f)?;
-            for (tname, offset, info) in shard_table(src.as_ref())? {
-                located.insert(
-                    tname,
-                    Located {
-                        shard: i,
-                        offset,
-                        info,
-                    },
-                );
-            }
-            shards.push(src);
+            let src = &opened[&file];
+            let size = src.len();
+            let answer = match read {
+                FolderRead::Json { .. } if size > MAX_JSON_BYTES => FolderAnswer::Json {
+                    size,
+                    bytes: Vec::new(),
+                },
+                FolderRead::Json { .. } => FolderAnswer::Json {
+                    size,
+                    bytes: src.read_at(0, size)?,
+                },
+                FolderRead::Shard { offset, len, .. } => {
+                    let n = len.min(size.saturating_sub(offset));
+                    FolderAnswer::Shard {
+                        size,
+                        bytes: src.read_at(offset.min(size), n)?,
+                    }
+                }
+            };
+            opening.feed(answer)?;
         }
-        let table: HashMap<String, CheckpointTensor> = located
+        let layout = opening.finish()?;
+        let shards = layout
+            .shard_names()
             .iter()
-            .map(|(k, v)| (k.clone(), v.info.clone()))
+            .map(|n| opened.remove(n).expect("every shard was opened"))
             .collect();
-        let mut model = HfModel::new(&config, &table).map_err(LoadError::Model)?;
-        if let Some(ty) = quantize {
-            model.quantize(ty);
-        }
-        let header = model.header();
-        let streamed_header = model.streamed_header();
-        let mut files = HashMap::new();
-        for f in [
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "generation_config.json",
-        ] {
-            if let Some(src) = open(f)? {
-                files.insert(f.to_string(), read_all(src.as_ref())?);
-            }
-        }
-        Ok(Checkpoint {
+        Ok(Checkpoint { layout, shards })
+    }
+}
+
+impl CheckpointLayout {
+    pub(crate) fn new(
+        model: HfModel,
+        files: HashMap<String, Vec<u8>>,
+        name: String,
+        shard_names: Vec<String>,
+        located: HashMap<String, Located>,
+    ) -> Self {
+        CheckpointLayout {
+            header: model.header(),
+            streamed_header: model.streamed_header(),
             model,
-            header,
-            streamed_header,
             files,
-            name: name.to_string(),
+            name,
             shard_names,
-            shards,
             located,
             cache: Mutex::new(None),
-        })
+        }
+    }
+
+    /// Size of the virtual data section.
+    pub fn len(&self) -> u64 {
+        self.streamed_header.file_size
+    }
+
+    /// Whether the virtual data section is empty (never, for a model).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The folder's name (its path or URL).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `(tensor index, streamed type)` of the tensors the GPU quantizes on load: those whose streamed
+    /// type differs from the stored one.
+    pub fn quantized_on_load(&self) -> Vec<(usize, GgmlType)> {
+        let pairs = self
+            .header
+            .tensors
+            .iter()
+            .zip(&self.streamed_header.tensors);
+        pairs
+            .enumerate()
+            .filter(|(_, (t, s))| t.ggml_type != s.ggml_type)
+            .map(|(i, (_, s))| (i, s.ggml_type))
+            .collect()
+    }
+
+    /// The tokenizer from `tokenizer.json`, with the special tokens of `tokenizer_config.json`,
+    /// `generation_config.json` and `config.json`.
+    ///
+    /// # Errors
+    /// [`LoadError::Io`] when `tokenizer.json` is missing or not UTF-8; [`LoadError::Tokenizer`] when
+    /// it does not describe a tokenizer.
+    pub fn tokenizer(&self) -> Result<Tokenizer, LoadError> {
+        let json = |f: &str| -> Option<serde_json::Value> {
+            serde_json::from_slice(self.files.get(f)?).ok()
+        };
+        let path = format!("{}/tokenizer.json", self.name);
+        let text = self.files.get("tokenizer.json").ok_or_else(|| {
+            io(
+                &path,
+                "not found (a Hugging Face folder needs its tokenizer.json)",
+            )
+        })?;
+        let text = std::str::from_utf8(text).map_err(|_| io(&path, "not UTF-8 text"))?;
+        Ok(Tokenizer::from_hf(
+            text,
+            json("tokenizer_config.json").as_ref(),
+            json("generation_config.json").as_ref(),
+            self.model.bos,
+            &self.model.eos,
+        )?)
     }
 
     /// The shard files, in the order of the shard indices [`Checkpoint::plan_reads`] gives.
@@ -273,6 +248,31 @@ impl Checkpoint {
     /// A range beyond the end; what `read` returns.
     pub fn read_via(&self, offset: u64, len: u64, read: &ShardRead) -> Result<Vec<u8>, LoadError> {
         self.read_with(offset, len, read, true)
+    }
+
+    /// Reads `len` bytes at `offset` of the virtual data section from `fetched`: the ranges
+    /// `(shard, offset, bytes)` that [`CheckpointLayout::plan_reads`] named, fetched by the caller.
+    ///
+    /// # Errors
+    /// A range beyond the end; [`LoadError::Io`] naming a shard range that `fetched` lacks.
+    pub fn assemble(
+        &self,
+        offset: u64,
+        len: u64,
+        fetched: &[(usize, u64, Vec<u8>)],
+    ) -> Result<Vec<u8>, LoadError> {
+        self.read_via(offset, len, &|shard, off, n| {
+            fetched
+                .iter()
+                .find(|(s, o, b)| *s == shard && *o <= off && off + n <= o + b.len() as u64)
+                .map(|(_, o, b)| b[(off - o) as usize..(off - o + n) as usize].to_vec())
+                .ok_or_else(|| {
+                    io(
+                        &self.name,
+                        format!("shard {shard} bytes {off}+{n} were not fetched"),
+                    )
+                })
+        })
     }
 
     /// The virtual section's bytes, reading shards with `read`; `cached`: keep and use the last
@@ -400,16 +400,16 @@ impl Checkpoint {
 
 impl ByteSource for Checkpoint {
     fn len(&self) -> u64 {
-        self.streamed_header.file_size
+        self.layout.len()
     }
 
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, LoadError> {
-        self.read_via(offset, len, &|shard, off, n| {
+        self.layout.read_via(offset, len, &|shard, off, n| {
             self.shards[shard].read_at(off, n)
         })
     }
 
     fn name(&self) -> String {
-        self.name.clone()
+        self.layout.name.clone()
     }
 }

@@ -4,6 +4,7 @@
 //! whole in memory.
 
 mod checkpoint;
+mod folder;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod open;
@@ -15,7 +16,8 @@ mod source;
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::{set_stall_timeout, HttpSource};
 
-pub use checkpoint::{Checkpoint, OpenFile, ShardRead};
+pub use checkpoint::{Checkpoint, CheckpointLayout, OpenFile, ShardRead};
+pub use folder::{FolderAnswer, FolderOpening, FolderRead, MAX_JSON_BYTES, SHARD_FIRST_READ};
 pub use open::{GgufOpening, OpenedGguf, FIRST_HEADER_READ};
 pub use plan::{Chunk, ChunkPlan};
 pub use sink::MemorySink;
@@ -40,6 +42,15 @@ pub enum LoadError {
         /// What went wrong.
         message: String,
     },
+    /// A file of a Hugging Face folder is not what it should be (invalid JSON, not safetensors,
+    /// tensors that do not fit the file).
+    #[error("{source_name}: {message}")]
+    BadFile {
+        /// Which file.
+        source_name: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The file is not a valid GGUF.
     #[error(transparent)]
     Gguf(#[from] GgufError),
@@ -62,9 +73,12 @@ pub enum LoadError {
     /// The files do not describe a model webmoe runs.
     #[error(transparent)]
     Model(#[from] webmoe_core::ModelError),
+    /// The tokenizer files do not describe a tokenizer.
+    #[error("building the tokenizer: {0}")]
+    Tokenizer(#[from] webmoe_core::TokenizerError),
 }
 
-/// Reads a regular file of at most [`checkpoint::MAX_JSON_BYTES`] as UTF-8 text (a tokenizer file).
+/// Reads a regular file of at most [`MAX_JSON_BYTES`] as UTF-8 text (a tokenizer file).
 ///
 /// # Errors
 /// [`LoadError::Io`] for a non-regular file (FIFO, device), one that is too large, unreadable or not
@@ -73,13 +87,13 @@ pub enum LoadError {
 pub fn read_small_file(path: &std::path::Path) -> Result<String, LoadError> {
     let src = FileSource::open(path)?;
     let name = src.name();
-    if src.len() > checkpoint::MAX_JSON_BYTES {
+    if src.len() > MAX_JSON_BYTES {
         return Err(LoadError::Io {
             source_name: name,
             message: format!(
                 "{} bytes is more than the {} a tokenizer file may have",
                 src.len(),
-                checkpoint::MAX_JSON_BYTES
+                MAX_JSON_BYTES
             ),
         });
     }

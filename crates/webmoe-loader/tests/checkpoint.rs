@@ -340,18 +340,7 @@ fn planned_reads_are_all_a_chunk_needs() {
                     })
                     .collect();
                 let from_plan = ck
-                    .read_via(offset, len, &|shard, off, n| {
-                        fetched
-                            .iter()
-                            .find(|(s, o, b)| {
-                                *s == shard && *o <= off && off + n <= o + b.len() as u64
-                            })
-                            .map(|(_, o, b)| b[(off - o) as usize..(off - o + n) as usize].to_vec())
-                            .ok_or_else(|| LoadError::Io {
-                                source_name: family.into(),
-                                message: format!("unplanned read {shard} {off}+{n}"),
-                            })
-                    })
+                    .assemble(offset, len, &fetched)
                     .unwrap_or_else(|e| panic!("{family} chunk {chunk} at {offset}: {e}"));
                 assert_eq!(
                     from_plan,

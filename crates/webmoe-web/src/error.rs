@@ -66,9 +66,11 @@ impl From<LoadError> for WebError {
                 ..
             } => WebError::Changed(e.to_string()),
             LoadError::Io { .. } | LoadError::Remote { .. } => WebError::Download(e.to_string()),
-            LoadError::Gguf(_) | LoadError::MissingTensor(_) | LoadError::Model(_) => {
-                WebError::InvalidModel(e.to_string())
-            }
+            LoadError::Gguf(_)
+            | LoadError::MissingTensor(_)
+            | LoadError::Model(_)
+            | LoadError::BadFile { .. }
+            | LoadError::Tokenizer(_) => WebError::InvalidModel(e.to_string()),
             LoadError::Sink(_) => WebError::Device(e.to_string()),
         }
     }
