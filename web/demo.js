@@ -192,11 +192,26 @@ $('file-input').onchange = () => { const f = $('file-input').files[0]; if (f) lo
 const dz = $('drop-zone');
 dz.ondragover = (e) => { e.preventDefault(); dz.classList.add('over'); };
 dz.ondragleave = () => dz.classList.remove('over');
-dz.ondrop = (e) => {
+$('folder-input').onchange = () => { const fs = $('folder-input').files; if (fs.length) load(fs); };
+/** The files of a dropped folder's top level (a directory entry's file entries). */
+async function folderEntries(dir) {
+  const reader = dir.createReader();
+  const entries = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    entries.push(...batch);
+  }
+  const files = entries.filter((e) => e.isFile);
+  return Promise.all(files.map((e) => new Promise((resolve, reject) => e.file(resolve, reject))));
+}
+dz.ondrop = async (e) => {
   e.preventDefault();
   dz.classList.remove('over');
-  const f = e.dataTransfer.files[0];
-  if (f) load(f);
+  const dir = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).find((en) => en?.isDirectory);
+  if (dir) { load(await folderEntries(dir)); return; }
+  const files = [...e.dataTransfer.files];
+  if (files.length === 1) load(files[0]); else if (files.length) load(files);
 };
 $('chat-form').onsubmit = (e) => { e.preventDefault(); send(); };
 $('prompt').onkeydown = (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); } };

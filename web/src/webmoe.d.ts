@@ -52,9 +52,16 @@ export interface RemoteOptions {
 }
 
 export interface EngineOptions {
-  /** URL of a .gguf file (absolute or relative to the page), or a File/Blob from a picker or a drop.
-   * Without it, `remote` must be given and the engine is the server's. */
-  model?: string | URL | Blob;
+  /** URL of a .gguf file or of a Hugging Face model folder (a URL whose path does not end in `.gguf`:
+   * `config.json`, `model.safetensors` or the shards of `model.safetensors.index.json`, and
+   * `tokenizer.json` under it), absolute or relative to the page; a .gguf File/Blob from a picker or
+   * a drop; or a folder's files (a `FileList` from `<input webkitdirectory>`, an array of Files from a
+   * drop, or a `FileSystemDirectoryHandle`). Without it, `remote` must be given and the engine is the
+   * server's. */
+  model?: string | URL | Blob | FileList | File[] | FileSystemDirectoryHandle;
+  /** Quantize a Hugging Face folder's weight matrices as they load (a quarter of bf16's memory with
+   * 'q4_0' / 'q4_k'); an error for a GGUF file, whose tensors are used as stored. */
+  quantize?: 'q8_0' | 'q4_0' | 'q4_k';
   /** A server: alone, the engine is backed by it; with `model` and `fallback: 'remote'`, it answers
    * when the model does not fit this device (model-too-large, no WebGPU, a failed GPU self-test). */
   remote?: RemoteOptions;
@@ -352,6 +359,8 @@ export interface EngineStats {
     source: string; totalBytes: number; cachedBytes: number; loadSeconds: number;
     heapBeforeBytes: number; heapPeakBytes: number; cacheWarning: string | null;
     streamedWithoutRange: boolean; dataStart: number;
+    /** 'gguf', or 'folder' for a Hugging Face folder. */
+    format: 'gguf' | 'folder';
   };
 }
 

@@ -319,7 +319,7 @@ export async function createEngine(options) {
   const {
     model, onProgress, chunkSize, parallel, kvDtype, contextSize, cache, tuning, worker = true,
     device = 'auto', selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels, threads, stallTimeout, wasmUrl,
-    remote, fallback, loseDeviceAfterBytesForTesting,
+    remote, fallback, loseDeviceAfterBytesForTesting, quantize,
   } = options ?? {};
   if (fallback !== undefined && fallback !== 'remote') {
     throw new WebmoeError('invalid-request', `fallback must be 'remote', not ${JSON.stringify(fallback)}`);
@@ -343,7 +343,7 @@ export async function createEngine(options) {
   }
   const args = {
     chunkSize, parallel, kvDtype, contextSize, cache, tuning, device, selfTest, simd, forceSelfTestFailure, cpuHeapLimit, kernels,
-    threads, stallTimeout, loseDeviceAfterBytesForTesting,
+    threads, stallTimeout, loseDeviceAfterBytesForTesting, quantize,
     wasmUrl: wasmUrl === undefined ? undefined : wasmFolder(new URL(wasmUrl, globalThis.location?.href).href),
   };
   let name;
@@ -353,8 +353,19 @@ export async function createEngine(options) {
   } else if (typeof Blob !== 'undefined' && model instanceof Blob) {
     args.file = model;
     name = model.name ?? 'local file';
+  } else if (isFolder(model)) {
+    const files = await folderFiles(model);
+    const gguf = files.filter(([n]) => n.toLowerCase().endsWith('.gguf'));
+    if (!files.some(([n]) => n === 'config.json') && gguf.length === 1) {
+      // One GGUF file picked or dropped (alone or with others): that file.
+      args.file = gguf[0][1];
+      name = gguf[0][0];
+    } else {
+      args.files = files;
+      name = model.name ?? 'local folder';
+    }
   } else {
-    throw new WebmoeError('invalid-request', 'model must be a URL or a File/Blob');
+    throw new WebmoeError('invalid-request', 'model must be a URL, a File/Blob, or a folder (a FileList, an array of Files or a directory handle)');
   }
   const ch = new Channel(worker);
   try {
@@ -364,6 +375,32 @@ export async function createEngine(options) {
     ch.close();
     throw e;
   }
+}
+
+/** Whether `model` is a folder's files: a FileList, an array of Files, or a directory handle. */
+function isFolder(model) {
+  if (model == null) return false;
+  if (typeof FileList !== 'undefined' && model instanceof FileList) return true;
+  if (Array.isArray(model)) return model.every((f) => typeof Blob !== 'undefined' && f instanceof Blob);
+  return model.kind === 'directory' && typeof model.entries === 'function';
+}
+
+/**
+ * A folder's top-level files as [name, File] pairs. From a `webkitdirectory` picker each file's
+ * `webkitRelativePath` starts with the picked folder, so files in its subfolders are left out; an
+ * array of Files (a drop) gives their names; a directory handle its file entries.
+ */
+async function folderFiles(model) {
+  if (model.kind === 'directory') {
+    const out = [];
+    for await (const [name, handle] of model.entries()) {
+      if (handle.kind === 'file') out.push([name, await handle.getFile()]);
+    }
+    return out;
+  }
+  return [...model]
+    .filter((f) => (f.webkitRelativePath || f.name).split('/').length <= 2)
+    .map((f) => [f.name, f]);
 }
 
 async function oneShot(op, args) {

@@ -28,8 +28,8 @@ const PROMPTS = [
   { chat: 'Name three colors of the rainbow.' },
 ];
 
-function nativeIds(p, model = MODEL, device = 'cpu', kernels = null) {
-  const args = ['run', model, '--json', '--temperature', '0', '--max-tokens', String(GEN), '--device', device];
+function nativeIds(p, model = MODEL, device = 'cpu', kernels = null, extra = []) {
+  const args = ['run', model, '--json', '--temperature', '0', '--max-tokens', String(GEN), '--device', device, ...extra];
   if (kernels) args.push('--kernels', kernels);
   if (p.prompt) args.push('--prompt', p.prompt); else args.push('--chat', p.chat);
   const out = JSON.parse(execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
@@ -43,7 +43,10 @@ function sameIds(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
 // shared expert, NoPE layer, interleaved dense/MoE layers).
 const MOE_FIXTURES = Object.fromEntries(['mixtral', 'llama4'].map((f) =>
   [`${f}.f32.gguf`, path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', `${f}.f32.gguf`)]));
-const server = await startServer({ webRoot, modelPath: MODEL, extraModels: MOE_FIXTURES });
+// Every family's Hugging Face folder (bf16; Llama 4's in four shards), served at /folders/<family>/.
+const FOLDER_ROOT = path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', 'hf');
+const FOLDERS = Object.fromEntries(fs.readdirSync(FOLDER_ROOT).sort().map((f) => [f, path.join(FOLDER_ROOT, f)]));
+const server = await startServer({ webRoot, modelPath: MODEL, extraModels: MOE_FIXTURES, folders: FOLDERS });
 const modelUrl = (scenario = null) => scenario ? `/faulty/${scenario}/${server.model.name}` : `/models/${server.model.name}`;
 const browser = await launch();
 const { page } = await openPage(browser, `${server.base}/tests/harness.html`);
@@ -703,6 +706,138 @@ for (const [file, fixture] of Object.entries(MOE_FIXTURES)) {
     console.log(`  ${got.ids.length} tokens equal (${r.info.model.architecture}, ${r.info.model.layers} layers)`);
   });
 }
+
+const FOLDER_PROMPT = { prompt: 'The quick brown fox 7 jumps over' };
+const folderUrl = (family, scenario = null) => `${scenario ? `/faulty/${scenario}` : ''}/folders/${family}/`;
+/** Greedy tokens of the loaded folder equal the native CLI's on the same folder and device kind. */
+async function checkFolder(family, r, extra = []) {
+  assert(r.ok, `${family}: load failed: ${r.code} ${r.message}`);
+  assert(r.info.load.format === 'folder', `${family}: loaded as ${r.info.load.format}`);
+  const want = nativeIds(FOLDER_PROMPT, FOLDERS[family], r.info.device.device, null, extra);
+  const got = await greedyInPage(FOLDER_PROMPT);
+  assert(sameIds(got.prompt_ids, want.prompt_ids), `${family}: prompt ids ${got.prompt_ids} vs ${want.prompt_ids}`);
+  assert(sameIds(got.ids, want.ids), `${family}: greedy ids differ:\n  browser ${got.ids}\n  native  ${want.ids}`);
+  return got.ids.length;
+}
+const folderLog = async () => (await (await fetch(`${server.base}/__log`)).json()).filter((e) => /\/folders\//.test(e.path));
+const shardDataRequests = (log) => log.filter((e) => /\.safetensors$/.test(e.path) && e.start > 0);
+
+test('Hugging Face folders over HTTP: every family fixture (bf16, Llama 4 sharded) gives the native tokens', async () => {
+  for (const family of Object.keys(FOLDERS)) {
+    const r = await loadInPage(folderUrl(family), { cache: false, chunkSize: 64 << 10 });
+    const n = await checkFolder(family, r);
+    console.log(`  ${family}: ${n} tokens equal on the ${r.info.device.device} (${r.info.model.architecture}, ${(r.info.load.totalBytes / 1024).toFixed(0)} KiB)`);
+  }
+});
+
+test('Hugging Face folder on the GPU, quantized to q8_0 and q4_k on load: the native GPU tokens', async () => {
+  for (const [family, q] of [['qwen3moe', 'q8_0'], ['llama4', 'q4_k']]) {
+    const r = await loadInPage(folderUrl(family), { cache: false, device: 'gpu', quantize: q });
+    const n = await checkFolder(family, r, ['--quantize', q]);
+    console.log(`  ${family} ${q}: ${n} tokens equal on the GPU`);
+  }
+  const bad = await loadInPage(modelUrl(), { quantize: 'q4_k' });
+  assert(!bad.ok && bad.code === 'invalid-request' && /GGUF/.test(bad.message), `quantize on a GGUF file: ${JSON.stringify(bad)}`);
+  const odd = await loadInPage(folderUrl('qwen2'), { quantize: 'q3' });
+  assert(!odd.ok && odd.code === 'invalid-request' && /quantize/.test(odd.message), `quantize q3: ${JSON.stringify(odd)}`);
+});
+
+test('Hugging Face folder picked in the page (input webkitdirectory, a File array, one .gguf among files): the native tokens', async () => {
+  await page.evaluate(() => {
+    const input = Object.assign(document.createElement('input'), { type: 'file', id: 'folder-pick', webkitdirectory: true });
+    document.body.append(input);
+  });
+  await page.setInputFiles('#folder-pick', FOLDERS.llama4);
+  const picked = await page.evaluate(async () => {
+    if (window.engine) { await window.engine.unload(); window.engine = null; }
+    const files = document.getElementById('folder-pick').files;
+    window.engine = await window.webmoe.createEngine({ model: files, chunkSize: 64 << 10 });
+    return { ok: true, info: window.engine.info, count: files.length };
+  });
+  const n = await checkFolder('llama4', picked);
+  assert(picked.info.load.source === 'the local folder', `source ${picked.info.load.source}`);
+  // An array of Files (a drop) of another family.
+  const names = fs.readdirSync(FOLDERS.qwen3moe);
+  const dropped = await page.evaluate(async ([base, names]) => {
+    if (window.engine) { await window.engine.unload(); window.engine = null; }
+    const files = await Promise.all(names.map(async (n) => new File([await (await fetch(base + n)).blob()], n)));
+    window.engine = await window.webmoe.createEngine({ model: files });
+    return { ok: true, info: window.engine.info };
+  }, [folderUrl('qwen3moe'), names]);
+  const m = await checkFolder('qwen3moe', dropped);
+  // One .gguf file among others (a drop of several files): that file.
+  const ggufAmong = await page.evaluate(async (u) => {
+    if (window.engine) { await window.engine.unload(); window.engine = null; }
+    const gguf = new File([await (await fetch(u)).blob()], 'model.gguf');
+    window.engine = await window.webmoe.createEngine({ model: [gguf, new File(['notes'], 'README.md')] });
+    return window.engine.info.load.format;
+  }, modelUrl());
+  assert(ggufAmong === 'gguf', `one .gguf among files loads as ${ggufAmong}`);
+  // A folder without config.json: a clear error.
+  const noConfig = await page.evaluate(async () => {
+    try { await window.webmoe.createEngine({ model: [new File(['{}'], 'tokenizer.json')] }); return { ok: true }; } catch (e) { return { code: e.code, message: e.message }; }
+  });
+  assert(noConfig.code === 'invalid-model' && /config\.json/.test(noConfig.message), `no config.json: ${JSON.stringify(noConfig)}`);
+  console.log(`  llama4 picked (${picked.count} files): ${n} tokens equal; qwen3moe dropped: ${m}; without config.json: ${noConfig.message.slice(0, 80)}…`);
+});
+
+test('Hugging Face folder cache: the reload reads no shard data; an interrupted load resumes from the first missing chunk', async () => {
+  const family = 'llama4';
+  const url = new URL(folderUrl(family, 'slow'), server.base).href;
+  const opts = { chunkSize: 4096, parallel: 1 };
+  await page.evaluate((u) => window.webmoe.deleteCachedModel(u), url);
+  await resetLog();
+  const first = await loadInPage(url, opts);
+  assert(first.ok, `first load failed: ${first.code} ${first.message}`);
+  const full = shardDataRequests(await folderLog()).length;
+  const entry = (await page.evaluate(() => window.webmoe.listCachedModels())).find((m) => m.url === url);
+  assert(entry?.complete && entry.cachedBytes === first.info.load.totalBytes, `the folder is listed as cached: ${JSON.stringify(entry)}`);
+  await resetLog();
+  const second = await loadInPage(url, opts);
+  const again = shardDataRequests(await folderLog()).length;
+  assert(second.ok && again === 0 && second.info.load.cachedBytes === second.info.load.totalBytes, `reload: ${again} shard data requests, ${second.info.load?.cachedBytes} bytes cached`);
+  await checkFolder(family, second);
+  // Interrupt a load a third of the way in by reloading the page (its worker goes with it).
+  await page.evaluate((u) => window.webmoe.deleteCachedModel(u), url);
+  await page.evaluate((u) => new Promise((resolve) => {
+    window.webmoe.createEngine({ model: u, chunkSize: 4096, parallel: 1, onProgress: (x) => {
+      if (x.phase === 'weights' && x.loadedBytes >= x.totalBytes / 3) resolve();
+    } });
+  }), url);
+  await page.reload();
+  await page.waitForFunction(() => window.harnessReady === true);
+  const partial = (await page.evaluate(() => window.webmoe.listCachedModels())).find((m) => m.url === url);
+  assert(partial && !partial.complete && partial.cachedBytes > 0, `a partial entry is listed: ${JSON.stringify(partial)}`);
+  await resetLog();
+  const resumed = await loadInPage(url, opts);
+  const fetched = shardDataRequests(await folderLog()).length;
+  assert(resumed.ok && resumed.info.load.cachedBytes >= partial.cachedBytes, `resumed: ${JSON.stringify(resumed.info?.load ?? resumed)}`);
+  assert(fetched < full, `the resumed load made ${fetched} shard data requests, a full one ${full}`);
+  await checkFolder(family, resumed);
+  console.log(`  full load ${full} shard data requests, reload 0; resumed with ${(partial.cachedBytes / 1024).toFixed(0)} KiB cached: ${fetched} requests`);
+});
+
+for (const [scenario, what] of [['fail2', 'a shard read fails twice, then succeeds'], ['drop', 'the connection drops in the middle of a shard read'], ['norange', 'the server ignores Range']]) {
+  test(`folder fault: ${what} -> a working engine with the right weights`, async () => {
+    await resetLog();
+    const r = await loadInPage(folderUrl('llama4', scenario), { cache: false, chunkSize: 64 << 10 });
+    const log = await folderLog();
+    if (scenario === 'fail2') assert(log.filter((e) => e.status === 500).length === 2, 'two injected failures were served');
+    await checkFolder('llama4', r);
+    if (scenario === 'norange') assert(r.info.load.streamedWithoutRange, 'the shards were streamed');
+  });
+}
+
+test('folder fault: a missing shard is a download error naming it; a shard that changes during the load is model-changed', async () => {
+  const missing = await loadInPage(folderUrl('llama4', 'missingshard'), { cache: false });
+  assert(!missing.ok && missing.code === 'download-failed' && /model-00001-of-00004\.safetensors/.test(missing.message) && /not found/i.test(missing.message), `missing shard: ${JSON.stringify(missing)}`);
+  await resetLog();
+  const changed = await loadInPage(folderUrl('llama4', 'change'), { cache: false, chunkSize: 4096 });
+  assert(!changed.ok && changed.code === 'model-changed', `changed shard: ${JSON.stringify(changed)}`);
+  const none = await loadInPage('/folders/nothing-here/', { cache: false });
+  assert(!none.ok && none.code === 'download-failed' && /404|not found/i.test(none.message), `no folder: ${JSON.stringify(none)}`);
+  console.log(`  missing: ${missing.message.slice(0, 100)}; changed: ${changed.message.slice(0, 100)}; no folder: ${none.message.slice(0, 80)}`);
+});
 
 test('Vite: the packed tarball installed into a Vite app with no configuration chats with the native tokens, from `vite build` and from the dev server', async () => {
   const want = expected({ chat: QUESTION }, 'cpu');

@@ -5,7 +5,12 @@
 //   /faulty/norange/<name>  Range is ignored: 200 with the whole file
 //   /faulty/missing/<name>  404
 //   /faulty/change/<name>   after the first data request the ETag changes (the file "was replaced")
+//   /faulty/slow/<name>     each data request waits 15 ms (a slow network, for the resume tests)
 // Other model files (`extraModels`: name → path) are served at /models/<name> with Range support.
+// Hugging Face folders (`folders`: name → directory) are served at /folders/<name>/<file> like the
+// model, and behind the same fault paths (/faulty/<scenario>/folders/<name>/<file>), where a data
+// request is a shard read past its first (header) read; /faulty/missingshard/… answers 404 for the
+// shards only.
 // GET /__log returns every model request as { path, start, end, status }; POST /__reset clears it;
 // POST /__config?dataStart=N tells the server where tensor data starts. Headers for cross-origin
 // isolation are sent so that the multi-threaded wllama build can run in the benchmark.
@@ -19,13 +24,20 @@ const TYPES = {
   '.gguf': 'application/octet-stream',
 };
 
-export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels = {} }) {
+export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels = {}, folders = {} }) {
   const log = [];
   const state = { dataStart: 8 << 20, fails: new Map(), dropped: false, changedAfter: false };
   const model = { name: path.basename(modelPath), size: fs.statSync(modelPath).size, mtime: fs.statSync(modelPath).mtime };
-  const baseEtag = `"${model.size.toString(16)}-${model.mtime.getTime().toString(16)}"`;
 
   function serveModel(req, res, scenario) {
+    return serveFile(req, res, scenario, modelPath, (start) => start >= state.dataStart);
+  }
+
+  /** `filePath` with Range support, under fault `scenario`; `isData(start)`: a weight request. */
+  function serveFile(req, res, scenario, filePath, isDataAt) {
+    const st = fs.statSync(filePath);
+    const model = { size: st.size, mtime: st.mtime };
+    const baseEtag = `"${model.size.toString(16)}-${model.mtime.getTime().toString(16)}"`;
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     let start = 0, end = model.size - 1, ranged = false;
     if (m && scenario !== 'norange') {
@@ -37,14 +49,15 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
     log.push(entry);
     const send = (status, headers, body) => { entry.status = status; res.writeHead(status, headers); res.end(body); };
     if (scenario === 'missing') return send(404, { 'content-type': 'text/plain' }, 'not found');
-    const isData = start >= state.dataStart;
+    if (scenario === 'missingshard' && filePath.endsWith('.safetensors')) return send(404, { 'content-type': 'text/plain' }, 'not found');
+    const isData = isDataAt(start);
     let etag = baseEtag;
     if (scenario === 'change') {
       if (state.changedAfter) etag = `"replaced-${baseEtag.slice(1)}`;
       if (isData) state.changedAfter = true;
     }
     if (scenario === 'fail2' && isData) {
-      const key = `${start}`;
+      const key = `${filePath}:${start}`;
       if (state.fails.size === 0) state.fails.set(key, 0);
       if (state.fails.has(key) && state.fails.get(key) < 2) {
         state.fails.set(key, state.fails.get(key) + 1);
@@ -55,7 +68,7 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
       'accept-ranges': scenario === 'norange' ? 'none' : 'bytes',
       'etag': etag,
       'last-modified': model.mtime.toUTCString(),
-      'content-type': 'application/octet-stream',
+      'content-type': filePath.endsWith('.json') ? 'application/json' : 'application/octet-stream',
       'content-length': String(end - start + 1),
     };
     if (ranged) headers['content-range'] = `bytes ${start}-${end}/${model.size}`;
@@ -63,7 +76,9 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
     res.writeHead(entry.status, headers);
     // Headers, then nothing: the loader's stall timeout must end the load.
     if (scenario === 'stall' && isData) return res.flushHeaders();
-    const stream = fs.createReadStream(modelPath, { start, end });
+    if (end < start) return res.end();
+    const stream = fs.createReadStream(filePath, { start, end });
+    if (scenario === 'slow' && isData) return setTimeout(() => stream.pipe(res), 15);
     if (scenario === 'drop' && isData && !state.dropped) {
       state.dropped = true;
       const half = Math.floor((end - start + 1) / 2);
@@ -117,6 +132,13 @@ export function startServer({ webRoot, modelPath, extraRoots = {}, extraModels =
     }
     const f = /^\/faulty\/(\w+)\/(.+)$/.exec(url.pathname);
     if (f && f[2] === model.name) return serveModel(req, res, f[1]);
+    // A folder's file, plainly or behind a fault path.
+    const d = /^(?:\/faulty\/(\w+))?\/folders\/([\w.-]+)\/([\w.-]+)$/.exec(url.pathname);
+    if (d && folders[d[2]] && !d[3].startsWith('.')) {
+      const file = path.join(folders[d[2]], d[3]);
+      if (!fs.existsSync(file)) { log.push({ path: req.url, start: 0, end: 0, status: 404 }); res.writeHead(404, { 'content-type': 'text/plain' }); return res.end('not found'); }
+      return serveFile(req, res, d[1] ?? 'ok', file, (start) => file.endsWith('.safetensors') && start > 0);
+    }
     if (url.pathname === '/favicon.ico') { res.writeHead(204); return res.end(); }
     let file = null;
     for (const [prefix, dir] of Object.entries(extraRoots)) {

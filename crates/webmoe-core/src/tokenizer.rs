@@ -87,12 +87,31 @@ const EOG_TEXTS: &[&str] = &[
 /// Parses a `tokenizer.json`. The tokenizers crate panics on some malformed files (an `unwrap` in its
 /// decoder deserialization, found by fuzzing): that panic is caught and reported as an invalid file.
 fn parse_tokenizer_json(json: &str) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    // Invalid JSON never reaches the tokenizers library: in WebAssembly a panic aborts rather than
+    // unwinds, so the catch below holds only natively.
+    serde_json::from_str::<serde::de::IgnoredAny>(json)
+        .map_err(|e| build_err(format!("tokenizer.json is not valid JSON: {e}")))?;
     match std::panic::catch_unwind(|| json.parse::<tokenizers::Tokenizer>()) {
         Ok(r) => r.map_err(build_err),
         Err(_) => Err(build_err(
             "invalid tokenizer.json (the tokenizers library rejected its structure)",
         )),
     }
+}
+
+/// `tok` with its BPE word cache off. The tokenizers library keeps that cache in a per-thread map
+/// keyed by each BPE instance's id and never removes an instance's entry, not even when the
+/// instance is dropped: every tokenizer built (a model loaded, a fuzz input) kept up to 10,000
+/// words alive for the life of the thread (found by the `chat_template` fuzz target as memory
+/// growing across executions). Without the cache a word is merged each time it is seen, which is
+/// cheap next to a forward pass.
+fn without_bpe_cache(mut tok: tokenizers::Tokenizer) -> tokenizers::Tokenizer {
+    if let tokenizers::models::ModelWrapper::BPE(bpe) = tok.get_model() {
+        let mut bpe = bpe.clone();
+        bpe.resize_cache(0);
+        tok.with_model(bpe);
+    }
+    tok
 }
 
 fn build_err(e: impl std::fmt::Display) -> TokenizerError {
@@ -392,6 +411,7 @@ impl Tokenizer {
         special: SpecialTokens,
         chat_template: Option<String>,
     ) -> Self {
+        let tok = without_bpe_cache(tok);
         let mut plain = tok.clone();
         plain.set_encode_special_tokens(true);
         Tokenizer {

@@ -1,7 +1,10 @@
 //! The HTTP byte source and the parallel chunk scheduler against a local test server (127.0.0.1)
 //! that injects faults: failing requests, connections dropped mid-chunk, no Range support, 404, and a
 //! file that changes during the download. Every load ends with the exact file bytes or a clear error.
+//! The same faults hit a Hugging Face folder served the same way (its shards' requests are the data
+//! requests), opened through the one folder recipe (`Checkpoint::open`).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +13,8 @@ use webmoe_core::quant::GgmlType;
 use webmoe_core::synthetic::SyntheticLlama;
 use webmoe_loader::remote::FetchError;
 use webmoe_loader::{
-    read_gguf_header, stream_tensors, ByteSource, HttpSource, LoadError, MemorySink,
+    read_gguf_header, stream_tensors, ByteSource, Checkpoint, HttpSource, LoadError, MemorySink,
+    MemorySource,
 };
 
 #[derive(Default, Clone, Copy)]
@@ -21,7 +25,7 @@ struct Faults {
     drop_request: Option<usize>,
     /// Answer every request with 200 and the whole file.
     ignore_range: bool,
-    /// Answer 404.
+    /// Answer 404 (for a folder: for its shards).
     not_found: bool,
     /// From this data request on, the ETag changes.
     change_at: Option<usize>,
@@ -35,29 +39,49 @@ struct Server {
 }
 
 fn serve(data: Vec<u8>, f: Faults) -> Server {
+    let mut s = serve_files(HashMap::from([("model.gguf".to_string(), data)]), f);
+    s.url.push_str("model.gguf");
+    s
+}
+
+/// Serves `files` at `http://…/NAME` (the server's URL is the folder, ending in `/`); requests for
+/// `.json` files are not data requests and see no faults but a missing file.
+fn serve_files(files: HashMap<String, Vec<u8>>, f: Faults) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/model.gguf", listener.local_addr().unwrap());
-    let data = Arc::new(data);
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let files = Arc::new(files);
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let (data, count) = (data.clone(), c.clone());
+            let (files, count) = (files.clone(), c.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut range = None;
+                let mut path = String::new();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if let Some(rest) = line.strip_prefix("GET /") {
+                        path = rest.split(' ').next().unwrap_or("").to_string();
                     }
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
                         let (a, b) = v.trim().split_once('-').unwrap();
                         range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
                     }
                 }
-                let probe = range == Some((0, 0));
+                let Some(data) = files.get(&path) else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                let json = path.ends_with(".json");
+                let f = if json { Faults::default() } else { f };
+                let probe = range == Some((0, 0)) || json;
                 let n = if probe {
                     usize::MAX
                 } else {
@@ -78,6 +102,7 @@ fn serve(data: Vec<u8>, f: Faults) -> Server {
                 } else if !probe && n < f.fail_first {
                     out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 } else if let (false, Some((a, b))) = (f.ignore_range, range) {
+                    let a = a.min(data.len() - 1);
                     let b = b.min(data.len() - 1);
                     write!(out, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nContent-Length: {}\r\nETag: {etag}\r\nConnection: close\r\n\r\n", data.len(), b + 1 - a).unwrap();
                     let body = &data[a..=b];
@@ -88,7 +113,7 @@ fn serve(data: Vec<u8>, f: Faults) -> Server {
                     }
                 } else {
                     write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\nConnection: close\r\n\r\n", data.len()).unwrap();
-                    out.extend_from_slice(&data);
+                    out.extend_from_slice(data);
                 }
                 let _ = stream.write_all(&out);
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -273,4 +298,114 @@ fn an_unreachable_server_is_a_clear_error() {
         .err()
         .expect("an error");
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
+}
+
+fn fixture_folder(family: &str) -> HashMap<String, Vec<u8>> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/moe/hf")
+        .join(family);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Opens the folder at `url` over HTTP, the way the CLI does.
+fn open_folder_over_http(url: &str) -> Result<Checkpoint, LoadError> {
+    let open = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
+        let file = format!("{url}{name}");
+        let opened = if name.ends_with(".json") {
+            HttpSource::open_json(&file)
+        } else {
+            HttpSource::open(&file)
+        };
+        match opened {
+            Ok(s) => Ok(Some(Box::new(s))),
+            Err(LoadError::Remote {
+                error: FetchError::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    Checkpoint::open(url, &open, None)
+}
+
+/// Reads the whole virtual data section of the sharded Llama 4 folder over HTTP (in 4 KiB chunks,
+/// 4 in flight) under `faults`, and checks it against the same folder read from memory.
+fn load_folder(faults: Faults) -> Result<(), LoadError> {
+    let files = fixture_folder("llama4");
+    let local = {
+        let files = files.clone();
+        let open = move |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
+            Ok(files
+                .get(name)
+                .map(|b| Box::new(MemorySource(b.clone())) as Box<dyn ByteSource + Sync>))
+        };
+        Checkpoint::open("local", &open, None).unwrap()
+    };
+    let s = serve_files(files, faults);
+    let remote = open_folder_over_http(&s.url)?;
+    let h = &remote.streamed_header;
+    let all: Vec<usize> = (0..h.tensors.len()).collect();
+    let mut sink = MemorySink::default();
+    stream_tensors(&remote, h, &all, 4096, 4, &mut sink, &mut |_, _| {})?;
+    for (i, t) in h.tensors.iter().enumerate() {
+        let (a, e) = h.tensor_range(t);
+        assert_eq!(
+            sink.tensors[&i],
+            local.read_at(a, e - a).unwrap(),
+            "tensor {}",
+            t.name
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_folder_over_http_survives_the_same_faults_as_a_file() {
+    load_folder(Faults::default()).unwrap();
+    load_folder(Faults {
+        fail_first: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    load_folder(Faults {
+        drop_request: Some(6),
+        ..Default::default()
+    })
+    .unwrap();
+    load_folder(Faults {
+        ignore_range: true,
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_folder_with_a_missing_or_changing_shard_is_a_clear_error() {
+    let e = load_folder(Faults {
+        not_found: true,
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("model-00001-of-00004.safetensors") && e.contains("not found"),
+        "{e}"
+    );
+    match load_folder(Faults {
+        change_at: Some(8),
+        ..Default::default()
+    }) {
+        Err(LoadError::Remote {
+            error: FetchError::Changed,
+            ..
+        }) => {}
+        other => panic!("expected a change error, got {other:?}"),
+    }
 }

@@ -14,6 +14,7 @@ use webmoe_core::chat::encode_chat_with_tools;
 use webmoe_core::chat_request::messages_from_openai;
 use webmoe_core::generate::{generate as run_generation, Backend, Finish, Request};
 use webmoe_core::options::{EngineOptions, KvDtype};
+use webmoe_core::quant::GgmlType;
 use webmoe_core::sampling::SamplingParams;
 use webmoe_core::tool_prompt::tool_format;
 use webmoe_engine::{DeviceReport, DeviceRequest, OpenOptions};
@@ -78,7 +79,29 @@ fn opt<T: for<'de> Deserialize<'de>>(o: &JsValue, key: &str) -> Result<Option<T>
         .map_err(|e| WebError::Invalid(format!("option {key}: {e}")).into())
 }
 
-/// Loads a model. `options`: `{ url?: string, file?: Blob, chunkSize?: number, parallel?: number,
+/// A folder's files from JS: `[[name, File], …]` (what `web/src/webmoe.js` makes of a `FileList`, an
+/// array of `File`s or a directory handle), or `None` when absent.
+fn folder_files(
+    v: &JsValue,
+) -> Result<Option<std::collections::HashMap<String, web_sys::Blob>>, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let bad = || WebError::Invalid("files must be a list of [name, File] pairs".into());
+    let list: &js_sys::Array = v.dyn_ref().ok_or_else(bad)?;
+    let mut out = std::collections::HashMap::new();
+    for pair in list.iter() {
+        let pair: &js_sys::Array = pair.dyn_ref().ok_or_else(bad)?;
+        let name = pair.get(0).as_string().ok_or_else(bad)?;
+        let blob = crate::source::as_blob(&pair.get(1)).ok_or_else(bad)?;
+        out.insert(name, blob);
+    }
+    Ok(Some(out))
+}
+
+/// Loads a model. `options`: `{ url?: string (a GGUF file, or a Hugging Face folder when its path
+/// does not end in `.gguf`), file?: Blob (a GGUF file), files?: [name, File][] (a Hugging Face
+/// folder's files), quantize?: "q8_0" | "q4_0" | "q4_k" (a folder's matrices, on load), chunkSize?: number, parallel?: number,
 /// cache?: boolean, kvDtype?: "f16" | "f32", contextSize?: number, tuning?: [lanes, rowsPerThread],
 /// device?: "auto" | "gpu" | "cpu", selfTest?: boolean, forceSelfTestFailure?: boolean,
 /// cpuHeapLimit?: number, kernels?: string (GPU kernel variants, `Variants::parse`), stallTimeout?: number
@@ -103,6 +126,19 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
     GRAMMARS.with(|g| g.borrow_mut().take());
     let file = js_sys::Reflect::get(&options, &"file".into())?;
     let blob = crate::source::as_blob(&file);
+    let files = folder_files(&js_sys::Reflect::get(&options, &"files".into())?)?;
+    let quantize = match opt::<String>(&options, "quantize")?.as_deref() {
+        None => None,
+        Some("q8_0") => Some(GgmlType::Q8_0),
+        Some("q4_0") => Some(GgmlType::Q4_0),
+        Some("q4_k") => Some(GgmlType::Q4_K),
+        Some(other) => {
+            return Err(WebError::Invalid(format!(
+                "quantize must be \"q8_0\", \"q4_0\" or \"q4_k\", not {other:?}"
+            ))
+            .into())
+        }
+    };
     let kv = match opt::<String>(&options, "kvDtype")?.as_deref() {
         None | Some("f16") => KvDtype::F16,
         Some("f32") => KvDtype::F32,
@@ -145,6 +181,8 @@ pub async fn load(options: JsValue, on_progress: js_sys::Function) -> Result<JsV
     let spec = LoadSpec {
         url: opt::<String>(&options, "url")?,
         blob,
+        files,
+        quantize,
         chunk_bytes,
         parallel: opt::<usize>(&options, "parallel")?
             .unwrap_or(DEFAULT_PARALLEL)

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cache;
 mod error;
+mod folder;
 mod js;
 mod load;
 mod source;

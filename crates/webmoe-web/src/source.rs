@@ -86,7 +86,11 @@ fn io(name: &str, message: String) -> LoadError {
     }
 }
 
-async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response, FetchError> {
+async fn fetch(
+    url: &str,
+    range: Option<(u64, u64)>,
+    json_ok: bool,
+) -> Result<web_sys::Response, FetchError> {
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
     // Aborts the request (and its body) when it outlives the stall timeout plus its share of time.
@@ -115,7 +119,7 @@ async fn fetch(url: &str, range: Option<(u64, u64)>) -> Result<web_sys::Response
     }
     // A web page or a JSON document where a model file was expected (a wrong URL that a server
     // answers with its HTML page or an API error) says so, rather than failing as a bad GGUF magic.
-    if let Some(e) = not_a_model(header(&resp, "Content-Type").as_deref(), false) {
+    if let Some(e) = not_a_model(header(&resp, "Content-Type").as_deref(), json_ok) {
         return Err(e);
     }
     Ok(resp)
@@ -181,13 +185,18 @@ where
 }
 
 /// Opens `url`: asks for its first `first_bytes` bytes with a `Range` request and returns the source
-/// with those bytes.
+/// with those bytes; `json_ok`: the file is JSON (a folder's `config.json`), so a JSON answer is not
+/// "not a model".
 ///
 /// # Errors
-/// [`LoadError::Io`] for network errors (after retries) and HTTP errors such as 404.
-pub async fn open_url(url: &str, first_bytes: u64) -> Result<(Source, Uint8Array), LoadError> {
+/// [`LoadError::Remote`] for network errors (after retries) and HTTP errors such as 404.
+pub async fn open_url(
+    url: &str,
+    first_bytes: u64,
+    json_ok: bool,
+) -> Result<(Source, Uint8Array), LoadError> {
     let opened = with_retries(url, || async {
-        let resp = fetch(url, Some((0, first_bytes))).await?;
+        let resp = fetch(url, Some((0, first_bytes)), json_ok).await?;
         if resp.status() == 206 {
             let range = header(&resp, "Content-Range")
                 .and_then(|v| parse_content_range(&v))
@@ -318,7 +327,7 @@ impl BodyStream {
         }
         self.leftover = None;
         self.pos = 0;
-        let resp = fetch(&self.remote.url, None).await?;
+        let resp = fetch(&self.remote.url, None, false).await?;
         let size: Option<u64> = header(&resp, "Content-Length").and_then(|v| v.parse().ok());
         if size.is_none() {
             return Err(FetchError::Changed);
@@ -376,7 +385,7 @@ impl Source {
         match self {
             Source::Ranged(r) => {
                 with_retries(&name, || async {
-                    let resp = fetch(&r.url, Some((offset, len))).await?;
+                    let resp = fetch(&r.url, Some((offset, len)), false).await?;
                     if resp.status() != 206 {
                         // The server stopped honouring Range: the file was likely replaced.
                         return Err(FetchError::Changed);
