@@ -9,7 +9,6 @@ use webmoe_core::options::EngineOptions;
 use webmoe_core::quant::GgmlType;
 use webmoe_core::tokenizer::Tokenizer;
 use webmoe_engine::{AnyEngine, DeviceReport, OpenOptions};
-use webmoe_loader::remote::FetchError;
 use webmoe_loader::{
     open_gguf, stream_tensors, ByteSource, Checkpoint, FileSource, HttpSource, LoadError,
     OpenedGguf, DEFAULT_CHUNK_BYTES, DEFAULT_PARALLEL,
@@ -52,20 +51,8 @@ fn open_checkpoint(model: &str, quantize: Option<GgmlType>) -> Result<ModelFile>
     let base = model.trim_end_matches('/').to_string();
     let open_file = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
         if is_url(&base) {
-            let url = format!("{base}/{name}");
-            let opened = if name.ends_with(".json") {
-                HttpSource::open_json(&url)
-            } else {
-                HttpSource::open(&url)
-            };
-            match opened {
-                Ok(s) => Ok(Some(Box::new(s))),
-                Err(LoadError::Remote {
-                    error: FetchError::NotFound { .. },
-                    ..
-                }) => Ok(None),
-                Err(e) => Err(e),
-            }
+            Ok(HttpSource::open_in_folder(&format!("{base}/"), name)?
+                .map(|s| Box::new(s) as Box<dyn ByteSource + Sync>))
         } else {
             let p = std::path::Path::new(&base).join(name);
             if p.exists() {

@@ -9,7 +9,7 @@
 //! [`CheckpointLayout::read_via`] assembles it from bytes the caller fetched (the browser's driver);
 //! [`Checkpoint`] is the native driver, a layout with its shards as [`ByteSource`]s.
 
-use crate::folder::{io, FolderAnswer, FolderOpening, FolderRead, MAX_JSON_BYTES};
+use crate::folder::{io, FolderAnswer, FolderOpening};
 use crate::{ByteSource, LoadError};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -102,25 +102,11 @@ impl Checkpoint {
                 }
             }
             let src = &opened[&file];
-            let size = src.len();
-            let answer = match read {
-                FolderRead::Json { .. } if size > MAX_JSON_BYTES => FolderAnswer::Json {
-                    size,
-                    bytes: Vec::new(),
-                },
-                FolderRead::Json { .. } => FolderAnswer::Json {
-                    size,
-                    bytes: src.read_at(0, size)?,
-                },
-                FolderRead::Shard { offset, len, .. } => {
-                    let n = len.min(size.saturating_sub(offset));
-                    FolderAnswer::Shard {
-                        size,
-                        bytes: src.read_at(offset.min(size), n)?,
-                    }
-                }
+            let bytes = match read.range(src.len()) {
+                Some((offset, len)) => src.read_at(offset, len)?,
+                None => Vec::new(),
             };
-            opening.feed(answer)?;
+            opening.feed(read.answer(src.len(), bytes))?;
         }
         let layout = opening.finish()?;
         let shards = layout

@@ -60,6 +60,28 @@ impl FolderRead {
             FolderRead::Json { file, .. } | FolderRead::Shard { file, .. } => file,
         }
     }
+
+    /// The byte range `(offset, len)` a driver reads to answer it from a file of `size` bytes:
+    /// the whole of a JSON file (`None` when it is over [`MAX_JSON_BYTES`]: the recipe refuses it
+    /// from its size), what exists of a shard range.
+    pub fn range(&self, size: u64) -> Option<(u64, u64)> {
+        match self {
+            FolderRead::Json { .. } => (size <= MAX_JSON_BYTES).then_some((0, size)),
+            FolderRead::Shard { offset, len, .. } => Some((
+                (*offset).min(size),
+                (*len).min(size.saturating_sub(*offset)),
+            )),
+        }
+    }
+
+    /// The answer made of the bytes of [`FolderRead::range`] (none when it was `None`) of a file
+    /// of `size` bytes.
+    pub fn answer(&self, size: u64, bytes: Vec<u8>) -> FolderAnswer {
+        match self {
+            FolderRead::Json { .. } => FolderAnswer::Json { size, bytes },
+            FolderRead::Shard { .. } => FolderAnswer::Shard { size, bytes },
+        }
+    }
 }
 
 /// The answer to a [`FolderRead`].

@@ -113,6 +113,22 @@ impl HttpSource {
         Self::open_as(url, true)
     }
 
+    /// Opens the file `name` of the folder at `base` (a URL ending in `/`), as JSON when its name
+    /// ends in `.json`; `Ok(None)` when the server answers 404 (a folder driver's "missing").
+    ///
+    /// # Errors
+    /// As [`HttpSource::open`], but for 404.
+    pub fn open_in_folder(base: &str, name: &str) -> Result<Option<Self>, LoadError> {
+        match Self::open_as(&format!("{base}{name}"), name.ends_with(".json")) {
+            Ok(s) => Ok(Some(s)),
+            Err(LoadError::Remote {
+                error: FetchError::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn open_as(url: &str, json_ok: bool) -> Result<Self, LoadError> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -5,9 +5,11 @@
 //! engine's header has the quantized types while the source serves the matrices' source rows, for the
 //! GPU to quantize (webmoe-gpu's tests/quantize.rs checks that step).
 
+mod common;
+use common::fixture_folder;
+
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use webmoe_loader::{ByteSource, Checkpoint, LoadError, MemorySource};
 
 /// Every fixture folder: the two dense families, then the MoE ones.
@@ -21,22 +23,6 @@ const FAMILIES: [&str; 8] = [
     "llama4",
     "llama4_128e",
 ];
-
-fn folder(family: &str) -> HashMap<String, Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/moe/hf")
-        .join(family);
-    std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
-}
 
 fn open(files: &HashMap<String, Vec<u8>>) -> Result<Checkpoint, LoadError> {
     let open_file = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
@@ -80,14 +66,14 @@ fn edit_header(files: &mut HashMap<String, Vec<u8>>, file: &str, f: impl FnOnce(
 #[test]
 fn the_fixture_folders_open() {
     for family in &FAMILIES[2..] {
-        let ck = open(&folder(family)).unwrap();
+        let ck = open(&fixture_folder(family)).unwrap();
         assert_eq!(ck.len(), ck.header.file_size, "{family}");
     }
 }
 
 #[test]
 fn missing_expert_tensors_are_named() {
-    let mut f = folder("qwen2moe");
+    let mut f = fixture_folder("qwen2moe");
     edit_header(&mut f, "model.safetensors", |h| {
         let m = h.as_object_mut().unwrap();
         let t = m
@@ -105,12 +91,12 @@ fn missing_expert_tensors_are_named() {
 #[test]
 fn expert_counts_that_disagree_with_the_config_are_reported() {
     // Fewer experts in the config than in the checkpoint.
-    let mut f = folder("qwen3moe");
+    let mut f = fixture_folder("qwen3moe");
     edit_config(&mut f, |c| c["num_local_experts"] = 12.into());
     let e = err(&f);
     assert!(e.contains("more experts than the config's 12"), "{e}");
     // More experts in the config than in the checkpoint.
-    let mut f = folder("mixtral");
+    let mut f = fixture_folder("mixtral");
     edit_config(&mut f, |c| c["num_local_experts"] = 9.into());
     let e = err(&f);
     assert!(
@@ -118,7 +104,7 @@ fn expert_counts_that_disagree_with_the_config_are_reported() {
         "{e}"
     );
     // Llama 4 fused experts: the shape names the disagreement.
-    let mut f = folder("llama4");
+    let mut f = fixture_folder("llama4");
     edit_config(&mut f, |c| c["num_local_experts"] = 8.into());
     let e = err(&f);
     assert!(
@@ -129,7 +115,7 @@ fn expert_counts_that_disagree_with_the_config_are_reported() {
 
 #[test]
 fn more_experts_per_token_than_experts_is_reported() {
-    let mut f = folder("olmoe");
+    let mut f = fixture_folder("olmoe");
     edit_config(&mut f, |c| c["num_experts_per_tok"] = 9.into());
     let e = err(&f);
     assert!(
@@ -140,7 +126,7 @@ fn more_experts_per_token_than_experts_is_reported() {
 
 #[test]
 fn truncated_and_corrupt_safetensors_are_reported() {
-    let mut f = folder("olmoe");
+    let mut f = fixture_folder("olmoe");
     let b = f["model.safetensors"].clone();
     f.insert("model.safetensors".into(), b[..b.len() - 100].to_vec());
     let e = err(&f);
@@ -160,18 +146,18 @@ fn truncated_and_corrupt_safetensors_are_reported() {
 
 #[test]
 fn unknown_model_types_and_missing_files_are_reported() {
-    let mut f = folder("olmoe");
+    let mut f = fixture_folder("olmoe");
     edit_config(&mut f, |c| c["model_type"] = "gpt_neox".into());
     let e = err(&f);
     assert!(e.contains("unsupported architecture \"gpt_neox\""), "{e}");
-    let mut f = folder("llama4");
+    let mut f = fixture_folder("llama4");
     f.remove("model-00002-of-00004.safetensors");
     let e = err(&f);
     assert!(
         e.contains("model-00002-of-00004.safetensors") && e.contains("not found"),
         "{e}"
     );
-    let mut f = folder("olmoe");
+    let mut f = fixture_folder("olmoe");
     f.remove("config.json");
     let e = err(&f);
     assert!(e.contains("config.json") && e.contains("not found"), "{e}");
@@ -179,7 +165,7 @@ fn unknown_model_types_and_missing_files_are_reported() {
 
 #[test]
 fn integer_tensors_are_reported() {
-    let mut f = folder("olmoe");
+    let mut f = fixture_folder("olmoe");
     edit_header(&mut f, "model.safetensors", |h| {
         h["model.norm.weight"]["dtype"] = "I16".into();
     });
@@ -325,7 +311,7 @@ fn quantized_matrices_stream_their_source_rows() {
 #[test]
 fn planned_reads_are_all_a_chunk_needs() {
     for family in FAMILIES {
-        let files = folder(family);
+        let files = fixture_folder(family);
         let ck = open(&files).unwrap();
         for chunk in [4096u64, 65_536, 1 << 20] {
             let mut offset = 0;

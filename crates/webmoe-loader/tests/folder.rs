@@ -2,23 +2,11 @@
 //! answers it refuses. Drivers (native files and HTTP, the browser's fetch and picked files) only
 //! answer these reads, so what is checked here holds for every one of them.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use webmoe_loader::{FolderAnswer, FolderOpening, FolderRead, LoadError, SHARD_FIRST_READ};
+mod common;
+use common::fixture_folder;
 
-fn folder(family: &str) -> HashMap<String, Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/moe/hf")
-        .join(family);
-    std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
+use std::collections::HashMap;
+use webmoe_loader::{FolderAnswer, FolderOpening, FolderRead, LoadError, SHARD_FIRST_READ};
 
 /// Answers every read from `files` (as a driver does) and returns the reads and the result.
 fn drive(files: &HashMap<String, Vec<u8>>) -> (Vec<FolderRead>, Result<u64, LoadError>) {
@@ -64,7 +52,7 @@ fn shard(file: &str, offset: u64, len: u64) -> FolderRead {
 
 #[test]
 fn a_sharded_folder_is_opened_with_one_read_per_json_file_and_shard_header() {
-    let files = folder("llama4");
+    let files = fixture_folder("llama4");
     let (reads, r) = drive(&files);
     r.unwrap();
     let mut want = vec![
@@ -91,7 +79,7 @@ fn a_sharded_folder_is_opened_with_one_read_per_json_file_and_shard_header() {
 
 #[test]
 fn a_header_longer_than_the_first_read_takes_one_more_read() {
-    let mut files = folder("qwen2");
+    let mut files = fixture_folder("qwen2");
     // Pad the safetensors header past the first read (safetensors allows trailing spaces).
     let st = &files["model.safetensors"];
     let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
@@ -122,7 +110,7 @@ fn a_header_longer_than_the_first_read_takes_one_more_read() {
 
 #[test]
 fn answers_the_recipe_cannot_use_are_refused_with_the_file_named() {
-    let files = folder("qwen2");
+    let files = fixture_folder("qwen2");
     // A JSON file over the limit: refused from its size, before its bytes.
     let mut opening = FolderOpening::new("f", None);
     let e = opening
@@ -174,7 +162,7 @@ fn answers_the_recipe_cannot_use_are_refused_with_the_file_named() {
 
 #[test]
 fn a_tensor_in_two_shards_is_refused() {
-    let mut files = folder("qwen2");
+    let mut files = fixture_folder("qwen2");
     let st = files["model.safetensors"].clone();
     files.insert("a.safetensors".into(), st.clone());
     files.insert("b.safetensors".into(), st);
@@ -189,7 +177,7 @@ fn a_tensor_in_two_shards_is_refused() {
 #[test]
 fn shard_names_that_leave_the_folder_are_refused() {
     for name in ["../x.safetensors", "a/b.safetensors", ".hidden", "", "a\\b"] {
-        let mut files = folder("qwen2");
+        let mut files = fixture_folder("qwen2");
         let index = serde_json::json!({ "weight_map": { "x": name } });
         files.insert(
             "model.safetensors.index.json".into(),

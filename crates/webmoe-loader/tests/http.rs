@@ -4,6 +4,9 @@
 //! The same faults hit a Hugging Face folder served the same way (its shards' requests are the data
 //! requests), opened through the one folder recipe (`Checkpoint::open`).
 
+mod common;
+use common::fixture_folder;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -300,37 +303,11 @@ fn an_unreachable_server_is_a_clear_error() {
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
 }
 
-fn fixture_folder(family: &str) -> HashMap<String, Vec<u8>> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/moe/hf")
-        .join(family);
-    std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
-
 /// Opens the folder at `url` over HTTP, the way the CLI does.
 fn open_folder_over_http(url: &str) -> Result<Checkpoint, LoadError> {
     let open = |name: &str| -> Result<Option<Box<dyn ByteSource + Sync>>, LoadError> {
-        let file = format!("{url}{name}");
-        let opened = if name.ends_with(".json") {
-            HttpSource::open_json(&file)
-        } else {
-            HttpSource::open(&file)
-        };
-        match opened {
-            Ok(s) => Ok(Some(Box::new(s))),
-            Err(LoadError::Remote {
-                error: FetchError::NotFound { .. },
-                ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(HttpSource::open_in_folder(url, name)?
+            .map(|s| Box::new(s) as Box<dyn ByteSource + Sync>))
     };
     Checkpoint::open(url, &open, None)
 }

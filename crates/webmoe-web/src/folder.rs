@@ -88,36 +88,24 @@ pub async fn open_folder(
             FolderRead::Shard { len, .. } => *len,
         };
         let answer = if let Some(src) = opened.get(&file) {
-            let FolderRead::Shard { offset, len, .. } = read else {
-                unreachable!("JSON files are read once")
+            let bytes = match read.range(src.size()) {
+                Some((offset, len)) => src.read(offset, len).await?.to_vec(),
+                None => Vec::new(),
             };
-            let n = len.min(src.size().saturating_sub(offset));
-            FolderAnswer::Shard {
-                size: src.size(),
-                bytes: src.read(offset.min(src.size()), n).await?.to_vec(),
-            }
+            read.answer(src.size(), bytes)
         } else {
             match files.open(&file, first).await? {
                 None if file == "config.json" => return Ok(None),
                 None => FolderAnswer::Missing,
-                Some((src, bytes)) => {
-                    let size = src.size();
-                    let answer = match read {
-                        // Bigger than the recipe accepts: it refuses it from the size.
-                        FolderRead::Json { .. } if size > MAX_JSON_BYTES => FolderAnswer::Json {
-                            size,
-                            bytes: Vec::new(),
-                        },
-                        FolderRead::Json { .. } => FolderAnswer::Json {
-                            size,
-                            bytes: bytes.to_vec(),
-                        },
-                        FolderRead::Shard { .. } => FolderAnswer::Shard {
-                            size,
-                            bytes: bytes.to_vec(),
-                        },
+                Some((src, first_bytes)) => {
+                    // The first read of a file is the whole of what the recipe asked for (a JSON
+                    // file over the limit gets no bytes: the recipe refuses it from its size).
+                    let bytes = match read.range(src.size()) {
+                        Some(_) => first_bytes.to_vec(),
+                        None => Vec::new(),
                     };
-                    if matches!(answer, FolderAnswer::Shard { .. }) {
+                    let answer = read.answer(src.size(), bytes);
+                    if matches!(read, FolderRead::Shard { .. }) {
                         opened.insert(file, src);
                     }
                     answer
