@@ -109,11 +109,7 @@ impl Checkpoint {
             opening.feed(read.answer(src.len(), bytes))?;
         }
         let layout = opening.finish()?;
-        let shards = layout
-            .shard_names()
-            .iter()
-            .map(|n| opened.remove(n).expect("every shard was opened"))
-            .collect();
+        let shards = layout.take_shards(&mut opened);
         Ok(Checkpoint { layout, shards })
     }
 }
@@ -195,7 +191,19 @@ impl CheckpointLayout {
         )?)
     }
 
-    /// The shard files, in the order of the shard indices [`Checkpoint::plan_reads`] gives.
+    /// The shard sources a driver opened (`opened`: file name → source), taken out in the order of
+    /// the shard indices [`CheckpointLayout::plan_reads`] gives.
+    ///
+    /// # Panics
+    /// When a shard is not in `opened` (the recipe asks for every shard before it finishes).
+    pub fn take_shards<S>(&self, opened: &mut HashMap<String, S>) -> Vec<S> {
+        self.shard_names
+            .iter()
+            .map(|n| opened.remove(n).expect("every shard was opened"))
+            .collect()
+    }
+
+    /// The shard files, in the order of the shard indices [`CheckpointLayout::plan_reads`] gives.
     pub fn shard_names(&self) -> &[String] {
         &self.shard_names
     }

@@ -294,10 +294,11 @@ impl FolderOpening {
     /// Takes the answer to the read [`FolderOpening::need`] asked for.
     ///
     /// # Errors
-    /// [`LoadError::Io`] for a missing required file, a JSON file over [`MAX_JSON_BYTES`] or
-    /// invalid, an index without shards or with shard names that are not plain file names, a
-    /// shard that is not safetensors or whose tensors do not fit it, an answer of the wrong kind or
-    /// size; [`LoadError::Model`] when the folder does not describe a model webmoe runs.
+    /// [`LoadError::Io`] for a missing required file and an answer of the wrong kind or size;
+    /// [`LoadError::BadFile`] for a JSON file over [`MAX_JSON_BYTES`] or invalid, an index without
+    /// shards or with shard names that are not plain file names, a shard that is not safetensors or
+    /// whose tensors do not fit it, a tensor in two shards; [`LoadError::Model`] when the folder
+    /// does not describe a model webmoe runs.
     pub fn feed(&mut self, answer: FolderAnswer) -> Result<(), LoadError> {
         let Some(read) = self.need() else {
             return Ok(());

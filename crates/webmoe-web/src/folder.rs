@@ -115,11 +115,7 @@ pub async fn open_folder(
         opening.feed(answer)?;
     }
     let layout = opening.finish()?;
-    let shards = layout
-        .shard_names()
-        .iter()
-        .map(|n| opened.remove(n).expect("every shard was opened"))
-        .collect();
+    let shards = layout.take_shards(&mut opened);
     Ok(Some(OpenedFolder { layout, shards }))
 }
 
