@@ -4,6 +4,8 @@ Python package), for the CPU decoders in webmoe-core. Run by hand:
 
     python -m venv /tmp/gvenv && /tmp/gvenv/bin/pip install gguf numpy
     /tmp/gvenv/bin/python tests/reference/make_quant_ref.py
+(or with PYTHONPATH=<llama.cpp>/gguf-py, e.g. the llama-cpp-python 0.3.36 sdist's vendor/llama.cpp, whose
+gguf-py knows MXFP4).
 """
 import json, pathlib
 import numpy as np
@@ -33,5 +35,13 @@ for name in ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K
     out["cases"].append({"type": name, "bytes": bytes(np.asarray(raw, dtype=np.uint8)).hex(),
                          "values": [float(v) for v in deq.astype(np.float32)]})
     print(name, len(deq))
+# MXFP4 (gpt-oss experts): random codes under chosen E8M0 scale bytes, the two subnormal ones (0, 1)
+# and the largest finite one (252: 2^124 · 12) among them; compared bit for bit.
+raw = rng.integers(0, 256, size=16 * 17, dtype=np.uint8).reshape(16, 17)
+raw[:, 0] = [0, 1, 2, 3, 100, 118, 120, 125, 126, 127, 128, 129, 130, 140, 200, 252]
+deq = quants.dequantize(raw.reshape(1, -1), T.MXFP4).reshape(-1)
+out["cases"].append({"type": "MXFP4", "bytes": bytes(raw.reshape(-1)).hex(),
+                     "values": [float(v) for v in deq.astype(np.float32)], "exact": True})
+print("MXFP4", len(deq))
 here = pathlib.Path(__file__).parent
 json.dump(out, open(here / "quant_ref.json", "w"))

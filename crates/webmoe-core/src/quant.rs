@@ -22,10 +22,14 @@ pub enum GgmlType {
     Q4_K,
     Q5_K,
     Q6_K,
+    /// OCP microscaling FP4 (gpt-oss experts): read and decoded, not yet run by an executor (see
+    /// [`GgmlType::ALL`]).
+    MXFP4,
 }
 
 impl GgmlType {
-    /// Every type webmoe can read.
+    /// Every type both executors run (MXFP4 is read, decoded and run by the CPU backend, not yet by
+    /// the GPU kernels).
     pub const ALL: [GgmlType; 13] = [
         GgmlType::F32,
         GgmlType::F16,
@@ -58,6 +62,7 @@ impl GgmlType {
             13 => Self::Q5_K,
             14 => Self::Q6_K,
             30 => Self::BF16,
+            39 => Self::MXFP4,
             _ => return None,
         })
     }
@@ -78,6 +83,7 @@ impl GgmlType {
             Self::Q5_K => 13,
             Self::Q6_K => 14,
             Self::BF16 => 30,
+            Self::MXFP4 => 39,
         }
     }
 
@@ -85,7 +91,7 @@ impl GgmlType {
     pub fn block_elems(self) -> u64 {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::MXFP4 => 32,
             _ => 256,
         }
     }
@@ -105,6 +111,7 @@ impl GgmlType {
             Self::Q4_K => 144,
             Self::Q5_K => 176,
             Self::Q6_K => 210,
+            Self::MXFP4 => 17,
         }
     }
 
@@ -129,6 +136,7 @@ impl GgmlType {
             Self::Q4_K => "Q4_K",
             Self::Q5_K => "Q5_K",
             Self::Q6_K => "Q6_K",
+            Self::MXFP4 => "MXFP4",
         }
     }
 
@@ -144,6 +152,24 @@ impl GgmlType {
             _ => &[],
         }
     }
+}
+
+/// An MXFP4 4-bit E2M1 code as its value doubled (ggml's `kvalues_mxfp4`: 0, ±1, ±2, ±3, ±4, ±6,
+/// ±8, ±12); [`mxfp4_half_scale`] is halved to match.
+pub fn mxfp4_value(code: u8) -> i8 {
+    const VALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+    VALUES[(code & 15) as usize]
+}
+
+/// Half of an MXFP4 block's E8M0 scale byte, `2^(e - 128)`, with the bits ggml's
+/// `ggml_e8m0_to_fp32_half` builds (e < 2 gives the subnormals 2^-128 and 2^-127).
+pub fn mxfp4_half_scale(e: u8) -> f32 {
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        ((e - 1) as u32) << 23
+    };
+    f32::from_bits(bits)
 }
 
 fn f16_at(b: &[u8], o: usize) -> f32 {
@@ -174,6 +200,14 @@ fn dequantize_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
             for j in 0..16 {
                 y[j] = ((b[2 + j] & 15) as f32 - 8.0) * d;
                 y[j + 16] = ((b[2 + j] >> 4) as f32 - 8.0) * d;
+            }
+        }
+        GgmlType::MXFP4 => {
+            // One scale byte, then 16 bytes: element j in the low nibble, j + 16 in the high one.
+            let d = mxfp4_half_scale(b[0]);
+            for j in 0..16 {
+                y[j] = d * mxfp4_value(b[1 + j]) as f32;
+                y[j + 16] = d * mxfp4_value(b[1 + j] >> 4) as f32;
             }
         }
         GgmlType::Q4_1 => {
@@ -428,6 +462,14 @@ pub fn random_blocks(ty: GgmlType, n_blocks: usize, mut next: impl FnMut() -> u3
             GgmlType::BF16 => {
                 let v = (next() % 2001) as f32 / 1000.0 - 1.0;
                 blk.copy_from_slice(&bf16::from_f32(v).to_bits().to_le_bytes());
+            }
+            // E8M0 scales of 2^-10..2^-1, now and then the two subnormal ones.
+            GgmlType::MXFP4 => {
+                blk[0] = if next().is_multiple_of(16) {
+                    (next() % 2) as u8
+                } else {
+                    118 + (next() % 10) as u8
+                };
             }
             _ => {
                 for &o in ty.f16_fields() {

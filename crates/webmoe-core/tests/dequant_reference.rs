@@ -1,5 +1,5 @@
 //! CPU dequantization of every supported type equals gguf-py's (llama.cpp's Python package) on random
-//! blocks. Reference data: tests/reference/quant_ref.json, made by tests/reference/make_quant_ref.py.
+//! blocks (MXFP4 bit for bit, subnormal and large scales included). Reference data: tests/reference/quant_ref.json, made by tests/reference/make_quant_ref.py.
 
 use webmoe_core::quant::{dequantize, GgmlType};
 
@@ -14,7 +14,12 @@ fn cpu_dequantization_matches_gguf_py_for_every_type() {
     let mut seen = Vec::new();
     for case in v["cases"].as_array().unwrap() {
         let name = case["type"].as_str().unwrap();
-        let ty = *GgmlType::ALL.iter().find(|t| t.name() == name).unwrap();
+        let ty = GgmlType::ALL
+            .into_iter()
+            .chain([GgmlType::MXFP4])
+            .find(|t| t.name() == name)
+            .unwrap();
+        let exact = case["exact"].as_bool().unwrap_or(false);
         let hex = case["bytes"].as_str().unwrap();
         let bytes: Vec<u8> = (0..hex.len())
             .step_by(2)
@@ -30,7 +35,11 @@ fn cpu_dequantization_matches_gguf_py_for_every_type() {
         dequantize(ty, &bytes, &mut got);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
-                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                if exact {
+                    g.to_bits() == w.to_bits()
+                } else {
+                    (g - w).abs() <= 1e-6 * w.abs().max(1.0)
+                },
                 "{name} element {i}: {g} != {w}"
             );
         }
@@ -38,7 +47,7 @@ fn cpu_dequantization_matches_gguf_py_for_every_type() {
     }
     assert_eq!(
         seen.len(),
-        GgmlType::ALL.len(),
-        "every type has reference data"
+        GgmlType::ALL.len() + 1,
+        "every type (and MXFP4) has reference data"
     );
 }

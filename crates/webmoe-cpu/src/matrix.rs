@@ -5,12 +5,13 @@
 //! `m` as f32 (wasm has no f16 conversion instruction, so the inner loops convert nothing):
 //! - [`Layout::Nibbles`]: Q4_0 (`m = -8d`, computed, not stored), Q4_1, Q4_K (`d·sc`, `-dmin·mn`): 16
 //!   bytes per 32 values, byte `j` holding values `j` (low nibble) and `j + 16` (high), as ggml's Q4_0;
-//! - [`Layout::Bytes`]: one byte per value, signed (Q8_0, Q5_0 as `q - 16`, Q6_K as `q - 32`, Q3_K) or
+//! - [`Layout::Bytes`]: one byte per value, signed (Q8_0, Q5_0 as `q - 16`, Q6_K as `q - 32`, Q3_K,
+//!   MXFP4 as its doubled E2M1 value with half the E8M0 scale) or
 //!   unsigned with an offset (Q5_1, Q5_K, Q2_K), scales per 32 or per 16 values;
 //! - [`Layout::F32`]: F32, F16 and BF16 as f32, multiplied with unquantized activations.
 
 use half::{bf16, f16};
-use webmoe_core::quant::{scale_min_k4, GgmlType};
+use webmoe_core::quant::{mxfp4_half_scale, mxfp4_value, scale_min_k4, GgmlType};
 
 /// How a matrix is stored for the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,7 @@ impl Layout {
             F32 | F16 | BF16 => Layout::F32,
             Q4_0 => Layout::Nibbles { offset: false },
             Q4_1 | Q4_K => Layout::Nibbles { offset: true },
-            Q8_0 | Q5_0 => bytes(32, true, false),
+            Q8_0 | Q5_0 | MXFP4 => bytes(32, true, false),
             Q5_1 | Q5_K => bytes(32, false, true),
             Q6_K | Q3_K => bytes(16, true, false),
             Q2_K => bytes(16, false, true),
@@ -134,6 +135,10 @@ fn decode_block(ty: GgmlType, b: &[u8], out: &mut impl FnMut(Sub)) {
             }
         }
         GgmlType::Q8_0 => sub(32, f16_at(b, 0), 0.0, &|i| b[2 + i] as i8 as i32),
+        // The doubled E2M1 values (-12..=12) times half the E8M0 scale: exactly ggml's products.
+        GgmlType::MXFP4 => sub(32, mxfp4_half_scale(b[0]), 0.0, &|i| {
+            mxfp4_value(b[1 + i % 16] >> (4 * (i / 16)) & 15) as i32
+        }),
         GgmlType::Q4_K | GgmlType::Q5_K => {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
             let s = &b[4..16];

@@ -1,4 +1,5 @@
-//! Every CPU kernel against the oracle on random data: every weight type, odd shapes (an odd number of
+//! Every CPU kernel against the oracle on random data: every weight type (MXFP4 too, which only the CPU
+//! backend runs), odd shapes (an odd number of
 //! blocks, a single row, rows that split unevenly across threads). The repack must reproduce the
 //! reference dequantization; the SIMD kernels must equal the portable scalar kernel bit for bit (so the
 //! browser's wasm build and the native build agree exactly); and both must match the f32 dot product of
@@ -50,7 +51,7 @@ fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
 #[test]
 fn repacked_rows_equal_the_reference_dequantization() {
     let mut rng = Rng(7);
-    for ty in GgmlType::ALL {
+    for ty in GgmlType::ALL.into_iter().chain([GgmlType::MXFP4]) {
         for (rows, cols) in shapes(ty) {
             let (f, m) = random_matrix(&mut rng, ty, rows, cols);
             let mut row = vec![0f32; cols];
@@ -80,7 +81,7 @@ fn repacked_rows_equal_the_reference_dequantization() {
 fn simd_kernels_agree_with_the_scalar_kernel_and_the_f32_dot_product() {
     let mut rng = Rng(11);
     eprintln!("kernels: {}", kernels::isa());
-    for ty in GgmlType::ALL {
+    for ty in GgmlType::ALL.into_iter().chain([GgmlType::MXFP4]) {
         for (rows, cols) in shapes(ty) {
             let (f, m) = random_matrix(&mut rng, ty, rows, cols);
             let x = rng.vec(2 * cols);

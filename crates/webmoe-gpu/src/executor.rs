@@ -170,7 +170,8 @@ fn f32s(n: usize) -> u64 {
 ///
 /// # Errors
 /// [`GpuError::TooLarge`] when a buffer exceeds the device's buffer size or a tensor cannot be split to
-/// fit one storage binding.
+/// fit one storage binding; [`GpuError::Invalid`] naming a tensor whose type the GPU kernels do not run
+/// (MXFP4).
 pub fn plan(
     gpu: &Gpu,
     desc: &ModelDesc,
@@ -225,6 +226,12 @@ pub fn plan(
     let mut largest = layer_kv;
     for (name, _) in desc.expected_tensors() {
         if let Some(ti) = h.tensor(&name) {
+            if !webmoe_core::quant::GgmlType::ALL.contains(&ti.ggml_type) {
+                return Err(GpuError::Invalid(format!(
+                    "tensor {name} is {}, which the GPU kernels do not run yet; the CPU backend (device cpu) does",
+                    ti.ggml_type.name()
+                )));
+            }
             let per =
                 crate::weights::rows_per_shard(ti.row_bytes(), ti.n_rows(), gpu.max_binding_bytes)?;
             largest = largest.max(per * ti.row_bytes());
