@@ -45,7 +45,11 @@ const MOE_FIXTURES = Object.fromEntries(['mixtral', 'llama4'].map((f) =>
   [`${f}.f32.gguf`, path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', `${f}.f32.gguf`)]));
 // Every family's Hugging Face folder (bf16; Llama 4's in four shards), served at /folders/<family>/.
 const FOLDER_ROOT = path.resolve(webRoot, '..', 'tests', 'fixtures', 'moe', 'hf');
-const FOLDERS = Object.fromEntries(fs.readdirSync(FOLDER_ROOT).sort().map((f) => [f, path.join(FOLDER_ROOT, f)]));
+// gpt_oss has fixtures and references but no forward pass yet (issue 14): not a family to load here.
+const NOT_YET_RUN = new Set(['gpt_oss']);
+const FOLDERS = Object.fromEntries(
+  fs.readdirSync(FOLDER_ROOT).filter((f) => !NOT_YET_RUN.has(f)).sort().map((f) => [f, path.join(FOLDER_ROOT, f)]),
+);
 const server = await startServer({ webRoot, modelPath: MODEL, extraModels: MOE_FIXTURES, folders: FOLDERS });
 const modelUrl = (scenario = null) => scenario ? `/faulty/${scenario}/${server.model.name}` : `/models/${server.model.name}`;
 const browser = await launch();
