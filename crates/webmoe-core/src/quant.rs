@@ -22,8 +22,8 @@ pub enum GgmlType {
     Q4_K,
     Q5_K,
     Q6_K,
-    /// OCP microscaling FP4 (gpt-oss experts): read and decoded, not yet run by an executor (see
-    /// [`GgmlType::ALL`]).
+    /// OCP microscaling FP4 (gpt-oss experts): decoded and run by the CPU backend, not yet by the GPU
+    /// kernels (so not in [`GgmlType::ALL`]).
     MXFP4,
 }
 

@@ -137,7 +137,7 @@ fn decode_block(ty: GgmlType, b: &[u8], out: &mut impl FnMut(Sub)) {
         GgmlType::Q8_0 => sub(32, f16_at(b, 0), 0.0, &|i| b[2 + i] as i8 as i32),
         // The doubled E2M1 values (-12..=12) times half the E8M0 scale: exactly ggml's products.
         GgmlType::MXFP4 => sub(32, mxfp4_half_scale(b[0]), 0.0, &|i| {
-            mxfp4_value(b[1 + i % 16] >> (4 * (i / 16)) & 15) as i32
+            mxfp4_value(b[1 + i % 16] >> (4 * (i / 16))) as i32
         }),
         GgmlType::Q4_K | GgmlType::Q5_K => {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
